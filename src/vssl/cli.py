@@ -1,0 +1,141 @@
+"""Command line interface: parses arguments and calls the Python API. Nothing else lives here.
+
+Every command is ``name -> (module, function)``; modules are imported only when their command runs,
+so ``vssl --help`` and ``vssl --version`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from vssl import __version__
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="YAML config file (see configs/)")
+    p.add_argument("--out", required=True, help="run directory (resolved config, checkpoints, logs)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optim.lr=0.01 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vssl", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vssl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("pretrain", help="self-supervised pretraining from a config")
+    _add_config_args(p)
+    p.add_argument("--data-fraction", type=float, default=None,
+                   help="pretrain on a class-balanced fraction of the corpus (0 < F <= 1)")
+    p.set_defaults(_call=("vssl.engine.run", "pretrain_command"))
+
+    p = sub.add_parser("finetune", help="supervised fine-tuning / training from a config")
+    _add_config_args(p)
+    p.set_defaults(_call=("vssl.engine.run", "finetune_command"))
+
+    # data ---------------------------------------------------------------------------------------
+    p = sub.add_parser("data", help="inspect, check and prepare datasets")
+    dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    d = dsub.add_parser("summary", help="per-split counts and classes from the annotation files alone")
+    d.add_argument("--dataset", required=True)
+    d.add_argument("--annotations", required=True)
+    d.add_argument("--split", type=int, default=1, help="fold for datasets with several (UCF101, HMDB51)")
+    d.add_argument("--json", action="store_true", help="print one JSON object")
+    d.set_defaults(_call=("vssl.data.commands", "summary_command"))
+    d = dsub.add_parser("check", help="open every video and list unreadable ones (exit 1 if any)")
+    d.add_argument("--dataset", required=True)
+    d.add_argument("--root", required=True)
+    d.add_argument("--annotations", required=True)
+    d.add_argument("--split", type=int, default=1)
+    d.add_argument("--workers", type=int, default=0)
+    d.add_argument("--backend", default="pyav")
+    d.set_defaults(_call=("vssl.data.commands", "check_command"))
+    d = dsub.add_parser("prepare", help="re-encode a tree of videos (short side, GOP) in parallel")
+    d.add_argument("src")
+    d.add_argument("dst")
+    d.add_argument("--short-side", type=int, required=True)
+    d.add_argument("--gop", type=int, default=16)
+    d.add_argument("--workers", type=int, default=0, help="0 = all cores")
+    d.add_argument("--crf", type=int, default=23)
+    d.set_defaults(_call=("vssl.data.commands", "prepare_command"))
+
+    # synthetic benchmark --------------------------------------------------------------------------
+    p = sub.add_parser("synth", help="generate the SynthSEVERE benchmark")
+    p.add_argument("out")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "base"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="0 = all cores")
+    p.set_defaults(_call=("vssl.data.synthetic", "synth_command"))
+
+    # SEVERE ---------------------------------------------------------------------------------------
+    p = sub.add_parser("severe", help="run SEVERE experiments on a backbone; results go to an SQLite store")
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--name", default=None, help="model name in the results table (default: backbone[+checkpoint])")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--experiments", default=None, help="comma-separated experiment names (default: all 8)")
+    p.add_argument("--protocol", default="paper", choices=["paper", "quick", "linear", "knn"])
+    p.add_argument("--seeds", default="1", help="comma-separated seeds")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(_call=("vssl.severe.runner", "severe_command"))
+
+    p = sub.add_parser("report", help="print the SEVERE table with Mean and Rank")
+    p.add_argument("dir", nargs="?", default=None)
+    p.add_argument("--format", default="md", choices=["md", "csv", "json", "html"])
+    p.add_argument("--from-csv", default=None, help="published rows to place beside measured ones")
+    p.add_argument("--output", "-o", default=None, help="write to this file instead of stdout")
+    p.add_argument("--plots", default=None, help="directory for per-factor PNG plots")
+    p.set_defaults(_call=("vssl.severe.report", "report_command"))
+
+    # weights --------------------------------------------------------------------------------------
+    p = sub.add_parser("weights", help="inspect and convert third-party checkpoints")
+    wsub = p.add_subparsers(dest="weights_command", metavar="SUBCOMMAND", required=True)
+    w = wsub.add_parser("inspect", help="describe a checkpoint: format, keys, shapes, guessed origin")
+    w.add_argument("path")
+    w.set_defaults(_call=("vssl.models.weights", "inspect_command"))
+    w = wsub.add_parser("convert", help="convert a checkpoint into vssl's backbone layout")
+    w.add_argument("path")
+    w.add_argument("out")
+    w.add_argument("--from", dest="source_format", required=True)
+    w.set_defaults(_call=("vssl.models.weights", "convert_command"))
+
+    # demo -----------------------------------------------------------------------------------------
+    p = sub.add_parser("demo", help="the main job on the built-in synthetic benchmark")
+    p.add_argument("--out", default="vssl-demo")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "base"])
+    p.add_argument("--quick", action="store_true", help="fewer steps (under 3 minutes on 2 cores)")
+    p.add_argument("--long", action="store_true", help="the documented longer run (tens of minutes)")
+    p.add_argument("--seeds", default=None)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(_call=("vssl.demo", "demo_command"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_call", None):
+        parser.print_help()
+        return 2
+    module_name, func_name = args._call
+    func = getattr(importlib.import_module(module_name), func_name)
+    from vssl.errors import VsslError  # light
+
+    try:
+        rc = func(args)
+    except VsslError as e:  # user errors: one line, no traceback
+        print(f"vssl: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("vssl: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
