@@ -1,0 +1,1 @@
+"""Video data layer: decoders, clip sampling, batched transforms and dataset adapters."""
