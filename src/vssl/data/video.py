@@ -44,3 +44,305 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, gop: in
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------------
+
+import bisect  # noqa: E402  (kept next to the decoders that use them)
+import math  # noqa: E402
+
+import torch  # noqa: E402
+
+from vssl.errors import VsslError  # noqa: E402
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
+BACKENDS = ("pyav", "torchcodec", "decord")
+
+
+class VideoDecodeError(VsslError):
+    """A video that cannot be opened or decoded. ``path`` and ``reason`` are kept for reports."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self):  # picklable across DataLoader / process-pool workers
+        return (type(self), (self.path, self.reason))
+
+
+def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(height, width) with the short side set to ``short_side`` and the aspect ratio kept (0 = unchanged)."""
+    if short_side <= 0:
+        return height, width
+    if height <= width:
+        return short_side, max(1, round(width * short_side / height))
+    return max(1, round(height * short_side / width)), short_side
+
+
+def _check_indices(path, indices) -> list[int]:
+    indices = [int(i) for i in indices]
+    if not indices:
+        raise ValueError(f"{path}: get_frames needs at least one index")
+    if min(indices) < 0:
+        raise ValueError(f"{path}: negative frame index {min(indices)}")
+    return indices
+
+
+class _PyAVReader:
+    """PyAV decoding with keyframe seeks (see reference/environment.md §2.1).
+
+    For each group of nearby requested frames: seek backward to the keyframe before the first one
+    (``container.seek(pts, backward=True, stream=...)``), decode forward and stop after the last
+    one. Frames are identified by their pts, so a seek that lands early costs time, never accuracy.
+    Groups are split where two needed frames are more than ``max_gap`` frames apart, because a new
+    seek is then cheaper than decoding the gap (with a short GOP).
+    """
+
+    max_gap = 48
+
+    def __init__(self, path: str, threads: int, short_side: int):
+        import av
+
+        self.path = path
+        try:
+            self.container = av.open(path)
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:  # UnicodeDecodeError: garbage headers
+            raise VideoDecodeError(path, f"cannot open: {e}") from e
+        try:
+            if not self.container.streams.video:
+                raise VideoDecodeError(path, "no video stream")
+            self.stream = stream = self.container.streams.video[0]
+            if threads != 0:
+                stream.thread_type = "AUTO"
+                stream.thread_count = max(threads, 0)  # -1 -> 0 = let FFmpeg choose
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            self.fps = float(rate) if rate else 0.0
+            self.native_height, self.native_width = stream.codec_context.height, stream.codec_context.width
+            if self.fps <= 0 or self.native_height <= 0:
+                raise VideoDecodeError(path, "stream has no frame rate or size")
+            self.height, self.width = scaled_size(self.native_height, self.native_width, short_side)
+            self._resize = short_side > 0
+            self.time_base = float(stream.time_base) if stream.time_base else 0.0
+            self.start_pts = stream.start_time or 0
+            self.num_frames = stream.frames or self._count_frames()
+            if self.num_frames <= 0:
+                raise VideoDecodeError(path, "no frames")
+            if stream.duration and self.time_base:
+                self.duration = float(stream.duration * self.time_base)
+            else:
+                self.duration = self.num_frames / self.fps
+        except VideoDecodeError:
+            self.close()
+            raise
+        except (av.error.FFmpegError, ValueError, ZeroDivisionError) as e:
+            self.close()
+            raise VideoDecodeError(path, f"bad stream metadata: {e}") from e
+        self.last_decoded = 0  # frames decoded by the last get_frames call (for tests and benchmarks)
+
+    def _count_frames(self) -> int:
+        """Frame count when the container does not store it (webm/mkv): count the demuxed packets."""
+        count = sum(1 for p in self.container.demux(self.stream) if p.size > 0)
+        self.container.seek(0)
+        return count
+
+    def _index_of(self, frame, fallback: int) -> int:
+        if frame.pts is None or not self.time_base:
+            return fallback
+        return round((frame.pts - self.start_pts) * self.time_base * self.fps)
+
+    def _to_array(self, frame):
+        if self._resize:
+            return frame.to_ndarray(format="rgb24", width=self.width, height=self.height)
+        return frame.to_ndarray(format="rgb24")
+
+    def _decode_range(self, first: int, last: int, wanted: set[int], out: dict) -> None:
+        """Decode from the keyframe before ``first`` up to ``last``; store wanted frames in ``out``."""
+        if self.time_base:
+            target = self.start_pts + round(first / self.fps / self.time_base)
+        else:
+            first, target = 0, 0  # no timestamps: frames can only be counted from the start
+        self.container.seek(target, backward=True, any_frame=False, stream=self.stream)
+        for position, frame in enumerate(self.container.decode(self.stream)):
+            self.last_decoded += 1
+            idx = self._index_of(frame, position)
+            if idx in wanted and idx not in out:
+                out[idx] = self._to_array(frame)
+            if idx >= last:
+                break
+
+    def get_frames(self, indices) -> torch.Tensor:
+        import av
+
+        indices = [min(i, self.num_frames - 1) for i in _check_indices(self.path, indices)]
+        wanted = sorted(set(indices))
+        out: dict[int, np.ndarray] = {}
+        self.last_decoded = 0
+        try:
+            start = 0
+            for i in range(1, len(wanted) + 1):  # split into groups of nearby frames
+                if i == len(wanted) or wanted[i] - wanted[i - 1] > self.max_gap:
+                    self._decode_range(wanted[start], wanted[i - 1], set(wanted[start:i]), out)
+                    start = i
+            missing = [i for i in wanted if i not in out]
+            if missing and min(missing) < max(out, default=-1):
+                # A seek landed after a needed frame (broken index): decode from the start once.
+                self._decode_range(0, max(missing), set(missing), out)
+        except (av.error.FFmpegError, ValueError) as e:
+            raise VideoDecodeError(self.path, f"decoding failed: {e}") from e
+        if not out:
+            raise VideoDecodeError(self.path, "no frame could be decoded")
+        # Metadata frame counts can overstate the real count by a frame or two: clamp such indices
+        # to the last decoded frame rather than failing a valid video.
+        have = sorted(out)
+        frames = [out[i] if i in out else out[have[max(bisect.bisect_right(have, i) - 1, 0)]] for i in indices]
+        return torch.from_numpy(np.stack(frames))
+
+    def close(self) -> None:
+        container = getattr(self, "container", None)
+        if container is not None:
+            container.close()
+            self.container = None
+
+
+class _TorchCodecReader:
+    """torchcodec ``VideoDecoder`` (optional; needs a system FFmpeg, reference/environment.md §2.3)."""
+
+    def __init__(self, path: str, threads: int, short_side: int):
+        try:
+            from torchcodec.decoders import VideoDecoder
+        except Exception as e:  # ImportError, or OSError/RuntimeError when its FFmpeg libs are missing
+            raise ImportError(f"backend 'torchcodec' is not usable here: {e}") from e
+        self.path, self.short_side = path, short_side
+        try:
+            self.decoder = VideoDecoder(path, dimension_order="NHWC", seek_mode="exact",
+                                        num_ffmpeg_threads=max(threads, 0))
+            meta = self.decoder.metadata
+            self.num_frames = int(meta.num_frames or len(self.decoder))
+            self.fps = float(meta.average_fps)
+            self.native_height, self.native_width = int(meta.height), int(meta.width)
+            self.duration = float(meta.duration_seconds or self.num_frames / self.fps)
+        except Exception as e:
+            raise VideoDecodeError(path, f"torchcodec cannot open: {e}") from e
+        self.height, self.width = scaled_size(self.native_height, self.native_width, short_side)
+
+    def get_frames(self, indices) -> torch.Tensor:
+        indices = [min(i, self.num_frames - 1) for i in _check_indices(self.path, indices)]
+        try:
+            frames = self.decoder.get_frames_at(indices=indices).data
+        except Exception as e:
+            raise VideoDecodeError(self.path, f"torchcodec decoding failed: {e}") from e
+        return _resize_thwc(frames, self.height, self.width)
+
+    def close(self) -> None:
+        self.decoder = None
+
+
+class _DecordReader:
+    """decord ``VideoReader`` (optional, unmaintained; reference/environment.md §2.4)."""
+
+    def __init__(self, path: str, threads: int, short_side: int):
+        try:
+            import decord
+        except Exception as e:
+            raise ImportError(f"backend 'decord' is not usable here: {e}") from e
+        self.path = path
+        try:
+            probe = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+            self.native_height, self.native_width = probe[0].shape[:2]
+            self.height, self.width = scaled_size(self.native_height, self.native_width, short_side)
+            if short_side > 0:  # decord resizes while decoding
+                del probe
+                self.vr = decord.VideoReader(path, ctx=decord.cpu(0), width=self.width, height=self.height,
+                                             num_threads=max(threads, 0))
+            else:
+                self.vr = probe
+            self.num_frames = len(self.vr)
+            self.fps = float(self.vr.get_avg_fps())
+            self.duration = self.num_frames / self.fps
+        except Exception as e:
+            raise VideoDecodeError(path, f"decord cannot open: {e}") from e
+
+    def get_frames(self, indices) -> torch.Tensor:
+        indices = [min(i, self.num_frames - 1) for i in _check_indices(self.path, indices)]
+        try:
+            return torch.from_numpy(self.vr.get_batch(indices).asnumpy())
+        except Exception as e:
+            raise VideoDecodeError(self.path, f"decord decoding failed: {e}") from e
+
+    def close(self) -> None:
+        self.vr = None
+
+
+def _resize_thwc(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    if frames.shape[1:3] == (height, width):
+        return frames
+    x = frames.permute(0, 3, 1, 2).float()
+    x = torch.nn.functional.interpolate(x, size=(height, width), mode="bilinear", antialias=True,
+                                        align_corners=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+_READERS = {"pyav": _PyAVReader, "torchcodec": _TorchCodecReader, "decord": _DecordReader}
+
+
+class VideoReader:
+    """Random access to the frames of one video, with one API over several decoders.
+
+    Args:
+        path: the video file.
+        backend: ``"pyav"`` (default, always installed), ``"torchcodec"`` or ``"decord"`` (optional:
+            imported lazily; ``ImportError`` names the backend when it is missing).
+        threads: decoder threads. 0 = single-threaded (best inside DataLoader workers, which already
+            use every core); n > 0 = FFmpeg frame/slice threading with n threads; -1 = FFmpeg's choice.
+        short_side: when > 0, frames come out with this short side (aspect kept), resized while
+            converting (PyAV swscale, decord) or right after decoding (torchcodec).
+
+    Attributes: ``num_frames`` (container metadata; for PyAV a demux count when absent), ``fps``,
+    ``duration`` (seconds), ``height`` and ``width`` (of the frames ``get_frames`` returns).
+    Raises :class:`VideoDecodeError` for missing, empty, truncated or undecodable files.
+    Use as a context manager (or call ``close``) to release the container.
+    """
+
+    def __init__(self, path: str | Path, backend: str = "pyav", threads: int = 0, short_side: int = 0):
+        if backend not in _READERS:
+            raise ValueError(f"unknown video backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        path = str(path)
+        if not Path(path).is_file():
+            raise VideoDecodeError(path, "file not found")
+        if Path(path).stat().st_size == 0:
+            raise VideoDecodeError(path, "empty file (0 bytes)")
+        self.path, self.backend = path, backend
+        self._impl = _READERS[backend](path, threads, short_side)
+        self.num_frames: int = int(self._impl.num_frames)
+        self.fps: float = float(self._impl.fps)
+        self.duration: float = float(self._impl.duration)
+        self.height: int = int(self._impl.height)
+        self.width: int = int(self._impl.width)
+
+    def get_frames(self, indices) -> torch.Tensor:
+        """uint8 (T, H, W, C) RGB frames at ``indices`` (any order, repeats allowed), in that order.
+
+        Indices past the last decodable frame are clamped to it (frame counts in container
+        metadata are sometimes one or two too high).
+        """
+        return self._impl.get_frames(indices)
+
+    @property
+    def last_decoded(self) -> int:
+        """Frames the PyAV backend decoded during the last ``get_frames`` call (-1 for others)."""
+        return getattr(self._impl, "last_decoded", -1)
+
+    def close(self) -> None:
+        self._impl.close()
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"VideoReader({self.path!r}, backend={self.backend!r}: {self.num_frames} frames, "
+                f"{self.fps:.3g} fps, {self.width}x{self.height})")

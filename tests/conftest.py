@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny synthetic videos (good and broken) written on the fly.
+
+``make_video(...)`` writes an H.264 mp4 whose frames are ``moving_square_frames(...)``: the
+background level encodes the frame index and a bright square moves left to right, so a decoded
+frame can be matched to its source frame (by MAE) and flips/crops can be checked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def moving_square_frames(num_frames: int = 24, height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
+    """uint8 (T, H, W, 3): background level 10 + 7*t (mod 200), a 12px square moving right by 2px/frame."""
+    rng = np.random.default_rng(seed)
+    tint = rng.integers(0, 40, size=3)
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    side = max(4, min(height, width) // 4)
+    for t in range(num_frames):
+        frames[t] = (10 + 7 * t) % 200 + tint
+        x = (2 * t) % max(width - side, 1)
+        y = (height - side) // 3
+        frames[t, y:y + side, x:x + side] = (250, 240, 60)
+    return frames
+
+
+@pytest.fixture
+def make_video(tmp_path):
+    """Factory: ``make_video(name="clip.mp4", num_frames=24, height=48, width=64, fps=25, gop=8,
+    frames=None) -> Path`` writes ``frames`` (default: ``moving_square_frames``) under tmp_path."""
+    from vssl.data.video import write_video
+
+    def make(name: str = "clip.mp4", num_frames: int = 24, height: int = 48, width: int = 64,
+             fps: float = 25.0, gop: int = 8, frames: np.ndarray | None = None, seed: int = 0) -> Path:
+        if frames is None:
+            frames = moving_square_frames(num_frames, height, width, seed)
+        path = tmp_path / name
+        write_video(path, frames, fps=fps, gop=gop)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def broken_videos(tmp_path, make_video) -> dict[str, Path]:
+    """Paths of bad inputs: ``missing`` (no file), ``empty`` (0 bytes), ``truncated`` (first 30% of a
+    valid mp4) and ``garbage`` (random bytes with an .mp4 name)."""
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    good = make_video("broken/_source.mp4", num_frames=16)
+    data = good.read_bytes()
+    good.unlink()
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "truncated.mp4").write_bytes(data[: len(data) * 3 // 10])
+    (folder / "garbage.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    return {name: folder / f"{name}.mp4" for name in ("missing", "empty", "truncated", "garbage")}
