@@ -1,0 +1,84 @@
+"""UCFRep repetition counting (``reference/severe-protocols.md`` §3.5).
+
+``ucf526_annotations.zip`` (or its extracted folder) holds ``annotations/{train,val}/<video>.mat``
+(421 / 105 files) and ``annotations/repetition_label/<Class>.txt`` (raw labels, not read here).
+Each ``.mat`` has a MATLAB struct ``label`` with fields ``duration``, ``start_frame`` (1-based),
+``end_frame``, ``temporal_bound_num``, ``temporal_bound`` (K cycle boundaries; first = start, last =
+end), ``offset_next_estimate``, ``offset_pre_estimate``. For example ``v_BenchPress_g01_c01.mat``::
+
+    label.start_frame = 1, label.end_frame = 122, label.temporal_bound = [1, 36, 122]   -> count 2
+
+The record label is the count ``float(K - 1)``; the path is ``<Class>/<video>.avi`` with
+``Class = name[2:-8]`` (``v_BabyCrawling_g01_c01`` -> ``BabyCrawling``; note UCFRep spells
+``HandStandPushups`` where the UCF101 folder is ``HandstandPushups``). ``meta`` holds ``class``,
+``start_frame``, ``end_frame``, ``duration`` and ``temporal_bound`` (list of ints). ``classes`` are the
+23 action classes (sorted); they are not the prediction target. Splits ``train`` / ``val``.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from vssl.data.datasets.base import MissingAnnotationError, VideoList, VideoRecord, check_split, finish
+from vssl.errors import AnnotationError
+
+SPLITS = ("train", "val")
+ZIP_NAME = "ucf526_annotations.zip"
+
+
+def _mat_sources(annotations: Path, split: str) -> list[tuple[str, object]]:
+    """``(display name, bytes-or-path)`` of the split's .mat files, from the zip or a folder."""
+    zip_path = annotations if annotations.suffix == ".zip" else annotations / ZIP_NAME
+    if zip_path.is_file():
+        with zipfile.ZipFile(zip_path) as zf:
+            names = sorted(n for n in zf.namelist()
+                           if n.endswith(".mat") and n.split("/")[-2:-1] == [split])
+            return [(f"{zip_path}:{n}", zf.read(n)) for n in names]
+    for folder in (annotations / "annotations" / split, annotations / split):
+        if folder.is_dir():
+            return [(str(p), p) for p in sorted(folder.glob("*.mat"))]
+    raise MissingAnnotationError(zip_path, f"{ZIP_NAME} or annotations/{split}/ folder")
+
+
+def _scalar(value) -> int:
+    return int(np.asarray(value).ravel()[0])
+
+
+def read_mat(name: str, source) -> dict:
+    """The ``label`` struct of one .mat file as plain ints (errors name the file)."""
+    import scipy.io
+
+    try:
+        mat = scipy.io.loadmat(io.BytesIO(source) if isinstance(source, bytes) else source,
+                               squeeze_me=True, struct_as_record=False)
+        label = mat["label"]
+        bounds = [int(b) for b in np.atleast_1d(label.temporal_bound)]
+        return {"start_frame": _scalar(label.start_frame), "end_frame": _scalar(label.end_frame),
+                "duration": _scalar(label.duration), "temporal_bound": bounds}
+    except Exception as e:  # scipy raises many types for a broken file
+        raise AnnotationError(f"{name}: not a UCFRep annotation ({type(e).__name__}: {e})") from None
+
+
+def ucfrep(annotations: str | Path, split: str, fold: int = 1, **opts) -> VideoList:
+    """UCFRep ``train`` / ``val``: one counting record per ``.mat`` file."""
+    check_split("ucfrep", split, SPLITS)
+    sources = _mat_sources(Path(annotations), split)
+    if not sources:
+        raise AnnotationError(f"{annotations}: no .mat files for split {split!r}")
+    records = []
+    for name, source in sources:
+        video = Path(name.split(":")[-1]).stem
+        if not video.startswith("v_") or len(video) <= 10:
+            raise AnnotationError(f"{name}: expected a UCF101 video name like v_<Class>_gXX_cXX")
+        meta = read_mat(name, source)
+        if len(meta["temporal_bound"]) < 2:
+            raise AnnotationError(f"{name}: temporal_bound needs at least 2 boundaries")
+        cls = video[2:-8]
+        records.append(VideoRecord(f"{cls}/{video}.avi", float(len(meta["temporal_bound"]) - 1),
+                                   {"class": cls, **meta}))
+    classes = sorted({r.meta["class"] for r in records})
+    return finish(VideoList("ucfrep", split, records, classes, task="counting"), **opts)
