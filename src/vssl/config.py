@@ -10,8 +10,16 @@ the key and the file; the CLI turns it into exit status 2.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from vssl.errors import ConfigError
 
 
 @dataclass
@@ -35,6 +43,9 @@ class DataConfig:
     num_workers: int = 2
     pin_memory: bool = True
     persistent_workers: bool = True
+    # only for `dataset: random` (vssl.engine.toy.RandomClipDataset): items and classes
+    random_size: int = 64
+    random_classes: int = 4
 
 
 @dataclass
@@ -97,3 +108,261 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading, overrides, validation
+# ---------------------------------------------------------------------------------------------------
+
+_NAMES = {bool: "bool", int: "int", float: "float", str: "str"}
+
+
+def _type_name(tp: Any) -> str:
+    return _NAMES.get(tp, getattr(tp, "__name__", None) or str(tp).replace("typing.", ""))
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and return it converted (ints become floats).
+
+    Args:
+        value: the value read from YAML or an override.
+        tp: the resolved type annotation of the field.
+        key: dotted key, for the error message.
+        source: file name or ``"--set"``, for the error message.
+
+    Returns:
+        The value, converted where that is lossless (int -> float, list -> tuple).
+    """
+    def fail() -> ConfigError:
+        return ConfigError(f"{source}: {key}: expected {_type_name(tp)}, got {value!r}")
+
+    if tp is Any:
+        return value
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key, source)
+            except ConfigError:
+                continue
+        raise fail()
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise fail()
+        return _build(tp, value, key + ".", source)
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise fail()
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{source}: {key}: expected {len(args)} values, got {list(value)!r}")
+            return tuple(_coerce(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        items = [_coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(items) if (origin or tp) is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise fail()
+        vt = args[1] if len(args) == 2 else Any
+        return {k: _coerce(v, vt, f"{key}.{k}", source) for k, v in value.items()}
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {key}: expected one of {list(args)}, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail()
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail()
+        return value
+    if tp in (bool, str):
+        if not isinstance(value, tp):
+            raise fail()
+        return value
+    return value  # an annotation we do not check (e.g. a callable): trust the caller
+
+
+def _build(cls: type, data: dict, prefix: str, source: str) -> Any:
+    """Recursively map a dict onto the dataclass ``cls``; unknown keys and wrong types raise."""
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for k, v in data.items():
+        if k not in names:
+            raise ConfigError(f"{source}: unknown key '{prefix}{k}' (known: {', '.join(sorted(names))})")
+        kwargs[k] = _coerce(v, hints[k], prefix + str(k), source)
+    return cls(**kwargs)
+
+
+def _read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def _split_method(section: Any, source: str) -> tuple[dict, dict]:
+    """``method:`` accepts ``{name, params: {...}}`` or ``{name, key: value, ...}`` (flat)."""
+    if section is None:
+        return {}, {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{source}: method: expected a mapping, got {section!r}")
+    section = dict(section)
+    head = {k: section.pop(k) for k in ("name",) if k in section}
+    params = section.pop("params", None) or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{source}: method.params: expected a mapping, got {params!r}")
+    return head, {**params, **section}
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse one ``--set a.b=value`` into (``["a", "b"]``, value parsed as a YAML scalar or list)."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set: expected KEY=VALUE with a dotted key, got {item!r}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text  # not YAML: keep the raw string (a path with odd characters, say)
+    return key.split("."), value
+
+
+def _apply_override(raw: dict, params: dict, parts: list[str], value: Any) -> None:
+    """Write one override into the raw (not yet validated) config tree."""
+    if parts[0] == "method" and len(parts) > 1 and parts[1] != "name":
+        parts = parts[2:] if parts[1] == "params" else parts[1:]
+        if not parts:
+            raise ConfigError("--set: method.params cannot be set as a whole; set method.<key>=value")
+        node = params
+    else:
+        node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set: '{'.'.join(parts[:i + 1])}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _method_class(name: str, source: str) -> type:
+    from vssl.methods import METHODS  # lazy: importing a method imports torch
+
+    if name not in METHODS:
+        raise ConfigError(f"{source}: method.name: unknown method {name!r} (known: {', '.join(METHODS)})")
+    return METHODS[name]
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML run config, apply ``--set`` overrides and validate everything.
+
+    Args:
+        path: the YAML file. Sections are the fields of :class:`RunConfig`; ``method`` holds ``name``
+            plus the method's own parameters (flat, or nested under ``params``).
+        overrides: ``"a.b=value"`` strings; the value is parsed as YAML (``0.1``, ``true``, ``[1, 2]``).
+
+    Returns:
+        The validated :class:`RunConfig`; ``cfg.method.params`` holds every parameter of the method's
+        ``Config`` (defaults filled in), so the saved config is fully resolved.
+
+    Raises:
+        ConfigError: one line naming the file (or ``--set``) and the dotted key.
+    """
+    source = str(path)
+    raw = _read_yaml(path)
+    head, params = _split_method(raw.pop("method", None), source)
+    set_params: set[str] = set()
+    cfg = _build(RunConfig, {**raw, "method": head}, "", source)
+    for item in overrides:
+        parts, value = parse_override(item)
+        if parts[0] == "method" and len(parts) > 1 and parts[1] != "name":
+            _apply_override(raw, params, parts, value)
+            set_params.add(parts[2] if parts[1] == "params" else parts[1])
+            continue
+        single: dict = {}
+        _apply_override(single, {}, parts, value)
+        _merge_typed(cfg, single, "", "--set")
+    cls = _method_class(cfg.method.name, source)
+    typed = _method_params(cls, params, source, set_params)
+    cfg.method.params = _plain(dataclasses.asdict(typed))
+    return cfg
+
+
+def _merge_typed(obj: Any, patch: dict, prefix: str, source: str) -> None:
+    """Apply a nested ``patch`` onto dataclass ``obj`` in place, validating each leaf."""
+    hints = get_type_hints(type(obj))
+    for k, v in patch.items():
+        if k not in hints:
+            raise ConfigError(f"{source}: unknown key '{prefix}{k}'")
+        current = getattr(obj, k)
+        if dataclasses.is_dataclass(current) and isinstance(v, dict):
+            _merge_typed(current, v, f"{prefix}{k}.", source)
+        elif isinstance(current, dict) and isinstance(v, dict) and get_origin(hints[k]) is dict:
+            merged = {**current, **v}
+            setattr(obj, k, _coerce(merged, hints[k], prefix + k, source))
+        else:
+            setattr(obj, k, _coerce(v, hints[k], prefix + k, source))
+
+
+def _method_params(cls: type, params: dict, source: str, from_overrides: set[str]) -> Any:
+    """Validate method parameters against ``cls.Config``; errors name the key and where it came from."""
+    config_cls = getattr(cls, "Config", None)
+    if config_cls is None or not dataclasses.is_dataclass(config_cls):
+        raise ConfigError(f"{source}: method {cls.__name__} has no Config dataclass")
+    hints = get_type_hints(config_cls)
+    for k, v in params.items():
+        where = "--set" if k in from_overrides else source
+        if k not in hints:
+            known = ", ".join(sorted(hints))
+            raise ConfigError(f"{where}: unknown key 'method.{k}' for method {cls.__name__} (known: {known})")
+        _coerce(v, hints[k], f"method.{k}", where)
+    try:
+        return _build(config_cls, params, "method.", source)
+    except TypeError as e:  # a required field without default
+        raise ConfigError(f"{source}: method: {e}") from None
+
+
+def method_config(cfg: RunConfig) -> Any:
+    """The typed parameters of ``cfg.method``: an instance of ``METHODS[cfg.method.name].Config``."""
+    cls = _method_class(cfg.method.name, "config")
+    return _method_params(cls, dict(cfg.method.params), "config", set())
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively, so that ``yaml.safe_dump`` writes plain YAML."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_to_dict(cfg: RunConfig) -> dict:
+    """The config as plain YAML-able data; method parameters are written flat under ``method``."""
+    data = _plain(dataclasses.asdict(cfg))
+    method = data.pop("method")
+    return {"method": {"name": method["name"], **method["params"]}, **data}
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically, so a killed run never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    os.replace(tmp, path)

@@ -1,0 +1,165 @@
+"""Distributed helpers and the seeded, sharded batch sampler behind exact resumption.
+
+Under ``torchrun`` (env ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) :func:`init_distributed` starts the
+process group (NCCL on CUDA, gloo on CPU). Every helper also works in a single process, where it is
+the identity, so callers never branch on "am I distributed".
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset
+
+
+def launched_with_torchrun() -> bool:
+    """True when the environment asks for more than one process (``WORLD_SIZE`` > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_dist() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_dist() else 1
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main() -> bool:
+    """Only rank 0 logs and writes files."""
+    return rank() == 0
+
+
+def init_distributed(device: torch.device) -> None:
+    """Start the process group if launched by torchrun; NCCL for CUDA devices, gloo otherwise."""
+    if not launched_with_torchrun() or is_dist():
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                            device_id=device if device.type == "cuda" else None)
+
+
+def cleanup() -> None:
+    if is_dist():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if is_dist():
+        dist.barrier()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` over ranks (in place) and return it."""
+    if is_dist():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    """Average ``t`` over ranks (in place) and return it."""
+    return all_reduce_sum(t).div_(world_size())
+
+
+@torch.no_grad()
+def all_gather(t: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``t`` from every rank along dim 0 (same shape on every rank; no gradient)."""
+    if not is_dist():
+        return t
+    out = [torch.empty_like(t) for _ in range(world_size())]
+    dist.all_gather(out, t.contiguous())
+    return torch.cat(out, dim=0)
+
+
+def broadcast(t: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Copy ``t`` from rank ``src`` to every rank (in place) and return it."""
+    if is_dist():
+        dist.broadcast(t, src=src)
+    return t
+
+
+class EpochBatchSampler:
+    """Yields this rank's batches of one epoch, in an order fixed by ``(seed, epoch)``.
+
+    The whole dataset is permuted with a generator seeded from ``seed`` and ``epoch``; it is then
+    cut into global batches of ``batch_size * world_size`` indices, and rank ``r`` takes the
+    ``r``-th slice of each. So a run on W processes sees exactly the global batches of a
+    one-process run with a W-times larger batch, and a resumed run skips exactly the batches it
+    had consumed (``start``). The last, incomplete global batch is dropped.
+
+    Args:
+        n: dataset length.
+        batch_size: per-rank batch size.
+        seed: run seed.
+        epoch: epoch number (a new order each epoch).
+        rank, world_size: this process's shard.
+        start: number of (per-rank) batches of this epoch already consumed.
+        shuffle: permute, or keep index order.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int = 0, rank: int = 0,
+                 world_size: int = 1, start: int = 0, shuffle: bool = True):
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
+        self.rank, self.world_size, self.start, self.shuffle = rank, world_size, start, shuffle
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.n // (self.batch_size * self.world_size)
+
+    def __len__(self) -> int:
+        return max(self.batches_per_epoch - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        glob = self.batch_size * self.world_size
+        for b in range(self.start, self.batches_per_epoch):
+            lo = b * glob + self.rank * self.batch_size
+            yield order[lo:lo + self.batch_size]
+
+
+class SeededItems(Dataset):
+    """Reads every item under RNG streams seeded by ``(seed, epoch, index)``.
+
+    Random clip sampling inside a dataset then depends on what is read, not on which worker reads it
+    or how many items were read before, which is what makes a mid-epoch resume exact with any number
+    of workers. The caller's RNG states are restored afterwards.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int, epoch: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        item_seed = ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index) % 2**62
+        saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        try:
+            random.seed(item_seed)
+            np.random.seed(item_seed % 2**32)
+            torch.manual_seed(item_seed)
+            return self.dataset[index]
+        finally:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.set_rng_state(saved[2])

@@ -1,0 +1,423 @@
+"""The one training loop behind every pretraining and fine-tuning job.
+
+``Trainer(cfg, method, dataset, out_dir).fit()`` handles device and mixed precision, DDP under
+torchrun, the optimizer and its warm-up + cosine/step schedule, gradient accumulation and clipping,
+JSONL/TensorBoard logs, a rich progress bar, and atomic checkpoints from which ``resume=True``
+continues exactly (same data order, same RNG streams, same weights as an uninterrupted run).
+
+The method owns the loss (``training_step(batch) -> (loss, logs)``); the trainer owns everything else.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from vssl.config import OptimConfig, RunConfig, ScheduleConfig, config_to_dict, save_config
+from vssl.engine import distributed as D
+from vssl.engine.checkpoint import (LAST, atomic_save, load_checkpoint, rng_state,
+                                    save_training_checkpoint, set_rng_state)
+from vssl.errors import CheckpointError, ConfigError
+
+# ------------------------------------------------------------------------------------------------
+# Building blocks: device, precision, seeding, optimizer, schedule
+# ------------------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` = this rank's CUDA device if there is one, else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", D.local_rank())
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (``None`` = fp32): ``auto`` is bf16 on CUDA (fp16 if unsupported), fp32 on CPU."""
+    if name == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if name not in table:
+        raise ConfigError(f"train.precision: expected auto, bf16, fp16 or fp32, got {name!r}")
+    return table[name]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_determinism(deterministic: bool, device: torch.device) -> None:
+    """Deterministic kernels when asked (bitwise-exact resume); fast autotuned kernels otherwise."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls
+
+
+def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices/kernels only; none on biases and 1-D params (norms, tokens)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(cfg: OptimConfig, method: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW / Adam / SGD over ``method.param_groups(wd)`` if the method has it, else the default groups."""
+    if hasattr(method, "param_groups"):
+        groups = method.param_groups(cfg.weight_decay)
+    else:
+        groups = default_param_groups(method, cfg.weight_decay)
+    # fused kernels are the fastest on CUDA; elsewhere keep the well-trodden foreach path
+    extra = {"fused": True} if cfg.fused and device.type == "cuda" else {}
+    name = cfg.name.lower()
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **extra)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **extra)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay, **extra)
+    raise ConfigError(f"optim.name: expected adamw, adam or sgd, got {cfg.name!r}")
+
+
+def lr_factor(step: int, cfg: ScheduleConfig, max_steps: int, base_lr: float) -> float:
+    """Multiplier of the base learning rate for optimizer step ``step`` (0-based).
+
+    Linear warm-up over ``warmup_steps`` (the first step already uses ``1/warmup_steps``), then
+    ``cosine`` from 1 to ``min_lr/base_lr`` over ``total_steps`` (default ``max_steps``), ``step``
+    decay by ``gamma`` at each milestone, or ``constant``.
+    """
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.name == "constant":
+        return 1.0
+    if cfg.name == "step":
+        return cfg.gamma ** bisect.bisect_right(sorted(cfg.milestones), step)
+    if cfg.name == "cosine":
+        total = cfg.total_steps or max_steps
+        progress = min(max(step - cfg.warmup_steps, 0) / max(total - cfg.warmup_steps, 1), 1.0)
+        floor = cfg.min_lr / base_lr if base_lr > 0 else 0.0
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    raise ConfigError(f"schedule.name: expected cosine, step or constant, got {cfg.name!r}")
+
+
+def build_scheduler(cfg: ScheduleConfig, optimizer: torch.optim.Optimizer, max_steps: int,
+                    base_lr: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-optimizer-step ``LambdaLR`` applying :func:`lr_factor` to every group's own lr."""
+    lr_factor(0, cfg, max_steps, base_lr)  # validate the name now, not at the first step
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, max_steps, base_lr))
+
+
+class _StepModule(nn.Module):
+    """Makes ``training_step`` the ``forward`` so that DDP's forward hooks (gradient sync) run."""
+
+    def __init__(self, method: nn.Module):
+        super().__init__()
+        self.method = method
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.method.training_step(batch)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+# ------------------------------------------------------------------------------------------------
+# Logs: JSONL + TensorBoard, rich progress (plain lines when not on a terminal)
+# ------------------------------------------------------------------------------------------------
+
+
+class MetricsLogger:
+    """Appends one JSON line per optimizer step to ``metrics.jsonl``; scalars to TensorBoard.
+
+    On resume, lines from steps after the checkpoint (written before the run was killed) are
+    dropped, and TensorBoard events after it are purged, so the logs read like one run.
+    """
+
+    def __init__(self, out: Path, enabled: bool = True, tensorboard: bool = True,
+                 resume_step: int | None = None):
+        self.enabled, self.file, self.writer = enabled, None, None
+        if not enabled:
+            return
+        path = out / "metrics.jsonl"
+        out.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and path.is_file():
+            keep = [ln for ln in path.read_text().splitlines() if ln.strip() and _json_step(ln) <= resume_step]
+            path.write_text("".join(ln + "\n" for ln in keep))
+        elif path.is_file():
+            path.unlink()  # a fresh run in an old directory starts a fresh log
+        self.file = open(path, "a", buffering=1)  # line-buffered: nothing finished is lost on a kill
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when used
+
+            self.writer = SummaryWriter(str(out / "tb"), purge_step=resume_step + 1 if resume_step else None)
+
+    def log(self, step: int, logs: dict[str, float], to_tensorboard: bool = True) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps({"step": step, **logs}) + "\n")
+        if self.writer is not None and to_tensorboard:
+            for k, v in logs.items():
+                self.writer.add_scalar(f"train/{k}", v, step)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _json_step(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62  # a torn last line from a killed run: drop it
+
+
+class StepProgress:
+    """A rich progress bar with rate and ETA on a terminal; a plain line every ``log_every`` otherwise."""
+
+    def __init__(self, total: int, completed: int = 0, enabled: bool = True):
+        self.total, self.enabled = total, enabled
+        self.tty = enabled and sys.stdout.isatty()
+        self.bar = None
+        if self.tty:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+            self.task = self.bar.add_task("train", total=total, completed=completed, rate="", info="")
+        self.t0, self.c0 = time.perf_counter(), completed
+
+    def __enter__(self) -> StepProgress:
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def update(self, step: int, logs: dict[str, float], print_line: bool) -> None:
+        if not self.enabled:
+            return
+        rate = (step - self.c0) / max(time.perf_counter() - self.t0, 1e-9)
+        info = " ".join(f"{k} {logs[k]:.4g}" for k in ("loss", "lr") if k in logs)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, rate=f"{rate:.2f} step/s", info=info)
+        elif print_line or step == self.total:
+            eta = (self.total - step) / rate if rate > 0 else float("nan")
+            print(f"step {step}/{self.total} {info} {rate:.2f} step/s eta {eta:.0f}s", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# The loop
+# ------------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Train ``method`` on ``dataset``; write logs, checkpoints and weights under ``out_dir``.
+
+    Args:
+        cfg: the run config (``data`` batch/loader settings, ``optim``, ``schedule``, ``train``).
+        method: an ``nn.Module`` with ``training_step(batch) -> (loss, logs)``, a ``backbone``
+            attribute, and optionally ``param_groups(weight_decay)`` and ``after_optimizer_step(step)``.
+        dataset: map-style dataset of dicts (``video``, ``label``, ``index``).
+        out_dir: run directory.
+        resume: continue from ``<out_dir>/checkpoints/last.pt`` if it exists.
+    """
+
+    def __init__(self, cfg: RunConfig, method: nn.Module, dataset: Dataset, out_dir: str | Path,
+                 resume: bool = False):
+        self.cfg, self.dataset, self.out, self.resume = cfg, dataset, Path(out_dir), resume
+        self.device = resolve_device(cfg.train.device)
+        D.init_distributed(self.device)
+        set_determinism(cfg.train.deterministic, self.device)
+        if cfg.train.grad_accum < 1 or cfg.train.max_steps < 0 or cfg.data.batch_size < 1:
+            raise ConfigError("train.grad_accum and data.batch_size must be >= 1, train.max_steps >= 0")
+        self.method = method.to(self.device)
+        if cfg.train.channels_last and self.device.type == "cuda":
+            self.method.to(memory_format=torch.channels_last_3d)  # converts the 5-D conv kernels only
+        self.amp_dtype = resolve_precision(cfg.train.precision, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.optimizer = build_optimizer(cfg.optim, self.method, self.device)
+        self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.train.max_steps, cfg.optim.lr)
+        self.model: nn.Module = _StepModule(self.method)
+        if D.is_dist():
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.train.compile:
+            self.model = torch.compile(self.model, dynamic=False)  # dynamic shapes crash conv3d lowering
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.ckpt_dir = self.out / "checkpoints"
+
+    # --- data --------------------------------------------------------------------------------
+    def _loader(self) -> DataLoader:
+        """This epoch's loader, starting after the batches already consumed in it."""
+        d, seed = self.cfg.data, self.cfg.train.seed
+        sampler = D.EpochBatchSampler(len(self.dataset), d.batch_size, seed, self.epoch, D.rank(),
+                                      D.world_size(), start=self.batch_in_epoch)
+        if sampler.batches_per_epoch == 0:
+            raise ConfigError(f"data.batch_size: {d.batch_size} x {D.world_size()} processes is larger "
+                              f"than the dataset ({len(self.dataset)} items)")
+        # worker seeds come from this generator: a function of (seed, epoch, rank) only
+        g = torch.Generator().manual_seed((seed * 1_000_003 + self.epoch) * 1_000_003 + D.rank())
+        return DataLoader(D.SeededItems(self.dataset, seed, self.epoch), batch_sampler=sampler,
+                          num_workers=d.num_workers, generator=g,
+                          pin_memory=d.pin_memory and self.device.type == "cuda")
+
+    def _batches(self):
+        """Endless stream of batches; keeps ``epoch`` / ``batch_in_epoch`` up to date."""
+        while True:
+            for batch in self._loader():
+                self.batch_in_epoch += 1
+                yield batch
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+    # --- one optimizer step ------------------------------------------------------------------
+    def _micro_step(self, batch: dict, sync: bool) -> dict[str, float]:
+        batch = _to_device(batch, self.device)
+        no_sync = self.model.no_sync if isinstance(self.model, DistributedDataParallel) and not sync else nullcontext
+        with no_sync():
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                loss, logs = self.model(batch)
+            if not torch.isfinite(loss.detach()).item():
+                raise FloatingPointError(f"loss is {loss.item()} at step {self.step} (epoch {self.epoch})")
+            self.scaler.scale(loss / self.cfg.train.grad_accum).backward()
+        return {"loss": loss.item(), **logs}
+
+    def _optimizer_step(self) -> dict[str, float]:
+        logs = {"lr": self.optimizer.param_groups[0]["lr"]}
+        if self.cfg.train.clip_grad > 0:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            logs["grad_norm"] = float(nn.utils.clip_grad_norm_(params, self.cfg.train.clip_grad))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        if hasattr(self.method, "after_optimizer_step"):
+            self.method.after_optimizer_step(self.step)
+        return logs
+
+    # --- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs; RNG states of every rank (gathered to rank 0)."""
+        rngs = [rng_state()]
+        if D.is_dist():
+            rngs = [None] * D.world_size()
+            torch.distributed.all_gather_object(rngs, rng_state())
+        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": rngs, "world_size": D.world_size(), "config": config_to_dict(self.cfg)}
+
+    def load_state_dict(self, state: dict) -> None:
+        missing, unexpected = self.method.load_state_dict(state["model"], strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"checkpoint does not match the method: missing {missing[:5]}, "
+                                  f"unexpected {unexpected[:5]}")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        rngs = state["rng"]
+        set_rng_state(rngs[D.rank()] if len(rngs) == D.world_size() else rngs[0])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+
+    def _checkpoint(self) -> None:
+        state = self.state_dict()  # collective under DDP: every rank takes part
+        if D.is_main():
+            save_training_checkpoint(self.ckpt_dir, state, self.step, self.cfg.train.keep_checkpoints)
+        D.barrier()
+
+    def _save_final(self) -> None:
+        if not D.is_main():
+            return
+        backbone = {k: v.detach().cpu().clone() for k, v in self.method.backbone.state_dict().items()}
+        atomic_save(backbone, self.out / "backbone.pt")
+        method = {k: v.detach().cpu().clone() for k, v in self.method.state_dict().items()}
+        atomic_save({"model": method, "step": self.step, "config": config_to_dict(self.cfg)},
+                    self.out / "final.pt")
+
+    # --- main --------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train until ``train.max_steps`` optimizer steps; returns a summary dict."""
+        cfg = self.cfg.train
+        last = self.ckpt_dir / LAST
+        if self.resume and last.is_file():
+            self.load_state_dict(load_checkpoint(last, map_location="cpu"))
+        else:
+            if self.resume and D.is_main():
+                print(f"vssl: no checkpoint in {self.ckpt_dir}; starting from scratch")
+            seed_everything(cfg.seed + D.rank())  # per-rank augmentation streams
+        if D.is_main():
+            save_config(self.cfg, self.out / "config.yaml")
+        logger = MetricsLogger(self.out, enabled=D.is_main(), tensorboard=cfg.tensorboard,
+                               resume_step=self.step if self.resume else None)
+        progress = StepProgress(cfg.max_steps, self.step, enabled=D.is_main() and cfg.progress)
+        self.model.train()
+        start, start_step, summary = time.perf_counter(), self.step, {}
+        batches = self._batches()
+        try:
+            with progress:
+                while self.step < cfg.max_steps:
+                    t0 = time.perf_counter()
+                    micro = [self._micro_step(next(batches), sync=i == cfg.grad_accum - 1)
+                             for i in range(cfg.grad_accum)]
+                    logs = {k: sum(m[k] for m in micro) / len(micro) for k in micro[0]}
+                    logs.update(self._optimizer_step())
+                    logs.update(epoch=self.epoch, step_time=time.perf_counter() - t0)
+                    logger.log(self.step, logs, to_tensorboard=self.step % cfg.log_every == 0)
+                    progress.update(self.step, logs, print_line=self.step % cfg.log_every == 0)
+                    summary = logs
+                    if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
+                        self._checkpoint()
+            if cfg.ckpt_every > 0 and self.step > start_step and self.step % cfg.ckpt_every != 0:
+                self._checkpoint()  # a finished run resumes as a no-op
+            self._save_final()
+        finally:
+            logger.close()
+        elapsed = time.perf_counter() - start
+        return {"step": self.step, "epoch": self.epoch, "loss": summary.get("loss"),
+                "time_s": elapsed, "steps_per_s": (self.step - start_step) / max(elapsed, 1e-9),
+                "out": str(self.out)}

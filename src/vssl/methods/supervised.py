@@ -1,0 +1,88 @@
+"""Supervised training of a backbone with a linear head: the supervised baseline and fine-tuning.
+
+Defaults follow SEVERE's fine-tuning recipe (Thoker et al., ECCV 2022, ``finetune.py``): random
+resized crop (scale 0.08-1, ratio 3/4-4/3), horizontal flip, colour jitter (0.4, 0.4, 0.4, 0.2),
+ImageNet mean/std, no dropout, no label smoothing, a fresh ``nn.Linear`` on the pooled features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vssl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vssl.config import RunConfig
+
+
+class Supervised(nn.Module):
+    """Backbone + dropout + linear head, trained with cross-entropy or binary cross-entropy.
+
+    Args:
+        cfg: :class:`Supervised.Config` (``method.params`` of the run config).
+        backbone: a vssl backbone: ``forward(x (B,C,T,H,W)) -> (B, D)`` and ``feature_dim``.
+        run: the whole run config (``data.crop_size`` gives the training crop size).
+    """
+
+    @dataclass
+    class Config:
+        num_classes: int = 0  # 0 = taken from the dataset by `vssl finetune`
+        task: str = "classification"  # classification (cross-entropy) | multilabel (BCE)
+        label_smoothing: float = 0.0
+        dropout: float = 0.0
+        scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
+        ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
+        flip: bool = True
+        jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.2])
+        jitter_p: float = 1.0
+        grayscale_p: float = 0.0
+        mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+        std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+
+    num_clips = 1
+
+    def __init__(self, cfg: Config, backbone: nn.Module, run: RunConfig):
+        super().__init__()
+        if cfg.task not in ("classification", "multilabel"):
+            raise ConfigError(f"method.task: expected classification or multilabel, got {cfg.task!r}")
+        if cfg.num_classes < 1:
+            raise ConfigError("method.num_classes: must be >= 1 (or left 0 for the dataset to set it)")
+        self.cfg = cfg
+        self.backbone = backbone
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(backbone.feature_dim, cfg.num_classes)
+        self.augment = self._build_augment(cfg, run.data.crop_size)
+
+    @staticmethod
+    def _build_augment(cfg: Config, size: int):
+        # imported here: the transforms module is optional for code that only builds the model
+        from vssl.data.transforms import TrainAugment
+
+        return TrainAugment(size, scale=tuple(cfg.scale), ratio=tuple(cfg.ratio), flip=cfg.flip,
+                            jitter=tuple(cfg.jitter), jitter_p=cfg.jitter_p,
+                            grayscale_p=cfg.grayscale_p, mean=tuple(cfg.mean), std=tuple(cfg.std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_classes) for normalized float clips (B, C, T, H, W)."""
+        return self.head(self.dropout(self.backbone(x)))
+
+    def loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy on class indices, or BCE on multi-hot (B, num_classes) targets."""
+        if self.cfg.task == "multilabel":
+            return F.binary_cross_entropy_with_logits(logits.float(), label.float())
+        return F.cross_entropy(logits.float(), label.long(), label_smoothing=self.cfg.label_smoothing)
+
+    def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """Augment the uint8 batch on its device, classify it and return (loss, logs)."""
+        x = self.augment(batch["video"])
+        logits = self(x)
+        loss = self.loss(logits, batch["label"])
+        logs = {"loss": loss.item()}
+        if self.cfg.task == "classification":
+            logs["acc"] = (logits.argmax(1) == batch["label"]).float().mean().item()
+        return loss, logs
