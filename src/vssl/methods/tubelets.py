@@ -1,0 +1,319 @@
+"""Synthetic tubelets (Thoker et al., "Tubelet-Contrastive Self-Supervision for Video-Efficient
+Generalization", ICCV 2023): image patches cut from clip 1 that move and deform over time and are
+pasted, identically, onto two clips of different videos. The pair is a positive for contrastive
+learning, so the network must match the tubelets' motion, not the backgrounds.
+
+Everything is batched tensor code on the clips' device. Each frame's placement of a tubelet is one
+affine map (scale to the box, shear, rotate about the centre, translate); every output pixel is
+mapped back into the patch and sampled with ``F.grid_sample``, and the alpha mask is evaluated
+analytically in patch coordinates. A patch that leaves the frame is simply cut by the frame border,
+which fixes by construction the reference's misaligned paste of clipped patches
+(tubelet-contrast.md §2.10). Sizes, speeds and trajectory extents are fractions of the frame, so the
+same config works at 32 px and at 112 px (the reference hard-codes 112/224 px).
+
+Reference: ``fmthoker/tubelet-contrast: pyvrl/models/pretraining/tubeletcontrast/tubelets.py`` and
+``tubelet_transformation.py`` (the numbers below are theirs, given at 112 px).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from vssl.errors import ConfigError
+
+MOTIONS = ("none", "linear", "nonlinear")
+TRANSFORMS = ("none", "scale", "shear", "rotation")
+
+
+@dataclass
+class TubeletConfig:
+    """How tubelets are drawn. Defaults are the released configuration (2 tubelets, non-linear motion,
+    rotation); lengths are fractions of the frame's short side (reference pixels / 112)."""
+
+    num_tubelets: int = 2  # paper ablates 1 / 2 / 3
+    # box shape: scale x aspect anchors {16,24,28,32,48,64} px at 112 px, ratios 0.5..2, jitter exp(U(-.18,.18))
+    scales: list[float] = field(default_factory=lambda: [0.1429, 0.2143, 0.25, 0.2857, 0.4286, 0.5714])
+    ratios: list[float] = field(default_factory=lambda: [0.5, 0.67, 0.75, 1.0, 1.33, 1.5, 2.0])
+    scale_jitter: float = 0.18
+    # alpha mask: rectangle / ellipse / rhombus, soft edge with p 0.5, opacity U(0.8, 1) at key frames
+    shape_probs: list[float] = field(default_factory=lambda: [0.5, 0.35, 0.15])
+    soft_edge_prob: float = 0.5
+    soft_edge_range: list[float] = field(default_factory=lambda: [0.30, 0.45])
+    opacity: list[float] = field(default_factory=lambda: [0.8, 1.0])
+    # motion: none (static box) | linear (constant velocity) | nonlinear (Gaussian-smoothed random path)
+    motion: str = "nonlinear"
+    traj_points: int = 48  # random control values per axis before smoothing
+    traj_sigma: float = 8.0  # Gaussian smoothing, in control-point units
+    traj_extent: list[float] = field(default_factory=lambda: [0.1786, 0.7946])  # S ~ U{20..89} px at 112
+    linear_velocity: float = 0.0446  # max |v| per axis and frame (CtP loc_velocity 5 px at 112)
+    # per-frame transformation(s): none | scale | shear | rotation, or several joined with '+'
+    transform: str = "rotation"
+    rotation_velocity: float = 6.0  # degrees per frame (<= 90 deg over 16 frames)
+    shear_velocity: float = 0.066  # shear factor per frame
+    scale_velocity: float = 0.04  # log box size per frame (the reference's size_velocity is ~0)
+    key_frame_probs: list[float] = field(default_factory=lambda: [0.5, 0.3, 0.2])  # 0/1/2 inner key frames
+    ease_probs: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])  # uniform/accelerate/decelerate
+    # control of the pilot study: view 2's patches are cut from clip 2 (same boxes, same trajectory)
+    appearance_control: bool = False
+
+    def transforms(self) -> set[str]:
+        names = {t.strip() for t in self.transform.replace(",", "+").split("+") if t.strip()}
+        bad = names - set(TRANSFORMS)
+        if bad or self.motion not in MOTIONS or self.num_tubelets < 1:
+            raise ConfigError(f"tubelets: motion must be one of {MOTIONS}, transform a '+'-joined subset of "
+                              f"{TRANSFORMS}, num_tubelets >= 1; got motion={self.motion!r}, "
+                              f"transform={self.transform!r}, num_tubelets={self.num_tubelets}")
+        return names - {"none"}
+
+
+def _uniform(shape, lo, hi, device) -> torch.Tensor:
+    return torch.rand(shape, device=device) * (hi - lo) + lo
+
+
+def sample_key_frames(batch: int, frames: int, probs: list[float], device) -> torch.Tensor:
+    """Key-frame masks (B, T): first and last frame plus 0/1/2 jittered inner ticks (§2.7)."""
+    k = torch.multinomial(torch.tensor(probs, device=device, dtype=torch.float), batch, replacement=True)
+    mask = torch.zeros(batch, frames, dtype=torch.bool, device=device)
+    mask[:, 0] = mask[:, -1] = True
+    rows = torch.arange(batch, device=device)
+    for inner in range(1, len(probs)):
+        avg = frames / (inner + 1)
+        j = int(avg // 3)
+        for i in range(1, inner + 1):
+            jitter = torch.randint(-j, j, (batch,), device=device) if j > 0 else torch.zeros(batch, device=device)
+            pos = (int(avg * i) + jitter).long().clamp(0, frames - 1)
+            mask[rows, pos] |= k == inner
+    return mask
+
+
+def interpolate_key_frames(values: torch.Tensor, keys: torch.Tensor, ease: torch.Tensor | None = None) -> torch.Tensor:
+    """Fill the frames between key frames (§2.7 ``extend_key_frame_to_all``).
+
+    Args:
+        values: (B, N, T), meaningful at key frames only.
+        keys: (B, T) bool key-frame mask (frames 0 and T-1 set).
+        ease: optional (B, N, T) int per segment (read at the segment's end): 0 uniform,
+            1 accelerate (v0 + a t^2 / 2), 2 decelerate; None = uniform.
+
+    Returns:
+        (B, N, T) values at every frame.
+    """
+    b, n, t = values.shape
+    idx = torch.arange(t, device=values.device).expand(b, t)
+    prev = torch.where(keys, idx, -1).cummax(dim=1).values
+    nxt = torch.where(keys, idx, t).flip(1).cummin(dim=1).values.flip(1)
+    f = ((idx - prev) / (nxt - prev).clamp(min=1)).unsqueeze(1).expand(b, n, t)
+    if ease is not None:
+        kind = ease.gather(2, nxt.unsqueeze(1).expand(b, n, t))
+        f = torch.where(kind == 1, f * f, torch.where(kind == 2, 1 - (1 - f) ** 2, f))
+    v0 = values.gather(2, prev.unsqueeze(1).expand(b, n, t))
+    v1 = values.gather(2, nxt.unsqueeze(1).expand(b, n, t))
+    return v0 + (v1 - v0) * f
+
+
+def random_walk(batch: int, num: int, frames: int, velocity: float, cfg: TubeletConfig, device) -> torch.Tensor:
+    """A smooth random trajectory starting at 0: at each key frame add U(-v*d, v*d), d = frames since
+    the previous key frame; interpolated in 'random' easing mode (§2.7-2.8). Returns (B, N, T)."""
+    keys = sample_key_frames(batch, frames, cfg.key_frame_probs, device)
+    idx = torch.arange(frames, device=device).expand(batch, frames)
+    last = torch.where(keys, idx, -1).cummax(dim=1).values  # last key frame <= t
+    gap = (idx - torch.cat([last.new_zeros(batch, 1), last[:, :-1]], dim=1)).float()  # frames since previous key
+    steps = _uniform((batch, num, frames), -1.0, 1.0, device) * velocity * gap.unsqueeze(1)
+    steps = steps * keys.unsqueeze(1) * (idx > 0).unsqueeze(1)
+    ease = torch.multinomial(torch.tensor(cfg.ease_probs, device=device, dtype=torch.float),
+                             batch * num * frames, replacement=True).view(batch, num, frames)
+    return interpolate_key_frames(steps.cumsum(dim=2), keys, ease)
+
+
+def _gaussian_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """1-D Gaussian filter along the last dim with reflect padding (scipy's gaussian_filter1d)."""
+    radius = min(int(4 * sigma + 0.5), x.shape[-1] - 1)
+    k = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-0.5 * (k / sigma) ** 2)
+    shape = x.shape
+    y = F.pad(x.reshape(-1, 1, shape[-1]), (radius, radius), mode="reflect")
+    return F.conv1d(y, (k / k.sum()).view(1, 1, -1)).reshape(shape)
+
+
+def trajectories(batch: int, num: int, frames: int, size: torch.Tensor, height: int, width: int,
+                 cfg: TubeletConfig, device) -> torch.Tensor:
+    """Box centres (B, N, T, 2) in pixels (x, y) for ``cfg.motion``; ``size`` (B, N, 2) box (w, h) px."""
+    base = min(height, width)
+    frame = torch.tensor([width, height], device=device, dtype=torch.float)
+    if cfg.motion == "none":  # static: anywhere the whole box fits
+        lo = (size / 2).clamp(max=frame / 2)
+        centre = lo + torch.rand(batch, num, 2, device=device) * (frame - 2 * lo)
+        return centre.unsqueeze(2).expand(batch, num, frames, 2)
+    if cfg.motion == "linear":  # constant velocity; the whole path of the centre stays in the frame
+        v = _uniform((batch, num, 2), -cfg.linear_velocity, cfg.linear_velocity, device) * base
+        span = (v * (frames - 1)).clamp(-frame, frame)
+        lo, hi = (-span).clamp(min=0), frame - span.clamp(min=0)
+        start = lo + torch.rand(batch, num, 2, device=device) * (hi - lo)
+        t = torch.arange(frames, device=device, dtype=torch.float).view(1, 1, frames, 1)
+        return start.unsqueeze(2) + span.unsqueeze(2) * t / max(frames - 1, 1)
+    # nonlinear (§2.5): smoothed uniform noise, min-max normalised, one extent S for both axes
+    pts = _gaussian_smooth(torch.rand(batch, num, 2, cfg.traj_points, device=device), cfg.traj_sigma)
+    lo, hi = pts.amin(-1, keepdim=True), pts.amax(-1, keepdim=True)
+    pts = (pts - lo) / (hi - lo).clamp(min=1e-6)
+    extent = _uniform((batch, num, 1, 1), cfg.traj_extent[0], cfg.traj_extent[1], device) * base
+    offset = torch.rand(batch, num, 2, 1, device=device) * (frame.view(1, 1, 2, 1) - extent).clamp(min=0)
+    pick = torch.linspace(0, cfg.traj_points - 1, frames, device=device).round().long()
+    return (offset + extent * pts)[..., pick].transpose(2, 3)
+
+
+def alpha_shape(u: torch.Tensor, shape: torch.Tensor, soft: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
+    """Alpha in patch coordinates u in [-1, 1]^2 (…, 2): rectangle 0 / ellipse 1 / rhombus 2 (§2.3).
+
+    ``shape``, ``soft`` and ``turn`` broadcast against ``u[..., 0]``. Distances are per-axis normalised
+    by the box (the edge is at 0.5); a soft edge ramps from 1 at d = turn to 0 at d = 0.5."""
+    d = u.abs() / 2
+    dist = torch.where(shape == 0, d.amax(-1), torch.where(shape == 1, d.norm(dim=-1), d.sum(-1)))
+    hard = (dist < 0.5).float()
+    ramp = ((dist - 0.5) / (turn - 0.5)).clamp(0, 1)
+    return torch.where(soft, ramp, hard)
+
+
+class TubeletSynthesizer:
+    """Paste the same random tubelets onto clips and onto clips of *other* videos of the batch.
+
+    Call it on float clips (B, C, T, H, W) on any device; it returns ``(view1, view2, info)``:
+    ``view1`` = clip i with its tubelets, ``view2`` = clip ``info["partner"][i]`` (a random
+    derangement, so always another sample) with the same tubelets (positions, patch pixels, alphas,
+    transformations). Without ``appearance_control`` the tubelet pixels are identical in both views.
+    ``info`` holds ``alpha`` (B, N, T, H, W), ``centres`` (B, N, T, 2) px, ``sizes`` (B, N, 2) px,
+    ``angle`` (B, N, T) degrees, ``source_frame`` (B, N) and ``partner`` (B,).
+    """
+
+    def __init__(self, cfg: TubeletConfig | None = None):
+        self.cfg = cfg or TubeletConfig()
+        self.transforms = self.cfg.transforms()  # validates
+
+    @torch.no_grad()
+    def __call__(self, clips: torch.Tensor, partner: torch.Tensor | None = None):
+        cfg, dev = self.cfg, clips.device
+        clips = clips.float()
+        b, c, t, h, w = clips.shape
+        n = cfg.num_tubelets
+        if partner is None:  # a random cyclic permutation: no sample is paired with itself (B > 1)
+            order = torch.randperm(b, device=dev)
+            partner = torch.empty_like(order)
+            partner[order] = order.roll(-1)
+        other = clips[partner]
+
+        # box shapes from scale x ratio anchors with independent jitter on each side (§2.2)
+        base = min(h, w)
+        s = torch.tensor(cfg.scales, device=dev)[torch.randint(len(cfg.scales), (b, n), device=dev)]
+        r = torch.tensor(cfg.ratios, device=dev)[torch.randint(len(cfg.ratios), (b, n), device=dev)]
+        jit = torch.exp(_uniform((b, n, 2), -cfg.scale_jitter, cfg.scale_jitter, dev))
+        size = torch.stack([s * r.sqrt(), s / r.sqrt()], -1) * base * jit
+        size = torch.minimum(size.clamp(min=1.0), torch.tensor([w - 1.0, h - 1.0], device=dev).clamp(min=1.0))
+        centres = trajectories(b, n, t, size, h, w, cfg, dev)  # (B, N, T, 2)
+
+        # per-frame transformations through key frames (§2.7-2.8); all start from identity at frame 0
+        zero = torch.zeros(b, n, t, device=dev)
+        angle = random_walk(b, n, t, cfg.rotation_velocity, cfg, dev) if "rotation" in self.transforms else zero
+        if "shear" in self.transforms:  # x only, y only or x then y, drawn per sample
+            kind = torch.randint(3, (b, 1, 1), device=dev)
+            shx = random_walk(b, n, t, cfg.shear_velocity, cfg, dev) * (kind != 1)
+            shy = random_walk(b, n, t, cfg.shear_velocity, cfg, dev) * (kind != 0)
+        else:
+            shx = shy = zero
+        if "scale" in self.transforms:
+            grow = torch.stack([random_walk(b, n, t, cfg.scale_velocity, cfg, dev) for _ in range(2)], -1).exp()
+        else:
+            grow = torch.ones(b, n, t, 2, device=dev)
+        half = size.unsqueeze(2) * grow / 2  # (B, N, T, 2)
+
+        # M_t maps patch coords u in [-1,1]^2 to pixel offsets: R(angle) @ Shy @ Shx @ diag(half)
+        th = angle * math.pi / 180
+        cos, sin = th.cos(), th.sin()
+        a, bb, cc, d = 1.0 + 0 * shx, shx, shy, 1 + shy * shx  # Shy @ Shx = [[1, shx], [shy, 1 + shy*shx]]
+        m00, m01 = cos * a - sin * cc, cos * bb - sin * d
+        m10, m11 = sin * a + cos * cc, sin * bb + cos * d
+        m00, m10 = m00 * half[..., 0], m10 * half[..., 0]
+        m01, m11 = m01 * half[..., 1], m11 * half[..., 1]
+        det = m00 * m11 - m01 * m10
+
+        ys = torch.arange(h, device=dev, dtype=torch.float) + 0.5
+        xs = torch.arange(w, device=dev, dtype=torch.float) + 0.5
+        dx = xs.view(1, 1, 1, 1, w) - centres[..., 0, None, None]  # (B, N, T, 1, W)
+        dy = ys.view(1, 1, 1, h, 1) - centres[..., 1, None, None]  # (B, N, T, H, 1)
+        inv = lambda m: m[..., None, None]  # noqa: E731
+        u = torch.stack([(inv(m11) * dx - inv(m01) * dy) / inv(det),
+                         (-inv(m10) * dx + inv(m00) * dy) / inv(det)], -1)  # (B, N, T, H, W, 2)
+
+        # alpha: shape and soft edge per tubelet, opacity interpolated between key frames
+        shape = torch.multinomial(torch.tensor(cfg.shape_probs, device=dev, dtype=torch.float), b * n, True).view(b, n)
+        soft = torch.rand(b, n, device=dev) < cfg.soft_edge_prob
+        turn = _uniform((b, n), cfg.soft_edge_range[0], cfg.soft_edge_range[1], dev)
+        view = lambda x: x.view(b, n, 1, 1, 1)  # noqa: E731
+        alpha = alpha_shape(u, view(shape), view(soft), view(turn))
+        keys = sample_key_frames(b, t, cfg.key_frame_probs, dev)
+        opacity = interpolate_key_frames(_uniform((b, n, t), cfg.opacity[0], cfg.opacity[1], dev), keys)
+        alpha = alpha * opacity[..., None, None]  # (B, N, T, H, W)
+
+        # static patch texture: the box of a random frame s of clip 1 (or of clip 2 for the control)
+        src = torch.randint(t, (b, n), device=dev)
+        bi = torch.arange(b, device=dev).view(b, 1)
+        box_c = centres[bi, torch.arange(n, device=dev).view(1, n), src]  # (B, N, 2)
+        pix = box_c[:, :, None, None, None] + u * (size / 2)[:, :, None, None, None]
+        grid = torch.stack([2 * pix[..., 0] / w - 1, 2 * pix[..., 1] / h - 1], -1).view(b * n, t * h, w, 2)
+
+        def patches(video: torch.Tensor) -> torch.Tensor:
+            frames = video.permute(0, 2, 1, 3, 4)[bi, src].reshape(b * n, c, h, w)
+            out = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            return out.view(b, n, c, t, h, w)
+
+        p1 = patches(clips)
+        p2 = patches(other) if cfg.appearance_control else p1
+
+        # composite, largest tubelet first so small ones end on top (§2.4)
+        order = (half[..., 0] * half[..., 1]).mean(2).argsort(dim=1, descending=True)
+        view1, view2 = clips.clone(), other.clone()
+        for k in range(n):
+            j = order[:, k]
+            a_k = alpha[bi[:, 0], j].unsqueeze(1)  # (B, 1, T, H, W)
+            view1 = view1 * (1 - a_k) + p1[bi[:, 0], j] * a_k
+            view2 = view2 * (1 - a_k) + p2[bi[:, 0], j] * a_k
+        info = {"alpha": alpha, "centres": centres, "sizes": size, "angle": angle, "source_frame": src,
+                "partner": partner, "patches": p1}
+        return view1, view2, info
+
+
+def render_examples(clips: torch.Tensor, cfg: TubeletConfig | None, path, num_samples: int = 4,
+                    num_frames: int = 8) -> None:
+    """Save a PNG grid of tubelet pairs for inspection: for each of the first ``num_samples`` clips,
+    one row for view 1 and one for view 2, ``num_frames`` evenly spaced frames per row.
+
+    Args:
+        clips: uint8 or float-in-[0,1] clips (B, C, T, H, W), B >= 2.
+        cfg: tubelet config (None = defaults).
+        path: output .png path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = clips.float() / 255 if clips.dtype == torch.uint8 else clips.float()
+    v1, v2, info = TubeletSynthesizer(cfg)(x)
+    k = min(num_samples, x.shape[0])
+    frames = torch.linspace(0, x.shape[2] - 1, num_frames).round().long()
+    fig, axes = plt.subplots(2 * k, num_frames, figsize=(1.4 * num_frames, 1.5 * 2 * k), squeeze=False)
+    for i in range(k):
+        for row, (v, name) in enumerate([(v1, f"clip {i}"), (v2, f"clip {int(info['partner'][i])}")]):
+            for col, f in enumerate(frames.tolist()):
+                ax = axes[2 * i + row, col]
+                ax.imshow(v[i, :, f].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
+                ax.set_xticks([]), ax.set_yticks([])
+                if col == 0:
+                    ax.set_ylabel(name, fontsize=7)
+                if i == 0 and row == 0:
+                    ax.set_title(f"t={f}", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
