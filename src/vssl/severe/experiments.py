@@ -1,0 +1,197 @@
+"""The 8 SEVERE experiments as data (severe-protocols.md §1.1, §2.4, §2.6, §3, §5, §6) and their
+synthetic counterparts built from a SynthSEVERE description (``synthsevere.json``).
+
+An :class:`Experiment` says *what* is evaluated (dataset adapter, splits, label space, task, metric,
+report column) and carries its published recipe (:class:`PaperRecipe`); *how* it is trained is a
+protocol (:mod:`vssl.severe.protocols`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vssl.errors import ConfigError
+
+FACTORS = ("domain", "samples", "actions", "task")
+#: report columns in SEVERE order; the published CSV uses these keys
+SEVERE_COLUMNS = ("ssv2", "gym99", "ucf_1k", "gym_1k", "fx_s1", "ub_s1", "ucf_rc", "charades")
+#: the same 8 slots for SynthSEVERE (domain x2, samples x2, actions x2, counting, multi-label)
+SYNTH_COLUMNS = ("domain_a", "domain_b", "samples_a", "samples_b", "actions_1", "actions_2", "counting", "multilabel")
+
+
+@dataclass(frozen=True)
+class PaperRecipe:
+    """The published fine-tuning recipe of one experiment (§2.4 recognition, §5.2 UCF-RC, §6 Charades).
+    Milestones are in epochs; the LR is multiplied by ``gamma`` at each."""
+
+    epochs: int
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.3
+    optimizer: str = "adam"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    train_clips_per_video: int = 10  # dataset length = videos x clips per video (§2.1)
+    num_frames: int = 32
+    fps: float = 16.0
+    test_clips: int = 10
+    test_crops: int = 1
+    ensemble: str = "mean"  # mean of softmax (recognition) | max of sigmoid (Charades)
+    warmup_epochs: float = 0.0
+    dropout: float = 0.0
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str  # experiment id (``--experiments``)
+    column: str  # report column key
+    title: str  # report column title
+    factor: str  # domain | samples | actions | task
+    dataset: str  # adapter name in vssl.data.datasets.ADAPTERS
+    data_dir: str  # folder under the data root: <root>/<data_dir>/{annotations,videos}
+    train_split: str
+    test_split: str
+    task: str  # classification | multilabel | counting
+    num_classes: int  # 0 for counting
+    metric: str  # primary metric: top1 | mean_class | map | mae
+    paper: PaperRecipe
+    subset: str = ""  # low-sample subset ("1k": ceil(1000 / C) per class, RandomState(99999), §2.6)
+    fold: int = 1
+    options: dict = field(default_factory=dict)  # extra adapter options (label filters ...)
+    annotations: str = ""  # explicit annotation dir (synthetic); default <root>/<data_dir>/annotations
+    videos: str = ""  # explicit video root (synthetic); default <root>/<data_dir>/videos
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric == "mae"
+
+    def annotation_dir(self, root: str | Path) -> Path:
+        return Path(self.annotations) if self.annotations else Path(root) / self.data_dir / "annotations"
+
+    def video_root(self, root: str | Path) -> Path:
+        return Path(self.videos) if self.videos else Path(root) / self.data_dir / "videos"
+
+
+def _recognition(epochs: int, milestones: tuple[int, ...], source: str) -> PaperRecipe:
+    return PaperRecipe(epochs=epochs, milestones=milestones, source=source)
+
+
+_SSV2 = PaperRecipe(epochs=22, milestones=(12, 17, 20), train_clips_per_video=2,
+                    source="configs/benchmark/something/112x112x32.yaml")
+_UCF_RC = PaperRecipe(epochs=100, lr=5e-5, weight_decay=1e-3, batch_size=32, train_clips_per_video=10,
+                      test_clips=1, source="Repetition-Counting/train_2stream.py (Adam 5e-5, wd 1e-3, 100 ep)")
+_CHARADES = PaperRecipe(epochs=57, milestones=(41, 49), gamma=0.1, optimizer="sgd", lr=0.0375, weight_decay=1e-4,
+                        batch_size=16, train_clips_per_video=1, num_frames=32, fps=3.0, test_clips=10, test_crops=3,
+                        ensemble="max", warmup_epochs=4.0, dropout=0.5,
+                        source="configs/Charades/VSSL/32x8_112x112_R18_*.yaml (32 frames x rate 8 at 24 fps)")
+
+#: The SEVERE-benchmark subset (§1.1). Gym columns report top-1 (mean-class accuracy stored alongside, §2.7).
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
+    Experiment("ssv2", "ssv2", "SS-v2", "domain", "ssv2", "ssv2", "train", "validation", "classification", 174,
+               "top1", _SSV2),
+    Experiment("gym99", "gym99", "Gym-99", "domain", "gym99", "gym99", "train", "val", "classification", 99,
+               "top1", _recognition(16, (6, 10, 14), "configs/benchmark/gym99/112x112x32.yaml")),
+    Experiment("ucf101_1k", "ucf_1k", "UCF (10^3)", "samples", "ucf101", "ucf101", "train", "test",
+               "classification", 101, "top1",
+               _recognition(16, (6, 10, 14), "configs/benchmark/ucf/112x112x32-fold1_1000_examples.yaml"),
+               subset="1k"),
+    Experiment("gym99_1k", "gym_1k", "Gym-99 (10^3)", "samples", "gym99", "gym99", "train", "val",
+               "classification", 99, "top1",
+               _recognition(16, (6, 10, 14), "configs/benchmark/gym99/112x112x32_1000_examples.yaml"), subset="1k"),
+    Experiment("fx_s1", "fx_s1", "FX-S1", "actions", "gym99", "gym99", "train", "val", "classification", 11,
+               "top1", _recognition(18, (7, 12, 16), "configs/benchmark/gym_set_FX_S1/112x112x32.yaml"),
+               options={"label_set": "fx_s1"}),  # Gym99 labels 6-16, offset -6 (§3.3)
+    Experiment("ub_s1", "ub_s1", "UB-S1", "actions", "gym99", "gym99", "train", "val", "classification", 15,
+               "top1", _recognition(18, (7, 12, 16), "configs/benchmark/gym_set_UB_S1/112x112x32.yaml"),
+               options={"label_set": "ub_s1"}),  # Gym99 labels 74-88, offset -74 (§3.3)
+    Experiment("ucf_rc", "ucf_rc", "UCF-RC (MAE)", "task", "ucfrep", "ucfrep", "train", "val", "counting", 0,
+               "mae", _UCF_RC),
+    Experiment("charades", "charades", "Charades (mAP)", "task", "charades", "charades", "train", "val",
+               "multilabel", 157, "map", _CHARADES),
+]}
+
+
+def synthetic_experiments(root: str | Path) -> dict[str, Experiment]:
+    """The 8 SynthSEVERE experiments of a generated benchmark at ``root`` (a ``synthsevere.json`` inside).
+
+    Uses ``vssl.data.synthetic.load_description(root)`` when available (else reads the JSON itself).
+    Each description entry names its adapter, annotation dir, video root, options, classes and metric;
+    columns follow :data:`SYNTH_COLUMNS`. The paper recipe is kept for reference only: the ``quick``
+    protocol is the one meant for the synthetic benchmark.
+    """
+    desc = _load_description(Path(root))
+    entries = desc.get("experiments", desc)
+    out: dict[str, Experiment] = {}
+    for name, e in entries.items():
+        if name not in SYNTH_COLUMNS:
+            raise ConfigError(f"{root}/synthsevere.json: unknown synthetic experiment {name!r} "
+                              f"(expected one of {', '.join(SYNTH_COLUMNS)})")
+        task = e.get("task") or {"counting": "counting", "multilabel": "multilabel"}.get(name, "classification")
+        metric = e.get("metric") or {"counting": "mae", "multilabel": "map"}.get(task, "top1")
+        classes = e.get("classes") or []
+        num_classes = len(classes) if isinstance(classes, list) else int(classes)
+        factor = e.get("factor") or ("task" if name in ("counting", "multilabel") else name.split("_")[0])
+        out[name] = Experiment(
+            name=name, column=name, title=e.get("title", name), factor=factor,
+            dataset=e.get("adapter", e.get("dataset", "synthetic")), data_dir=name,
+            train_split=e.get("train_split", "train"), test_split=e.get("test_split", "test"), task=task,
+            num_classes=0 if task == "counting" else num_classes, metric=metric,
+            paper=_CHARADES if task == "multilabel" else (_UCF_RC if task == "counting" else _SSV2),
+            subset=e.get("subset", ""), options=dict(e.get("options", {})),
+            annotations=str(_resolve(root, e.get("annotations", e.get("annotation_dir", "")))),
+            videos=str(_resolve(root, e.get("videos", e.get("video_root", "")))),
+        )
+    return {n: out[n] for n in SYNTH_COLUMNS if n in out}
+
+
+def _resolve(root, p) -> Path | str:
+    if not p:
+        return ""
+    p = Path(p)
+    return p if p.is_absolute() else Path(root) / p
+
+
+def _load_description(root: Path) -> dict:
+    try:
+        from vssl.data.synthetic import load_description
+    except ImportError:
+        load_description = None
+    if load_description is not None:
+        desc = load_description(root)
+        return desc if isinstance(desc, dict) else _as_dict(desc)
+    path = root / "synthsevere.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found (generate it with `vssl synth {root}`)") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: invalid JSON ({e})") from None
+
+
+def _as_dict(desc) -> dict:
+    """Accept a dataclass-like description object (``.experiments`` of objects with attributes)."""
+    from dataclasses import asdict, is_dataclass
+    if is_dataclass(desc):
+        return asdict(desc)
+    return {"experiments": {k: (asdict(v) if is_dataclass(v) else dict(vars(v)))
+                            for k, v in getattr(desc, "experiments").items()}}
+
+
+def is_synthetic_root(root: str | Path) -> bool:
+    return (Path(root) / "synthsevere.json").is_file()
+
+
+def select(names: str | list[str] | None, available: dict[str, Experiment]) -> list[Experiment]:
+    """Experiments named in ``names`` (comma-separated string or list), all when None; clear error otherwise."""
+    if not names:
+        return list(available.values())
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ConfigError(f"--experiments: unknown experiment(s) {', '.join(unknown)} "
+                          f"(available: {', '.join(available)})")
+    return [available[n] for n in names]

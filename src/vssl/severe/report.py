@@ -1,0 +1,361 @@
+"""The SEVERE table: 8 columns (mean ± std over seeds), Mean and Rank; md / csv / json / html output
+and one bar chart per factor (``vssl report``).
+
+- **Mean** (severe-protocols.md §9): arithmetic mean of the 8 columns with the counting column (UCF-RC,
+  a normalised MAE) entered as (1 − MAE) × 100. Reproduces the published Means (Supervised 70.9 in the
+  Tubelet-Contrast table; all six SIGMA rows, sigma-videomae.md §5.4). A row missing columns gets the mean
+  of the columns it has, marked ``*``.
+- **Rank** (§9): mean of the per-column ranks (1 = best; counting ranked by lower MAE; ties get the
+  average rank) **within the rows shown**; the pool size is printed with it. The published Rank
+  column used a larger pool and is not reproduced by any 15-row subset.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vssl.errors import VsslError
+from vssl.severe.experiments import EXPERIMENTS, FACTORS, SEVERE_COLUMNS, SYNTH_COLUMNS
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    title: str
+    factor: str
+    counting: bool = False  # lower is better; (1 - MAE) x 100 in Mean
+
+
+_SEVERE_TITLES = {e.column: (e.title, e.factor) for e in EXPERIMENTS.values()}
+SEVERE_TABLE = tuple(Column(k, *_SEVERE_TITLES[k], counting=(k == "ucf_rc")) for k in SEVERE_COLUMNS)
+SYNTH_TABLE = tuple(Column(k, k, "task" if k in ("counting", "multilabel") else k.split("_")[0],
+                           counting=(k == "counting")) for k in SYNTH_COLUMNS)
+#: experiment name -> column key (SEVERE names differ from their columns; synthetic names are the columns)
+EXPERIMENT_COLUMN = {**{e.name: e.column for e in EXPERIMENTS.values()}, **{k: k for k in SYNTH_COLUMNS}}
+
+
+@dataclass
+class Cell:
+    mean: float
+    std: float | None = None  # None for published values
+    n: int = 1
+
+
+@dataclass
+class Row:
+    model: str
+    cells: dict[str, Cell]
+    source: str = "measured"  # measured | published
+    protocol: str = ""
+    mean: float | None = None
+    mean_complete: bool = False
+    rank: float | None = None
+
+
+@dataclass
+class Table:
+    columns: tuple[Column, ...]
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def pool(self) -> int:
+        return len(self.rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# building
+# ------------------------------------------------------------------------------------------------
+def mean_score(values: dict[str, float], columns=SEVERE_TABLE) -> tuple[float | None, bool]:
+    """SEVERE Mean of one row: (mean, complete) with counting columns as (1 − MAE) × 100."""
+    vals = [(1.0 - values[c.key]) * 100.0 if c.counting else values[c.key]
+            for c in columns if values.get(c.key) is not None and not _isnan(values[c.key])]
+    if not vals:
+        return None, False
+    return sum(vals) / len(vals), len(vals) == len(columns)
+
+
+def average_ranks(values: list[float], lower_is_better: bool = False) -> list[float]:
+    """1 = best; tied values share the average of the ranks they span."""
+    order = sorted(range(len(values)), key=lambda i: values[i] if lower_is_better else -values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def build_table(rows, columns: tuple[Column, ...] | None = None) -> Table:
+    """Aggregate results into a :class:`Table` with Mean and Rank.
+
+    ``rows`` items are :class:`vssl.severe.results.Result` objects, long-form mappings
+    ``{"model", "experiment" (or "column"), "value", ["seed", "protocol", "source"]}`` or wide-form
+    mappings ``{"model", "ssv2": .., ..., "charades": ..}`` (published rows; ``source`` defaults to
+    "published"). Measured values of one (model, protocol, column) are averaged over seeds (± sample std).
+    ``columns``: :data:`SEVERE_TABLE` or :data:`SYNTH_TABLE`; detected from the keys when None.
+    """
+    long: dict[tuple[str, str, str], list[float]] = defaultdict(list)  # (model, protocol, column) -> values
+    wide: list[Row] = []
+    all_keys = set(SEVERE_COLUMNS) | set(SYNTH_COLUMNS)
+    for r in rows:
+        if hasattr(r, "key"):  # a Result
+            col = EXPERIMENT_COLUMN.get(r.key.experiment, r.key.experiment)
+            long[(r.key.model, r.key.protocol, col)].append(r.primary)
+        elif "value" in r:
+            col = r.get("column") or EXPERIMENT_COLUMN.get(r["experiment"], r["experiment"])
+            long[(r["model"], r.get("protocol", ""), col)].append(float(r["value"]))
+        else:
+            cells = {k: Cell(float(v)) for k, v in r.items() if k in all_keys and v not in (None, "")}
+            wide.append(Row(r["model"], cells, source=r.get("source") or "published", protocol=r.get("protocol", "")))
+    protocols = {p for (_, p, _) in long}
+    measured: dict[tuple[str, str], Row] = {}
+    for (model, protocol, col), vals in long.items():
+        name = f"{model} [{protocol}]" if len(protocols) > 1 and protocol else model
+        row = measured.setdefault((model, protocol), Row(name, {}, "measured", protocol))
+        vals = [v for v in vals if not _isnan(v)]
+        if vals:
+            row.cells[col] = Cell(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals))
+    all_rows = wide + list(measured.values())
+    if columns is None:
+        keys = {k for row in all_rows for k in row.cells}
+        columns = SYNTH_TABLE if keys and keys <= set(SYNTH_COLUMNS) else SEVERE_TABLE
+    table = Table(tuple(columns), [r for r in all_rows if any(c.key in r.cells for c in columns)])
+    _score(table)
+    return table
+
+
+def _score(table: Table) -> None:
+    for row in table.rows:
+        row.mean, row.mean_complete = mean_score({k: c.mean for k, c in row.cells.items()}, table.columns)
+    per_row: dict[int, list[float]] = defaultdict(list)
+    for col in table.columns:
+        idx = [i for i, r in enumerate(table.rows) if col.key in r.cells]
+        ranks = average_ranks([table.rows[i].cells[col.key].mean for i in idx], lower_is_better=col.counting)
+        for i, rk in zip(idx, ranks):
+            per_row[i].append(rk)
+    for i, row in enumerate(table.rows):
+        row.rank = statistics.fmean(per_row[i]) if per_row[i] else None
+
+
+def read_published_csv(path: str | Path) -> list[dict]:
+    """Rows of a CSV with columns ``model,ssv2,...,charades`` (or the synthetic names); blank = missing."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise VsslError(f"{path}: cannot read ({e.strerror})") from None
+    reader = csv.DictReader(line for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    if not reader.fieldnames or "model" not in reader.fieldnames:
+        raise VsslError(f"{path}: expected a header starting with 'model' (model,{','.join(SEVERE_COLUMNS)})")
+    out = []
+    for lineno, rec in enumerate(reader, start=2):
+        row = {"model": rec["model"], "source": rec.get("source") or "published"}
+        for k in set(SEVERE_COLUMNS) | set(SYNTH_COLUMNS):
+            v = (rec.get(k) or "").strip()
+            if v:
+                try:
+                    row[k] = float(v)
+                except ValueError:
+                    raise VsslError(f"{path}:{lineno}: column {k!r}: not a number: {v!r}") from None
+        out.append(row)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# rendering
+# ------------------------------------------------------------------------------------------------
+def _isnan(x) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+def _fmt(cell: Cell | None, col: Column) -> str:
+    if cell is None:
+        return "—"
+    digits = 3 if col.counting else 1
+    s = f"{cell.mean:.{digits}f}"
+    return f"{s} ± {cell.std:.{digits}f}" if cell.std is not None and cell.n > 1 else s
+
+
+def _mean_str(row: Row) -> str:
+    return "—" if row.mean is None else f"{row.mean:.1f}" + ("" if row.mean_complete else "*")
+
+
+def _notes(table: Table) -> list[str]:
+    cnt = [c.title for c in table.columns if c.counting]
+    notes = [f"Mean: mean of the {len(table.columns)} columns"
+             + (f", {cnt[0]} entered as (1 − MAE) × 100" if cnt else "") + "; * = over the columns present.",
+             f"Rank: mean per-column rank among the {table.pool} models shown (1 = best, ties averaged"
+             + (f", {cnt[0]} ranked by lower MAE" if cnt else "") + ")."]
+    if any(r.cells and any(c.n > 1 for c in r.cells.values()) for r in table.rows):
+        notes.append("Measured cells: mean ± sample std over seeds.")
+    return notes
+
+
+def to_markdown(table: Table) -> str:
+    head = ["Model", *[c.title for c in table.columns], "Mean", f"Rank↓ (of {table.pool})"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table.rows:
+        name = r.model + (" (published)" if r.source == "published" else "")
+        cells = [_fmt(r.cells.get(c.key), c) for c in table.columns]
+        rank = "—" if r.rank is None else f"{r.rank:.1f}"
+        lines.append("| " + " | ".join([name, *cells, _mean_str(r), rank]) + " |")
+    return "\n".join(lines + [""] + [f"- {n}" for n in _notes(table)]) + "\n"
+
+
+def to_records(table: Table) -> list[dict]:
+    out = []
+    for r in table.rows:
+        rec = {"model": r.model, "source": r.source, "protocol": r.protocol}
+        for c in table.columns:
+            cell = r.cells.get(c.key)
+            rec[c.key] = None if cell is None else cell.mean
+            rec[f"{c.key}_std"] = None if cell is None else cell.std
+            rec[f"{c.key}_n"] = None if cell is None else cell.n
+        rec.update(mean=r.mean, mean_complete=r.mean_complete, rank=r.rank, pool=table.pool)
+        out.append(rec)
+    return out
+
+
+def to_csv(table: Table) -> str:
+    records = to_records(table)
+    buf = io.StringIO()
+    fields = ["model", "source", "protocol", *[c.key for c in table.columns],
+              *[f"{c.key}_{s}" for c in table.columns for s in ("std", "n")], "mean", "mean_complete", "rank", "pool"]
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for rec in records:
+        w.writerow({k: ("" if v is None else v) for k, v in rec.items()})
+    return buf.getvalue()
+
+
+def to_json(tables: list[Table]) -> str:
+    return json.dumps([{"columns": [vars(c) for c in t.columns], "pool": t.pool, "notes": _notes(t),
+                        "rows": to_records(t)} for t in tables], indent=2)
+
+
+def factor_figures(table: Table) -> dict[str, bytes]:
+    """One PNG per factor (its two columns side by side, one bar per model, std as error bars)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pngs = {}
+    models = [r.model for r in table.rows]
+    colors = [f"C{i % 10}" for i in range(len(models))]
+    for factor in FACTORS:
+        cols = [c for c in table.columns if c.factor == factor]
+        if not cols or not any(c.key in r.cells for c in cols for r in table.rows):
+            continue
+        fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.4), squeeze=False)
+        for ax, col in zip(axes[0], cols):
+            vals = [r.cells[col.key].mean if col.key in r.cells else float("nan") for r in table.rows]
+            errs = [(r.cells[col.key].std or 0.0) if col.key in r.cells else 0.0 for r in table.rows]
+            ax.bar(range(len(models)), vals, yerr=errs, color=colors, capsize=3)
+            ax.set_xticks(range(len(models)), models, rotation=35, ha="right", fontsize=7)
+            ax.set_title(col.title + (" ↓" if col.counting else ""), fontsize=9)
+            ax.set_ylabel("normalised MAE" if col.counting else "%")
+        fig.suptitle(f"{factor} factor", fontsize=10)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
+        pngs[factor] = buf.getvalue()
+    return pngs
+
+
+def save_plots(tables: list[Table], directory: str | Path) -> list[Path]:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for t in tables:
+        prefix = "synth_" if t.columns == SYNTH_TABLE else "severe_"
+        for factor, png in factor_figures(t).items():
+            p = directory / f"{prefix}{factor}.png"
+            p.write_bytes(png)
+            paths.append(p)
+    return paths
+
+
+def to_html(tables: list[Table]) -> str:
+    """One self-contained page: the tables plus the factor plots inlined as base64 PNG."""
+    from html import escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>SEVERE report</title><style>",
+             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
+             "img{max-width:48%;margin:4px}", "</style></head><body><h1>SEVERE report</h1>"]
+    for t in tables:
+        head = ["Model", *[c.title for c in t.columns], "Mean", f"Rank↓ (of {t.pool})"]
+        parts.append("<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>")
+        for r in t.rows:
+            name = r.model + (" (published)" if r.source == "published" else "")
+            cells = [name, *[_fmt(r.cells.get(c.key), c) for c in t.columns], _mean_str(r),
+                     "—" if r.rank is None else f"{r.rank:.1f}"]
+            parts.append("<tr>" + "".join(f"<td>{escape(x)}</td>" for x in cells) + "</tr>")
+        parts.append("</table><ul>" + "".join(f"<li>{escape(n)}</li>" for n in _notes(t)) + "</ul><div>")
+        for factor, png in factor_figures(t).items():
+            parts.append(f"<img alt='{factor}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+        parts.append("</div>")
+    return "".join(parts) + "</body></html>\n"
+
+
+def render(tables: Table | list[Table], fmt: str = "md") -> str:
+    """Render one or several tables as ``md``, ``csv``, ``json`` or ``html``."""
+    tables = [tables] if isinstance(tables, Table) else list(tables)
+    if fmt == "md":
+        return "\n".join(to_markdown(t) for t in tables)
+    if fmt == "csv":
+        return "\n".join(to_csv(t) for t in tables)
+    if fmt == "json":
+        return to_json(tables)
+    if fmt == "html":
+        return to_html(tables)
+    raise VsslError(f"--format: expected md, csv, json or html, got {fmt!r}")
+
+
+def build_tables(rows) -> list[Table]:
+    """A SEVERE table and/or a SynthSEVERE table, depending on which columns the rows fill."""
+    rows = list(rows)
+    tables = [build_table(rows, cols) for cols in (SEVERE_TABLE, SYNTH_TABLE)]
+    return [t for t in tables if t.rows]
+
+
+def report_command(args) -> int:
+    """``vssl report [DIR] [--format] [--from-csv FILE] [--output F] [--plots DIR]``."""
+    from vssl.severe.results import ResultsStore, find_stores
+
+    rows: list = []
+    if args.from_csv:
+        rows += read_published_csv(args.from_csv)
+    if args.dir:
+        stores = find_stores(args.dir)
+        if not stores:
+            raise VsslError(f"{args.dir}: no results.sqlite found (run `vssl severe --out {args.dir}` first)")
+        for path in stores:
+            with ResultsStore(path) as store:
+                rows += store.results()
+    if not args.dir and not args.from_csv:
+        raise VsslError("report: give a results directory and/or --from-csv FILE")
+    tables = build_tables(rows)
+    if not tables:
+        raise VsslError("report: no results to show")
+    text = render(tables, args.format)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text, end="")
+    if args.plots:
+        for p in save_plots(tables, args.plots):
+            print(f"plot: {p}", file=__import__("sys").stderr)
+    return 0
