@@ -1,0 +1,190 @@
+"""``ClipDataset``: decoded uint8 clips of a VideoList, robust to bad videos, reproducible.
+
+Each item is ``{"video": uint8 (C, T, S, S) or (V, C, T, S, S), "label": tensor, "index": int}``.
+Clips are decoded at reduced resolution (short side ``cfg.load_size``) and centre-cropped to an
+``S = cfg.load_size`` square so a batch stacks; augmentation happens later, batched on the device
+(``vssl.data.transforms``).
+
+Bad input never ends a run: a missing, empty, truncated or undecodable video is replaced by the
+next index (deterministic), the failure is counted, its path kept and logged once. Failures are
+appended to one small file per process in ``failure_log`` (a directory), so counts made inside
+DataLoader workers reach the main process (``failures``, ``failed_paths``, ``collect_failures``).
+
+Sampling is reproducible: clip positions come from ``numpy.random.default_rng((seed, epoch,
+index))``; ``set_epoch`` updates the epoch through shared memory, so it reaches persistent workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vssl.config import DataConfig
+from vssl.data import sampling
+from vssl.data.video import VIDEO_EXTENSIONS, VideoReader
+from vssl.errors import VsslError
+
+log = logging.getLogger("vssl.data")
+
+
+def resolve_video_path(root: str | Path, path: str | Path) -> Path:
+    """``root/path`` if it exists, else the same stem with another video extension (annotation
+    files often name .avi/.webm while a prepared tree holds .mp4). Returns ``root/path`` when
+    nothing matches, so the error names the path the annotations gave."""
+    full = Path(root) / path
+    if full.is_file():
+        return full
+    for ext in VIDEO_EXTENSIONS:
+        candidate = full.with_suffix(ext)
+        if candidate.is_file():
+            return candidate
+    return full
+
+
+def encode_label(label, task: str | None, num_classes: int) -> torch.Tensor:
+    """int -> long scalar; list[int] (multilabel) -> multi-hot float (num_classes,); counts -> float."""
+    if task == "multilabel" or isinstance(label, (list, tuple)):
+        target = torch.zeros(num_classes, dtype=torch.float32)
+        if len(label):
+            target[torch.as_tensor(list(label), dtype=torch.long)] = 1.0
+        return target
+    if task == "counting" or isinstance(label, float):
+        return torch.tensor(float(label), dtype=torch.float32)
+    return torch.tensor(int(label), dtype=torch.long)
+
+
+class ClipDataset(Dataset):
+    """Clips of the videos in ``videos`` (an object with ``.records``, each with ``.path``/``.label``).
+
+    Args:
+        videos: a ``VideoList`` (``.classes`` and ``.task`` are used when present).
+        root: directory the record paths are relative to (see :func:`resolve_video_path`).
+        cfg: ``num_frames``, ``stride`` or ``fps`` (a target rate; SEVERE: 32 at 16 fps),
+            ``sampling`` ("random" or "segment"), ``load_size``, ``backend``, ``decoder_threads``.
+        num_clips: independent random clips per item in training (2 for video contrast).
+        train: random clips; otherwise ``test_clips`` uniformly spaced clips (or segment views).
+        test_clips: clips per video in test mode (SEVERE dense test: 10).
+        seed: base seed of the per-item generators.
+        pad: how clips longer than the video are filled: "cycle" (SEVERE) or "clamp" (VideoMAE).
+        jitter: per-index temporal jitter in stride mode (Tubelet-Contrast).
+        failure_log: directory for the per-process failure files (a fresh temp dir when None).
+        max_skips: consecutive bad videos tolerated before giving up with a ``VsslError``.
+    """
+
+    def __init__(self, videos, root: str | Path, cfg: DataConfig, num_clips: int = 1, train: bool = True,
+                 test_clips: int = 1, *, seed: int = 0, pad: str = "cycle", jitter: bool = False,
+                 failure_log: str | Path | None = None, max_skips: int = 50):
+        if cfg.sampling not in ("random", "segment"):
+            raise VsslError(f"data.sampling must be 'random' or 'segment', got {cfg.sampling!r}")
+        if not len(videos.records):
+            raise VsslError(f"{root}: the video list is empty")
+        self.videos, self.root, self.cfg = videos, Path(root), cfg
+        self.num_clips = num_clips if train else test_clips
+        self.train, self.seed, self.pad, self.jitter, self.max_skips = train, seed, pad, jitter, max_skips
+        self.task = getattr(videos, "task", None)
+        self.num_classes = len(getattr(videos, "classes", []) or [])
+        self.failure_log = Path(failure_log or tempfile.mkdtemp(prefix="vssl-failures-"))
+        self.failure_log.mkdir(parents=True, exist_ok=True)
+        self._epoch = torch.zeros(1, dtype=torch.long).share_memory_()  # seen by persistent workers
+        self._warned: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.videos.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Call before each epoch: item ``i`` of epoch ``e`` samples from rng(seed, e, i)."""
+        self._epoch[0] = int(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
+
+    # -- sampling and decoding -----------------------------------------------------------------
+
+    def clip_indices(self, num_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+        """(V, T) frame indices of the clips of one item (V = num_clips, or test_clips in test)."""
+        cfg, v = self.cfg, self.num_clips
+        if cfg.sampling == "segment":
+            if self.train:
+                return np.stack([sampling.segment_indices(num_frames, cfg.num_frames, rng) for _ in range(v)])
+            return sampling.segment_indices(num_frames, cfg.num_frames, train=False, num_views=v)
+        rate = dict(fps=fps, target_fps=cfg.fps) if cfg.fps > 0 else {}
+        if self.train:
+            return np.stack([sampling.random_clip(num_frames, cfg.num_frames, cfg.stride, rng, jitter=self.jitter,
+                                                  pad=self.pad, **rate) for _ in range(v)])
+        return sampling.uniform_clips(num_frames, cfg.num_frames, v, cfg.stride, pad=self.pad, **rate)
+
+    def load(self, index: int) -> torch.Tensor:
+        """Decode the clips of item ``index``: uint8 (V, C, T, S, S). Raises on a bad video."""
+        record = self.videos.records[index]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        size = self.cfg.load_size
+        path = resolve_video_path(self.root, record.path)
+        with VideoReader(path, self.cfg.backend, self.cfg.decoder_threads, short_side=size) as reader:
+            indices = self.clip_indices(reader.num_frames, reader.fps, rng)
+            frames = reader.get_frames(indices.reshape(-1))  # one pass over the file for all clips
+        h, w = frames.shape[1:3]
+        top, left = (h - size) // 2, (w - size) // 2
+        frames = frames[:, top:top + size, left:left + size]  # (V*T, S, S, C)
+        v, t = indices.shape
+        return frames.reshape(v, t, size, size, 3).permute(0, 4, 1, 2, 3).contiguous()
+
+    def __getitem__(self, index: int) -> dict:
+        last_error = None
+        for skip in range(min(self.max_skips, len(self))):
+            i = (index + skip) % len(self)
+            try:
+                clips = self.load(i)
+            except Exception as e:  # noqa: BLE001 - any broken file must not end the run
+                last_error = e
+                self._record_failure(self.videos.records[i].path, e)
+                continue
+            record = self.videos.records[i]
+            return {"video": clips[0] if self.num_clips == 1 else clips,
+                    "label": encode_label(record.label, self.task, self.num_classes),
+                    "index": i}
+        raise VsslError(f"{self.root}: {min(self.max_skips, len(self))} videos in a row from index {index} "
+                        f"could not be decoded; last error: {last_error}")
+
+    # -- failure bookkeeping ---------------------------------------------------------------------
+
+    def _record_failure(self, path: str, error: Exception) -> None:
+        reason = str(getattr(error, "reason", None) or f"{type(error).__name__}: {error}").replace("\n", " ")
+        with open(self.failure_log / f"failures-{os.getpid()}.tsv", "a", encoding="utf-8") as f:
+            f.write(f"{path}\t{reason}\n")
+        if path not in self._warned:
+            self._warned.add(path)
+            log.warning("skipping unreadable video %s (%s); serving the next one", path, reason)
+
+    def failure_report(self) -> list[tuple[str, str]]:
+        """Every failed load so far, from all processes: [(path, reason), ...] (repeats kept)."""
+        events = []
+        for file in sorted(self.failure_log.glob("failures-*.tsv")):
+            for line in file.read_text(encoding="utf-8").splitlines():
+                path, _, reason = line.partition("\t")
+                events.append((path, reason))
+        return events
+
+    @property
+    def failures(self) -> int:
+        """Number of failed loads (a bad video met twice counts twice), across DataLoader workers."""
+        return len(self.failure_report())
+
+    @property
+    def failed_paths(self) -> list[str]:
+        """Distinct paths (as in the annotations) that failed, in first-seen order per process."""
+        return list(dict.fromkeys(path for path, _ in self.failure_report()))
+
+
+def collect_failures(loader_or_dataset) -> list[tuple[str, str]]:
+    """Distinct (path, reason) failures of a ClipDataset or of a DataLoader over one (workers included)."""
+    dataset = getattr(loader_or_dataset, "dataset", loader_or_dataset)
+    while not hasattr(dataset, "failure_report") and hasattr(dataset, "dataset"):  # Subset wrappers
+        dataset = dataset.dataset
+    return list(dict.fromkeys(dataset.failure_report()))
