@@ -305,3 +305,13 @@ def test_every_adapter_is_listed_with_splits():
         "gym99_1k", "ucf101_1k", "ucfrep", "charades", "diving48", "csv"}
     assert all(SPLITS[n][0] == "train" and len(SPLITS[n]) == 2 for n in SPLITS)
     json.dumps(SPLITS)
+
+
+@real
+def test_label_set_option_and_charades_val_alias(tmp_path):
+    fx = ADAPTERS["gym99"](ANN / "finegym", "val", label_set="fx_s1")
+    assert (len(fx), fx.num_classes) == (777, 11)
+    with pytest.raises(AnnotationError, match="unknown label_set"):
+        ADAPTERS["gym99"](ANN / "finegym", "val", label_set="fx_s9")
+    write_charades(tmp_path, "")
+    assert len(ADAPTERS["charades"](tmp_path, "val")) == 1  # PySlowFast calls the test split "val"

@@ -8,7 +8,7 @@ Official files::
 
 -> record ``<id>.mp4`` with label = sorted list of the class indices present in ``actions`` (may be
 empty); ``meta["segments"]`` = ``[(class, start s, end s), ...]`` and ``meta["length"]`` (seconds).
-Splits ``train`` / ``test``. (SEVERE itself reads PySlowFast frame lists; these CSVs are the
+Splits ``train`` / ``test`` (``val`` is accepted for ``test``: PySlowFast's name for it). (SEVERE itself reads PySlowFast frame lists; these CSVs are the
 standard distribution and carry the same video-level labels.)
 """
 
@@ -63,11 +63,11 @@ def _parse_actions(text: str, path: Path, lineno: int, num_classes: int) -> list
 
 def charades(annotations: str | Path, split: str, fold: int = 1, **opts) -> VideoList:
     """Charades v1 ``train`` / ``test`` as multi-label video records."""
-    check_split("charades", split, SPLITS)
+    check_split("charades", split, SPLITS + ("val",))
     ann = Path(annotations)
     class_file = ann / "Charades_v1_classes.txt"
     classes = read_classes(class_file) if class_file.is_file() else [f"c{i:03d}" for i in range(NUM_CLASSES)]
-    path = require_file(ann / f"Charades_v1_{split}.csv")
+    path = require_file(ann / f"Charades_v1_{'test' if split == 'val' else split}.csv")
     records = []
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)

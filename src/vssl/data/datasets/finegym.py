@@ -36,6 +36,7 @@ SPLITS = ("train", "val")
 NUM_CLASSES = {"gym99": 99, "gym288": 288}
 FX_S1 = (6, 16)
 UB_S1 = (74, 88)
+LABEL_SETS = {"fx_s1": FX_S1, "ub_s1": UB_S1, "vault": (0, 5), "floor": (6, 40)}
 _CATEGORY = re.compile(r"Clabel:\s*(\d+);.*?;\s*Glabel:\s*\d+;\s*(.*)$")
 
 
@@ -68,13 +69,19 @@ def read_gym_list(path: Path, num_classes: int | None) -> list[VideoRecord]:
 
 def gym(annotations: str | Path, split: str, fold: int = 1, prefix: str = "gym99",
         label_range: tuple[int, int] | None = None, num_classes: int | None = None,
-        name: str | None = None, **opts) -> VideoList:
+        name: str | None = None, label_set: str | None = None, **opts) -> VideoList:
     """A FineGym list ``<prefix>_{train,val}.txt``, optionally restricted to ``label_range`` (inclusive).
+
+    ``label_set`` names a range of :data:`LABEL_SETS` (``"fx_s1"``, ``"ub_s1"``, ``"vault"``, ``"floor"``).
 
     ``num_classes`` defaults to 99/288 for the official prefixes and to max(label) + 1 otherwise (for
     lists written by the synthetic benchmark).
     """
     check_split(name or prefix, split, SPLITS)
+    if label_set is not None:
+        if label_set not in LABEL_SETS:
+            raise AnnotationError(f"{prefix}: unknown label_set {label_set!r} (choose {', '.join(LABEL_SETS)})")
+        label_range = LABEL_SETS[label_set]
     ann = Path(annotations)
     path = first_existing(ann / f"{prefix}_{split}.txt", ann / f"{prefix}_{split}_org.txt")
     num_classes = num_classes if num_classes is not None else NUM_CLASSES.get(prefix)
