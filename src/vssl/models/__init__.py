@@ -5,10 +5,11 @@
 
 from vssl.models.backbones import BACKBONES, build_backbone
 from vssl.models.resnet3d import VideoResNet
-from vssl.models.vit import Attention, Block, VisionTransformer, sinusoid_table
+from vssl.models.vit import Attention, Block, VisionTransformer, init_weights, sinusoid_table
 from vssl.models.weights import LoadReport, load_backbone_weights, load_state_dict_file
 
 __all__ = [
     "BACKBONES", "build_backbone", "VideoResNet", "VisionTransformer", "Attention", "Block", "sinusoid_table",
+    "init_weights",
     "LoadReport", "load_backbone_weights", "load_state_dict_file",
 ]

@@ -41,6 +41,20 @@ def sinusoid_table(num_positions: int, dim: int) -> Tensor:
     return table.float()
 
 
+def init_weights(m: nn.Module) -> None:
+    """VideoMAE's ``_init_weights``: xavier-uniform Linear, zero biases, unit LayerNorm; convs keep defaults.
+
+    Apply with ``module.apply(init_weights)`` (the VideoMAE/SIGMA decoder uses it too).
+    """
+    if isinstance(m, nn.Linear):
+        nn.init.xavier_uniform_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with VideoMAE's bias layout: ``qkv`` (no bias) + ``q_bias`` + ``v_bias``."""
 
@@ -122,17 +136,7 @@ class VisionTransformer(nn.Module):
         ])
         self.fc_norm = nn.LayerNorm(embed_dim, eps=fc_norm_eps)
         self._pos_cache: dict[tuple, Tensor] = {}  # (grid, device, dtype) -> (1, N, D); not in state_dict
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:  # VideoMAE: xavier-uniform Linear, zero biases; conv default
-        if isinstance(m, nn.Linear):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_weights)
 
     def grid(self, x_shape) -> tuple[int, int, int]:
         """Token grid (t, h, w) for an input of shape (..., T, H, W)."""

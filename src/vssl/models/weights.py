@@ -145,25 +145,13 @@ def _allowed(key: str, prefixes: Iterable[str]) -> bool:
     return any(key.startswith(p) for p in prefixes)
 
 
-def load_backbone_weights(model: nn.Module, path_or_state_dict, allow_missing: Iterable[str] = (),
-                          allow_unexpected: Iterable[str] = (), strict_shapes: bool = True) -> LoadReport:
-    """Load weights into ``model`` and report loaded/missing/unexpected/mismatched keys.
+def check_state_dict(model: nn.Module, sd: Mapping[str, Tensor], source: str = "state dict",
+                     allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = (),
+                     strict_shapes: bool = True) -> LoadReport:
+    """Compare keys and shapes of ``sd`` with ``model`` (which may live on the meta device); load nothing.
 
-    Args:
-        path_or_state_dict: a file (see ``load_state_dict_file``/``backbone_state``) or a mapping.
-        allow_missing / allow_unexpected: key prefixes that may be missing / present in excess (e.g.
-            ``("fc.",)``); BatchNorm ``num_batches_tracked`` buffers may always be missing.
-        strict_shapes: raise on shape mismatches (default); if False, mismatched tensors keep their init.
-
-    Raises:
-        CheckpointError: missing or unexpected keys not allowed, or shape mismatches under strict_shapes.
+    Raises CheckpointError as ``load_backbone_weights`` does; ``report.loaded`` lists the loadable keys.
     """
-    if isinstance(path_or_state_dict, (str, os.PathLike)):
-        source = str(path_or_state_dict)
-        sd, _ = read_backbone_checkpoint(path_or_state_dict)
-    else:
-        source = "state dict"
-        sd, _ = backbone_state(path_or_state_dict)
     allow_missing, allow_unexpected = tuple(allow_missing), tuple(allow_unexpected)
     own = model.state_dict()
     report = LoadReport(source)
@@ -190,9 +178,31 @@ def load_backbone_weights(model: nn.Module, path_or_state_dict, allow_missing: I
                 f"`vssl weights convert {source} OUT --from {hint}`)") if hint not in (None, "vssl") else ""
         raise CheckpointError(f"{source}: cannot load into {type(model).__name__}: " + "; ".join(problems) + hint)
     skip = {k for k, _, _ in report.mismatched}
-    to_load = {k: v for k, v in sd.items() if k in own and k not in skip}
-    model.load_state_dict(to_load, strict=False)
-    report.loaded = sorted(to_load)
+    report.loaded = sorted(k for k in sd if k in own and k not in skip)
+    return report
+
+
+def load_backbone_weights(model: nn.Module, path_or_state_dict, allow_missing: Iterable[str] = (),
+                          allow_unexpected: Iterable[str] = (), strict_shapes: bool = True) -> LoadReport:
+    """Load weights into ``model`` and report loaded/missing/unexpected/mismatched keys.
+
+    Args:
+        path_or_state_dict: a file (see ``load_state_dict_file``/``backbone_state``) or a mapping.
+        allow_missing / allow_unexpected: key prefixes that may be missing / present in excess (e.g.
+            ``("fc.",)``); BatchNorm ``num_batches_tracked`` buffers may always be missing.
+        strict_shapes: raise on shape mismatches (default); if False, mismatched tensors keep their init.
+
+    Raises:
+        CheckpointError: missing or unexpected keys not allowed, or shape mismatches under strict_shapes.
+    """
+    if isinstance(path_or_state_dict, (str, os.PathLike)):
+        source = str(path_or_state_dict)
+        sd, _ = read_backbone_checkpoint(path_or_state_dict)
+    else:
+        source = "state dict"
+        sd, _ = backbone_state(path_or_state_dict)
+    report = check_state_dict(model, sd, source, allow_missing, allow_unexpected, strict_shapes)
+    model.load_state_dict({k: sd[k] for k in report.loaded}, strict=False)
     (log.info if report.ok else log.warning)("%s", report)
     return report
 
@@ -257,8 +267,9 @@ def convert_command(args) -> int:
     result = convert(args.path, args.source_format)
     meta = {"backbone": result.backbone, "kwargs": result.kwargs, "source_format": args.source_format,
             "source": os.path.basename(str(args.path).rstrip("/")), **result.extra}
-    model = build_backbone(result.backbone, **result.kwargs)
-    report = load_backbone_weights(model, {"backbone": result.state_dict}, strict_shapes=True)
+    with torch.device("meta"):  # keys and shapes only: no memory, no init time
+        model = build_backbone(result.backbone, **result.kwargs)
+    report = check_state_dict(model, result.state_dict, str(args.out))
     save_backbone_file(args.out, result.state_dict, meta)
     print(f"converted {args.path} ({args.source_format}) -> {args.out}: backbone {result.backbone}"
           f"{' ' + json.dumps(result.kwargs) if result.kwargs else ''}, {len(result.state_dict)} tensors")
