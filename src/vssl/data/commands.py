@@ -65,12 +65,15 @@ def _print_table(summary: dict, lists: dict[str, VideoList]) -> None:
     table.add_column("classes present", justify="right")
     for split, count in summary["splits"].items():
         if count is None:
-            table.add_row(split, "[yellow]missing[/]", summary["missing"][split])
+            table.add_row(split, "[yellow]missing[/]", "-")
             continue
         videos = lists[split]
         present = _classes_present(videos)
         table.add_row(split, f"{count:,}", "-" if present is None else str(present))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for split, path in summary.get("missing", {}).items():
+        console.print(f"{split}: annotation file not found: {path}", highlight=False, soft_wrap=True)
 
 
 def _classes_present(videos: VideoList) -> int | None:
