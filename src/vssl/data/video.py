@@ -2,13 +2,21 @@
 
 ``write_video`` encodes uint8 frames as H.264 through PyAV with a short GOP, so that later random
 access (seek to the nearest keyframe, decode forward) stays cheap.
+
+``VideoReader`` gives random access to frames through one API over three decoders: PyAV (default,
+keyframe seeks, see reference/environment.md §2.1), torchcodec and decord (optional, imported
+lazily). Unreadable files raise ``VideoDecodeError(path, reason)``.
 """
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from vssl.errors import VsslError
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, gop: int = 16,
@@ -50,13 +58,6 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, gop: in
 # Decoding
 # --------------------------------------------------------------------------------------------------
 
-import bisect  # noqa: E402  (kept next to the decoders that use them)
-import math  # noqa: E402
-
-import torch  # noqa: E402
-
-from vssl.errors import VsslError  # noqa: E402
-
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
 BACKENDS = ("pyav", "torchcodec", "decord")
 
@@ -96,8 +97,9 @@ class _PyAVReader:
     For each group of nearby requested frames: seek backward to the keyframe before the first one
     (``container.seek(pts, backward=True, stream=...)``), decode forward and stop after the last
     one. Frames are identified by their pts, so a seek that lands early costs time, never accuracy.
-    Groups are split where two needed frames are more than ``max_gap`` frames apart, because a new
-    seek is then cheaper than decoding the gap (with a short GOP).
+    The needed frames are split into groups where a keyframe lies between two of them (from the
+    container's index), since a new seek then skips decoding the gap; without an index, where two
+    needed frames are more than ``max_gap`` frames apart.
     """
 
     max_gap = 48
@@ -140,6 +142,7 @@ class _PyAVReader:
             self.close()
             raise VideoDecodeError(path, f"bad stream metadata: {e}") from e
         self.last_decoded = 0  # frames decoded by the last get_frames call (for tests and benchmarks)
+        self._keyframe_cache: list[int] | None = None
 
     def _count_frames(self) -> int:
         """Frame count when the container does not store it (webm/mkv): count the demuxed packets."""
@@ -172,6 +175,23 @@ class _PyAVReader:
             if idx >= last:
                 break
 
+    def _keyframes(self) -> list[int]:
+        """Frame indices of the keyframes from the container index ([] when it has none)."""
+        if self._keyframe_cache is None:
+            entries = self.stream.index_entries if self.time_base else []
+            self._keyframe_cache = sorted(
+                round((e.timestamp - self.start_pts) * self.time_base * self.fps)
+                for e in entries if e.is_keyframe)
+        return self._keyframe_cache
+
+    def _worth_seeking(self, previous: int, following: int) -> bool:
+        """Seek again for ``following`` when a keyframe lies after ``previous`` and at or before it."""
+        keys = self._keyframes()
+        if keys:
+            k = bisect.bisect_right(keys, following) - 1
+            return k >= 0 and keys[k] > previous
+        return following - previous > self.max_gap
+
     def get_frames(self, indices) -> torch.Tensor:
         import av
 
@@ -181,8 +201,8 @@ class _PyAVReader:
         self.last_decoded = 0
         try:
             start = 0
-            for i in range(1, len(wanted) + 1):  # split into groups of nearby frames
-                if i == len(wanted) or wanted[i] - wanted[i - 1] > self.max_gap:
+            for i in range(1, len(wanted) + 1):  # split into groups that one forward decode serves
+                if i == len(wanted) or self._worth_seeking(wanted[i - 1], wanted[i]):
                     self._decode_range(wanted[start], wanted[i - 1], set(wanted[start:i]), out)
                     start = i
             missing = [i for i in wanted if i not in out]
