@@ -59,6 +59,7 @@ def test_ssv2_validation_and_unlabeled_test():
 def test_finegym_lists_and_subsets():
     assert counts("gym99", "finegym") == {"train": 20484, "val": 8521}
     assert counts("gym288", "finegym") == {"train": 22671, "val": 9646}
+    assert ADAPTERS["gym288"](ANN / "finegym", "val").num_classes == 288
     fx = ADAPTERS["fx_s1"](ANN / "finegym", "train")
     assert (len(fx), fx.num_classes) == (1882, 11) and set(fx.labels) == set(range(11))
     assert len(ADAPTERS["fx_s1"](ANN / "finegym", "val")) == 777
@@ -315,3 +316,11 @@ def test_label_set_option_and_charades_val_alias(tmp_path):
         ADAPTERS["gym99"](ANN / "finegym", "val", label_set="fx_s9")
     write_charades(tmp_path, "")
     assert len(ADAPTERS["charades"](tmp_path, "val")) == 1  # PySlowFast calls the test split "val"
+
+
+def test_gym_lists_with_fewer_classes_agree_across_splits(tmp_path):
+    (tmp_path / "gym99_train.txt").write_text("a.avi 0\nb.avi 4\nc.avi 2\n")
+    (tmp_path / "gym99_val_org.txt").write_text("d 1\ne 5\n")
+    train, val = ADAPTERS["gym99"](tmp_path, "train"), ADAPTERS["gym99"](tmp_path, "val")
+    assert train.num_classes == val.num_classes == 6 and [r.path for r in val] == ["d.avi", "e.avi"]
+    assert ADAPTERS["gym99"](tmp_path, "train", label_range=(2, 4)).labels == [2, 0]

@@ -67,6 +67,21 @@ def read_gym_list(path: Path, num_classes: int | None) -> list[VideoRecord]:
     return records
 
 
+def _observed_classes(ann: Path, prefix: str, records: list[VideoRecord]) -> int:
+    """max label + 1 over every split's list, so that train and val agree on the label space.
+
+    This is 99 / 288 on the official lists, and the true class count of lists with fewer classes
+    written in the same format (the synthetic benchmark's Domain B).
+    """
+    top = max((r.label for r in records), default=-1)
+    for split in SPLITS:
+        for path in (ann / f"{prefix}_{split}.txt", ann / f"{prefix}_{split}_org.txt"):
+            if path.is_file():
+                top = max(top, max((r.label for r in read_gym_list(path, NUM_CLASSES.get(prefix))), default=-1))
+                break
+    return top + 1
+
+
 def gym(annotations: str | Path, split: str, fold: int = 1, prefix: str = "gym99",
         label_range: tuple[int, int] | None = None, num_classes: int | None = None,
         name: str | None = None, label_set: str | None = None, **opts) -> VideoList:
@@ -74,8 +89,8 @@ def gym(annotations: str | Path, split: str, fold: int = 1, prefix: str = "gym99
 
     ``label_set`` names a range of :data:`LABEL_SETS` (``"fx_s1"``, ``"ub_s1"``, ``"vault"``, ``"floor"``).
 
-    ``num_classes`` defaults to 99/288 for the official prefixes and to max(label) + 1 otherwise (for
-    lists written by the synthetic benchmark).
+    ``num_classes`` defaults to max(label) + 1 over the train and val lists (99 / 288 on the official
+    lists, which also bound the labels; fewer on lists written by the synthetic benchmark).
     """
     check_split(name or prefix, split, SPLITS)
     if label_set is not None:
@@ -84,10 +99,9 @@ def gym(annotations: str | Path, split: str, fold: int = 1, prefix: str = "gym99
         label_range = LABEL_SETS[label_set]
     ann = Path(annotations)
     path = first_existing(ann / f"{prefix}_{split}.txt", ann / f"{prefix}_{split}_org.txt")
-    num_classes = num_classes if num_classes is not None else NUM_CLASSES.get(prefix)
-    records = read_gym_list(path, num_classes)
+    records = read_gym_list(path, num_classes if num_classes is not None else NUM_CLASSES.get(prefix))
     if num_classes is None:
-        num_classes = max((r.label for r in records), default=-1) + 1
+        num_classes = _observed_classes(ann, prefix, records)
     classes = _class_names(ann, prefix, num_classes)
     if label_range is not None:
         lo, hi = int(label_range[0]), int(label_range[1])
