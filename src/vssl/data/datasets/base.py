@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,7 +244,3 @@ def list_files(folder: str | Path, pattern: str) -> list[Path]:
     if not folder.is_dir():
         raise MissingAnnotationError(folder, "annotation folder")
     return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
-
-
-def env_path(path: str | Path) -> Path:
-    return Path(os.path.expanduser(str(path)))

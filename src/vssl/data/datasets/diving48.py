@@ -39,7 +39,8 @@ def diving48(annotations: str | Path, split: str, fold: int = 1, **opts) -> Vide
         if not isinstance(e, dict) or "vid_name" not in e or not isinstance(e.get("label"), int):
             raise AnnotationError(f"{path}: entry {i}: expected 'vid_name' and an integer 'label'")
         if not 0 <= e["label"] < len(classes):
-            raise AnnotationError(f"{path}: entry {i} ({e['vid_name']}): label {e['label']} outside 0..{len(classes) - 1}")
+            raise AnnotationError(f"{path}: entry {i} ({e['vid_name']}): "
+                                  f"label {e['label']} outside 0..{len(classes) - 1}")
         meta = {k: e[k] for k in ("start_frame", "end_frame") if k in e}
         records.append(VideoRecord(f"{e['vid_name']}.mp4", e["label"], meta))
     return finish(VideoList("diving48", split, records, classes), **opts)
