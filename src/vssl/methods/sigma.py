@@ -1,0 +1,209 @@
+"""SIGMA: Sinkhorn-Guided Masked Video Modeling (Salehi et al., ECCV 2024, arXiv 2407.15447;
+``QUVA-Lab/SIGMA: modeling_pretrain.py``, ``engine_for_pretraining.py``, ``utils.py``).
+
+VideoMAE (tube masking 0.9, encoder on visible tokens, narrow decoder) whose masked tokens are not
+regressed onto pixels. Instead the decoder output z_P and a target feature z_T of the same tube are
+scored against K = 3000 L2-normalised prototypes; Sinkhorn-Knopp turns each side's scores into
+balanced assignments whose argmax is the *other* side's label (sigma-videomae.md §2.3-2.4)::
+
+    s_T = norm(z_T) @ C^T,  s_P = norm(z_P) @ sg(C)^T
+    L   = CE(s_T / 0.1, argmax Q_P) + CE(s_P / 0.1, argmax Q_T)
+
+Targets: ``mlp`` (SIGMA-MLP) = a trainable MLP 1536-1024-1024-512-256 on the normalised pixel
+tube; ``dino`` (SIGMA-DINO) = a frozen image ViT's patch features of the first frame of each
+tubelet, z-scored per video and channel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from vssl.data import transforms as TF
+from vssl.errors import ConfigError
+from vssl.methods.masking import gather_tokens, pixel_targets
+from vssl.methods.videomae import VideoMAE
+
+if TYPE_CHECKING:
+    from vssl.config import RunConfig
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _global_logsumexp(x: torch.Tensor, dim: int, distributed: bool) -> torch.Tensor:
+    """logsumexp over ``dim`` of the tensor concatenated along ``dim`` across processes."""
+    m = x.amax(dim=dim, keepdim=True)
+    if distributed:
+        dist.all_reduce(m, op=dist.ReduceOp.MAX)
+    s = (x - m).exp().sum(dim=dim, keepdim=True)
+    if distributed:
+        dist.all_reduce(s, op=dist.ReduceOp.SUM)
+    return m + s.log()
+
+
+@torch.no_grad()
+def sinkhorn(scores: torch.Tensor, eps: float = 0.05, iters: int = 10, distributed: bool | None = None) -> torch.Tensor:
+    """Sinkhorn-Knopp: balanced soft assignments of N samples to K prototypes.
+
+    Alternately rescales ``exp(scores / eps)`` so that every prototype receives the same total mass
+    (N/K, with N the number of samples over all processes) and every sample distributes a mass of 1,
+    ending on the per-sample step (SwAV, Caron et al., NeurIPS 2020, ``facebookresearch/swav:
+    main_swav.py distributed_sinkhorn``; SIGMA ``utils.py sinkhorn`` uses eps 0.05 on K400, 0.03 on
+    SSv2, 10 iterations). Runs in the log domain in float32, so small ``eps`` cannot overflow
+    (the reference exponentiates directly and overflows below eps ~ 0.012).
+
+    Args:
+        scores: (N, K) similarities of this process's samples to the prototypes.
+        eps: entropic regularisation (the temperature of ``exp(scores / eps)``).
+        iters: number of (prototype, sample) normalisation rounds.
+        distributed: balance over the global batch with ``torch.distributed`` all-reduces of the
+            per-prototype sums; None = whenever a process group with > 1 process is initialised.
+
+    Returns:
+        Q (N, K): every row sums to 1; every column sums to (global N)/K once converged.
+    """
+    if distributed is None:
+        distributed = _distributed()
+    log_q = scores.detach().float() / eps
+    n = torch.tensor([float(log_q.shape[0])], device=log_q.device)
+    if distributed:
+        dist.all_reduce(n, op=dist.ReduceOp.SUM)
+    log_col_mass = torch.log(n / log_q.shape[1])  # each prototype gets N_global / K
+    for _ in range(iters):
+        log_q = log_q - _global_logsumexp(log_q, 0, distributed) + log_col_mass
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True)  # each sample sums to 1
+    return log_q.exp()
+
+
+def swapped_prediction_loss(s_t: torch.Tensor, s_p: torch.Tensor, eps: float = 0.05, iters: int = 10,
+                            temperature: float = 0.1) -> tuple[torch.Tensor, dict[str, float]]:
+    """SIGMA's loss: each side predicts the other side's hard Sinkhorn label.
+
+    Args:
+        s_t: (M, K) target-feature scores (gradient to the prototypes and, for SIGMA-MLP, the MLP).
+        s_p: (M, K) prediction scores computed with detached prototypes (gradient to the video model).
+        eps, iters: Sinkhorn settings; temperature: 0.1 (hard-coded in SIGMA).
+
+    Returns:
+        (loss, logs) with collapse detectors: ``usage_entropy`` (entropy of the target labels'
+        histogram / log K; 1 = uniform usage), ``distinct_labels`` (fraction of the K prototypes
+        used by the prediction labels, capped by M), ``agreement`` (y_T == y_P).
+    """
+    y_t = sinkhorn(s_t, eps, iters).argmax(dim=1)
+    y_p = sinkhorn(s_p, eps, iters).argmax(dim=1)
+    loss_t = F.cross_entropy(s_t / temperature, y_p)
+    loss_p = F.cross_entropy(s_p / temperature, y_t)
+    with torch.no_grad():
+        k = s_t.shape[1]
+        hist = torch.bincount(y_t, minlength=k).float()
+        prob = hist / hist.sum()
+        entropy = -(prob * prob.clamp(min=1e-12).log()).sum() / math.log(k)
+        logs = {"loss_target": loss_t.item(), "loss_pred": loss_p.item(), "usage_entropy": entropy.item(),
+                "distinct_labels": y_p.unique().numel() / min(k, y_p.numel()),
+                "agreement": (y_t == y_p).float().mean().item()}
+    return loss_t + loss_p, logs
+
+
+def mlp_projector(dims: list[int]) -> nn.Sequential:
+    """SIGMA-MLP target head: Linear-GELU-...-Linear over ``dims`` (1536-1024-1024-512-256 at ViT-B)."""
+    layers: list[nn.Module] = []
+    for i in range(len(dims) - 1):
+        layers.append(nn.Linear(dims[i], dims[i + 1]))
+        if i < len(dims) - 2:
+            layers.append(nn.GELU())
+    return nn.Sequential(*layers)
+
+
+class SIGMA(VideoMAE):
+    """VideoMAE with Sinkhorn-guided feature targets and a swapped hard-label loss."""
+
+    @dataclass
+    class Config(VideoMAE.Config):
+        target: str = "mlp"  # mlp (SIGMA-MLP) | dino (SIGMA-DINO, frozen image teacher)
+        num_prototypes: int = 3000  # K
+        sinkhorn_eps: float = 0.05  # K400 scripts 0.05, SSv2 ViT-B 0.03
+        sinkhorn_iters: int = 10
+        temperature: float = 0.1
+        mlp_dims: list[int] = field(default_factory=lambda: [1024, 1024, 512, 256])  # after the pixel dim
+        dino_model: str = "vit_base_patch16_224"  # a timm ViT name (DINO ViT-B/16 in the paper)
+        dino_checkpoint: str = ""  # local weights (e.g. timm's vit_base_patch16_224.dino); "" = random
+
+    num_clips = 1
+
+    def __init__(self, cfg: Config, backbone: nn.Module, run: RunConfig):
+        if cfg.target not in ("mlp", "dino"):
+            raise ConfigError(f"method.target: expected mlp or dino, got {cfg.target!r}")
+        teacher = self._build_teacher(cfg, backbone, run) if cfg.target == "dino" else None
+        out_dim = teacher.num_features if teacher is not None else cfg.mlp_dims[-1]
+        super().__init__(cfg, backbone, run, out_dim=out_dim)
+        if teacher is not None:
+            self.teacher = teacher
+        else:
+            self.projector = mlp_projector([self.pixel_dim, *cfg.mlp_dims])
+        self.prototypes = nn.Parameter(F.normalize(torch.randn(cfg.num_prototypes, out_dim), dim=1))
+
+    @staticmethod
+    def _build_teacher(cfg: Config, backbone: nn.Module, run: RunConfig) -> nn.Module:
+        """A frozen timm ViT whose patch grid matches the student's (same patch size and frame size)."""
+        import timm
+
+        teacher = timm.create_model(cfg.dino_model, pretrained=False, num_classes=0,
+                                    img_size=run.data.crop_size, patch_size=backbone.patch_size)
+        if cfg.dino_checkpoint:
+            from timm.models.vision_transformer import checkpoint_filter_fn
+
+            state = torch.load(cfg.dino_checkpoint, map_location="cpu", weights_only=True)
+            state = state.get("model", state.get("teacher", state)) if isinstance(state, dict) else state
+            state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+            missing, unexpected = teacher.load_state_dict(checkpoint_filter_fn(state, teacher), strict=False)
+            if missing:
+                raise ConfigError(f"method.dino_checkpoint: {cfg.dino_checkpoint}: missing keys {missing[:5]}")
+        teacher.eval().requires_grad_(False)
+        return teacher
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if hasattr(self, "teacher"):
+            self.teacher.eval()  # frozen teacher: always inference mode
+        return self
+
+    @torch.no_grad()
+    def teacher_targets(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised clips (B, C, T, H, W) -> (B, N, D) teacher patch features of the first frame of
+        each tubelet (t, h, w order), z-scored per video and channel over the tokens (§2.2)."""
+        b, c = x.shape[:2]
+        frames = x[:, :, ::self.backbone.tubelet_size]  # frames 0, 2, 4, ...
+        t = frames.shape[2]
+        with torch.autocast(x.device.type, enabled=False):
+            feats = self.teacher.forward_features(frames.transpose(1, 2).reshape(b * t, c, *x.shape[-2:]).float())
+        feats = feats[:, getattr(self.teacher, "num_prefix_tokens", 1):]  # drop CLS (and registers)
+        feats = feats.reshape(b, -1, feats.shape[-1])
+        return (feats - feats.mean(1, keepdim=True)) / (feats.std(1, keepdim=True) + 1e-6)
+
+    def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        x01 = self.augment(batch["video"])
+        x = TF.normalize(x01)
+        mask = self.make_mask(x01)
+        pred = self.predict(x, mask).flatten(0, 1)  # (M, d): decoder outputs of the masked tubes
+        if cfg.target == "dino":
+            z_t = gather_tokens(self.teacher_targets(x), mask).flatten(0, 1)
+        else:
+            pixels = pixel_targets(x01, self.backbone.tubelet_size, self.backbone.patch_size, cfg.normalize_target)
+            z_t = self.projector(gather_tokens(pixels, mask).flatten(0, 1))
+        with torch.no_grad():  # prototypes live on the unit sphere (renormalised every step)
+            self.prototypes.copy_(F.normalize(self.prototypes, dim=1))
+        with torch.autocast(x.device.type, enabled=False):
+            protos = self.prototypes.float()
+            s_t = F.normalize(z_t.float(), dim=1) @ protos.t()
+            s_p = F.normalize(pred.float(), dim=1) @ protos.detach().t()
+            loss, logs = swapped_prediction_loss(s_t, s_p, cfg.sinkhorn_eps, cfg.sinkhorn_iters, cfg.temperature)
+        return loss, {"loss": loss.item(), **logs}

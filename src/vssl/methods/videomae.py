@@ -1,0 +1,142 @@
+"""VideoMAE (Tong et al., "VideoMAE: Masked Autoencoders are Data-Efficient Learners for
+Self-Supervised Video Pre-Training", NeurIPS 2022; ``MCG-NJU/VideoMAE: modeling_pretrain.py``,
+``engine_for_pretraining.py``).
+
+Tube masking at ratio 0.9 (the same spatial positions masked in every temporal slot), the encoder
+(``backbone.forward_tokens``) sees only the visible tokens, then ``encoder.norm`` and a bias-free
+``encoder_to_decoder`` projection; a narrow decoder (ViT-B: 384 wide, 4 blocks, 6 heads) with its own
+sinusoid positions and a mask token predicts the masked tubes only; the target is each tube's pixels
+normalised per tube and per colour channel; the loss is MSE on masked tokens (sigma-videomae.md §1).
+Module names follow the original checkpoints (``encoder_to_decoder``, ``mask_token``,
+``decoder.blocks.*``, ``decoder.norm``, ``decoder.head``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vssl.data import transforms as TF
+from vssl.errors import ConfigError
+from vssl.methods.masking import gather_tokens, pixel_targets, tube_mask
+from vssl.models.vit import Block, sinusoid_table
+
+if TYPE_CHECKING:
+    from vssl.config import RunConfig
+
+
+class Decoder(nn.Module):
+    """VideoMAE's pretraining decoder: blocks -> LayerNorm -> Linear head on the last ``n`` tokens."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, out_dim: int):
+        super().__init__()
+        self.blocks = nn.ModuleList([Block(dim, num_heads, 4.0, qkv_bias=True) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, out_dim)
+
+    def forward(self, x: torch.Tensor, num_last: int) -> torch.Tensor:
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(self.norm(x[:, -num_last:]))  # predict the masked tokens only
+
+
+class VideoMAE(nn.Module):
+    """Masked video autoencoder around a vssl ViT backbone (``vit_tiny``/``vit_s``/``vit_b``)."""
+
+    @dataclass
+    class Config:
+        mask_ratio: float = 0.9  # tube masking (UCF101 script: 0.75)
+        decoder_dim: int = 384  # ViT-B 384 / ViT-S 192
+        decoder_depth: int = 4
+        decoder_heads: int = 6  # ViT-B 6 / ViT-S 3
+        normalize_target: bool = True  # per tube, per channel (unbiased std + 1e-6)
+        scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])  # GroupMultiScaleCrop
+        flip: bool = False  # VideoMAE: no flip, no colour jitter
+
+    num_clips = 1
+
+    def __init__(self, cfg: Config, backbone: nn.Module, run: RunConfig, out_dim: int | None = None):
+        super().__init__()
+        if not hasattr(backbone, "forward_tokens"):
+            raise ConfigError(f"{type(self).__name__} needs a ViT backbone (vit_tiny, vit_s, vit_b)")
+        if not 0.0 < cfg.mask_ratio < 1.0:
+            raise ConfigError(f"method.mask_ratio: expected a value in (0, 1), got {cfg.mask_ratio}")
+        self.cfg, self.size = cfg, run.data.crop_size
+        self.backbone = backbone
+        # fc_norm (the pooled features' norm) is unused in pretraining; VideoMAE's fine-tuning starts
+        # it fresh. Frozen so that DDP sees no parameter without a gradient.
+        if hasattr(backbone, "fc_norm"):
+            backbone.fc_norm.requires_grad_(False)
+        dim, p0, p = backbone.embed_dim, backbone.tubelet_size, backbone.patch_size
+        self.pixel_dim = p0 * p * p * 3  # 1536 at 2x16x16
+        self.encoder_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.encoder_to_decoder = nn.Linear(dim, cfg.decoder_dim, bias=False)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.decoder_dim))
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.decoder = Decoder(cfg.decoder_dim, cfg.decoder_depth, cfg.decoder_heads, out_dim or self.pixel_dim)
+        for m in self.decoder.modules():  # VideoMAE: xavier-uniform Linear, zero bias
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        self._pos: dict[tuple, torch.Tensor] = {}
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups as VideoMAE: no decay on biases, norms (1-D) and the mask token."""
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 or name.endswith(".bias") or name == "mask_token" else decay).append(p)
+        return [g for g in ({"params": decay, "weight_decay": weight_decay},
+                            {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+
+    def augment(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, T, H, W) -> float [0, 1] (B, C, T, S, S): multi-scale crop (+ optional flip)."""
+        x = TF.multi_scale_crop(video, self.size, tuple(self.cfg.scales))
+        x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+        return TF.horizontal_flip(x, 0.5) if self.cfg.flip else x
+
+    def decoder_pos(self, num: int, device) -> torch.Tensor:
+        key = (num, device)
+        if key not in self._pos:
+            self._pos[key] = sinusoid_table(num, self.cfg.decoder_dim).to(device)[None]
+        return self._pos[key]
+
+    def predict(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Normalised clips (B, C, T, H, W) and mask (B, N) -> decoder output for masked tokens
+        (B, N_masked, out_dim), in token order."""
+        b = x.shape[0]
+        tokens = self.encoder_norm(self.backbone.forward_tokens(x, ~mask))  # visible tokens only
+        tokens = self.encoder_to_decoder(tokens)
+        pos = self.decoder_pos(mask.shape[1], x.device).to(tokens.dtype).expand(b, -1, -1)
+        num_masked = int(mask[0].sum())
+        # visible tokens first, masked after, each group in original order (no unshuffle needed)
+        x_dec = torch.cat([tokens + gather_tokens(pos, ~mask),
+                           self.mask_token.to(tokens.dtype) + gather_tokens(pos, mask)], dim=1)
+        return self.decoder(x_dec, num_masked)
+
+    def make_mask(self, x: torch.Tensor) -> torch.Tensor:
+        return tube_mask(x.shape[0], self.backbone.grid(x.shape), self.cfg.mask_ratio, x.device)
+
+    def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        x01 = self.augment(batch["video"])
+        mask = self.make_mask(x01)
+        pred = self.predict(TF.normalize(x01), mask)
+        with torch.no_grad():
+            target = pixel_targets(x01, self.backbone.tubelet_size, self.backbone.patch_size,
+                                   self.cfg.normalize_target)
+            target = gather_tokens(target, mask)
+        loss = F.mse_loss(pred.float(), target)
+        return loss, {"loss": loss.item(), "mask_ratio": mask.float().mean().item()}
+
+
+def scaled_lr(base_lr: float, batch_size: int) -> float:
+    """VideoMAE's linear scaling rule: lr = base_lr * total_batch / 256 (1.5e-4 * 1024/256 = 6e-4)."""
+    return base_lr * batch_size / 256
+
+
+__all__ = ["VideoMAE", "Decoder", "scaled_lr"]
