@@ -114,13 +114,37 @@ def test_check_command_real_videos(tmp_path, make_video, capsys):
     assert rc == 1 and "broken.mp4" in out and "good.mp4:" not in out
 
 
-def test_prepare_command_passes_options(monkeypatch):
+def test_prepare_command_passes_options(monkeypatch, capsys):
     seen = {}
 
+    failed = []
+
     def prepare_tree(src, dst, short_side, gop, workers, crf):
+        if src == "missing":
+            raise FileNotFoundError("missing: source directory not found")
         seen.update(src=src, dst=dst, short_side=short_side, gop=gop, workers=workers, crf=crf)
-        return []
+        return types.SimpleNamespace(converted=3, skipped=1, failed=failed)
 
     monkeypatch.setitem(sys.modules, "vssl.data.prepare", types.SimpleNamespace(prepare_tree=prepare_tree))
     assert main(["data", "prepare", "in", "out", "--short-side", "128", "--gop", "8", "--crf", "20"]) == 0
     assert seen == {"src": "in", "dst": "out", "short_side": 128, "gop": 8, "workers": 0, "crf": 20}
+    assert "converted 3, up to date 1, failed 0" in capsys.readouterr().out
+    failed.append(("in/a.avi", "invalid data"))
+    assert main(["data", "prepare", "in", "out", "--short-side", "128"]) == 1
+    assert "in/a.avi: invalid data" in capsys.readouterr().out
+    assert main(["data", "prepare", "missing", "out", "--short-side", "128"]) == 1
+    assert capsys.readouterr().err.strip() == "vssl: error: missing: source directory not found"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vssl.data.prepare") is None, reason="vssl.data.prepare not written yet")
+def test_prepare_then_summary_paths_still_resolve(tmp_path_factory, make_video, capsys):
+    """A re-encoded tree keeps relative paths (.avi -> .mp4): the annotations still find every video."""
+    from vssl.data.datasets import ADAPTERS
+    from vssl.data.datasets.base import video_exists
+
+    src = make_video("Jump/v_Jump_g01_c01.mp4", height=64, width=80).parent.parent  # the fixture's tmp_path
+    ann, small = tmp_path_factory.mktemp("ann"), tmp_path_factory.mktemp("small")
+    (ann / "train.csv").write_text("path,label\nJump/v_Jump_g01_c01.avi,Jump\n")
+    assert main(["data", "prepare", str(src), str(small), "--short-side", "32", "--workers", "1"]) == 0
+    videos = ADAPTERS["csv"](ann, "train", root=small)
+    assert len(videos) == 1 and video_exists(small, videos.records[0].path)

@@ -112,12 +112,18 @@ def check_command(args) -> int:
 
 
 def prepare_command(args) -> int:
+    """Re-encode ``args.src`` into ``args.dst``; print the counts and every failure (exit 1 if any)."""
     from vssl.data.prepare import prepare_tree
+    from vssl.errors import VsslError
 
-    result = prepare_tree(args.src, args.dst, short_side=args.short_side, gop=args.gop,
-                          workers=args.workers, crf=args.crf)
-    if isinstance(result, bool) or result is None:
-        return 0 if result in (None, True) else 1
-    if isinstance(result, int):
-        return result
-    return 1 if result else 0  # a collection of failures
+    try:
+        report = prepare_tree(args.src, args.dst, short_side=args.short_side, gop=args.gop,
+                              workers=args.workers, crf=args.crf)
+    except (FileNotFoundError, ValueError) as e:  # bad arguments: one line, not a traceback
+        raise VsslError(str(e)) from None
+    failed = list(getattr(report, "failed", []) or [])
+    if hasattr(report, "converted"):
+        print(f"converted {report.converted}, up to date {report.skipped}, failed {len(failed)} -> {args.dst}")
+    for path, reason in failed:
+        print(f"  {path}: {reason}")
+    return 1 if failed else 0
