@@ -142,6 +142,7 @@ class _PyAVReader:
             self.close()
             raise VideoDecodeError(path, f"bad stream metadata: {e}") from e
         self.last_decoded = 0  # frames decoded by the last get_frames call (for tests and benchmarks)
+        self.last_missing: list[int] = []  # requested frames the last call could not reach (clamped)
         self._keyframe_cache: list[int] | None = None
 
     def _count_frames(self) -> int:
@@ -215,6 +216,7 @@ class _PyAVReader:
             raise VideoDecodeError(self.path, "no frame could be decoded")
         # Metadata frame counts can overstate the real count by a frame or two: clamp such indices
         # to the last decoded frame rather than failing a valid video.
+        self.last_missing = [i for i in wanted if i not in out]
         have = sorted(out)
         frames = [out[i] if i in out else out[have[max(bisect.bisect_right(have, i) - 1, 0)]] for i in indices]
         return torch.from_numpy(np.stack(frames))
@@ -353,6 +355,12 @@ class VideoReader:
     def last_decoded(self) -> int:
         """Frames the PyAV backend decoded during the last ``get_frames`` call (-1 for others)."""
         return getattr(self._impl, "last_decoded", -1)
+
+    @property
+    def last_missing(self) -> list[int]:
+        """Requested frames that the last PyAV ``get_frames`` could not reach and served clamped
+        (a truncated file, or a frame count that overstates); [] for other backends."""
+        return list(getattr(self._impl, "last_missing", []))
 
     def close(self) -> None:
         self._impl.close()
