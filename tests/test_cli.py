@@ -1,0 +1,53 @@
+"""The command line: --version, and `vssl pretrain/finetune` on the toy config (in-process)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from vssl import __version__
+from vssl.cli import main
+from vssl.engine.run import class_balanced_subset
+from vssl.errors import ConfigError
+
+TOY = str(Path(__file__).resolve().parents[1] / "configs" / "finetune" / "toy.yaml")
+
+
+def test_version_is_fast_and_printed():
+    proc = subprocess.run([sys.executable, "-m", "vssl.cli", "--version"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"vssl {__version__}"
+
+
+def test_class_balanced_subset_keeps_ceil_per_class_reproducibly():
+    labels = [0] * 10 + [1] * 3 + [2] * 1
+    keep = class_balanced_subset(labels, 0.25, seed=0)
+    assert Counter(labels[i] for i in keep) == {0: 3, 1: 1, 2: 1}  # ceil(2.5), ceil(0.75), ceil(0.25)
+    assert keep == class_balanced_subset(labels, 0.25, seed=0) != class_balanced_subset(labels, 0.25, seed=1)
+    assert class_balanced_subset(labels, 1.0) == list(range(14))
+    with pytest.raises(ConfigError):
+        class_balanced_subset(labels, 0.0)
+
+
+def test_pretrain_with_data_fraction_trains_and_saves_everything(tmp_path, capsys):
+    rc = main(["pretrain", "--config", TOY, "--out", str(tmp_path), "--data-fraction", "0.5",
+               "--set", "train.max_steps=3", "--set", "train.deterministic=false"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "3 steps" in out and "backbone.pt" in out
+    from vssl.models import build_backbone
+
+    build_backbone("r2plus1d_tiny", checkpoint=str(tmp_path / "backbone.pt"))  # loads with no missing keys
+    saved = (tmp_path / "config.yaml").read_text()
+    assert "fraction: 0.5" in saved and "num_classes: 4" in saved  # resolved from the dataset
+    assert torch.load(tmp_path / "final.pt", weights_only=True)["step"] == 3
+
+
+def test_bad_data_fraction_is_a_user_error(tmp_path, capsys):
+    rc = main(["pretrain", "--config", TOY, "--out", str(tmp_path), "--data-fraction", "1.5"])
+    assert rc == 2 and "--data-fraction" in capsys.readouterr().err

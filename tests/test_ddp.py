@@ -1,0 +1,72 @@
+"""Two CPU processes with gloo (env as torchrun sets it) compute the gradients of one process on the
+same global batch, and only rank 0 writes files."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TESTS = Path(__file__).resolve().parent
+
+SCRIPT = """
+import sys
+import torch
+sys.path.insert(0, {tests!r})
+from test_engine import SHAPE, TinyMethod, tiny_cfg
+from vssl.engine import Trainer
+from vssl.engine import distributed as D
+from vssl.engine.toy import RandomClipDataset
+
+out, batch_size = sys.argv[1], int(sys.argv[2])
+cfg = tiny_cfg(max_steps=1, ckpt_every=1)
+cfg.data.batch_size, cfg.optim.lr = batch_size, 1.0
+method = TinyMethod()
+before = {{k: v.clone() for k, v in method.state_dict().items()}}
+Trainer(cfg, method, RandomClipDataset(16, 3, SHAPE), out).fit()
+rank = D.rank()
+# plain SGD with lr 1, no momentum or decay: the weight change is minus the (averaged) gradient
+torch.save({{k: before[k] - v for k, v in method.state_dict().items()}}, f"{{out}}/grad_{{rank}}.pt")
+D.cleanup()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
+    script = tmp_path / "step.py"
+    script.write_text(SCRIPT.format(tests=str(TESTS)))
+    port = str(free_port())
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path / "ddp"), "4"], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    single_env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    single = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), "8"], env=single_env,
+                            capture_output=True, text=True, timeout=180)
+    assert single.returncode == 0, single.stdout + single.stderr
+    for p in procs:
+        out, _ = p.communicate(timeout=180)
+        assert p.returncode == 0, out
+
+    reference = torch.load(tmp_path / "single" / "grad_0.pt", weights_only=True)
+    for rank in (0, 1):
+        grads = torch.load(tmp_path / "ddp" / f"grad_{rank}.pt", weights_only=True)
+        for k, g in reference.items():
+            assert g.abs().sum() > 0
+            torch.testing.assert_close(grads[k], g, rtol=1e-5, atol=1e-7)
+    state = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2  # every rank's RNG, for an exact resume
+    assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 1  # rank 0 only
