@@ -8,7 +8,6 @@ protocol (:mod:`vssl.severe.protocols`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,9 +57,10 @@ class Experiment:
     num_classes: int  # 0 for counting
     metric: str  # primary metric: top1 | mean_class | map | mae
     paper: PaperRecipe
-    subset: str = ""  # low-sample subset ("1k": ceil(1000 / C) per class, RandomState(99999), §2.6)
+    subset: str = ""  # adapter low-sample option ("1k"); the *_1k adapters already apply SEVERE's (§2.6)
     fold: int = 1
     options: dict = field(default_factory=dict)  # extra adapter options (label filters ...)
+    flip: bool = True  # horizontal flips in training (SEVERE flips everywhere, §2.2; off for chiral classes)
     annotations: str = ""  # explicit annotation dir (synthetic); default <root>/<data_dir>/annotations
     videos: str = ""  # explicit video root (synthetic); default <root>/<data_dir>/videos
 
@@ -94,90 +94,64 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                "top1", _SSV2),
     Experiment("gym99", "gym99", "Gym-99", "domain", "gym99", "gym99", "train", "val", "classification", 99,
                "top1", _recognition(16, (6, 10, 14), "configs/benchmark/gym99/112x112x32.yaml")),
-    Experiment("ucf101_1k", "ucf_1k", "UCF (10^3)", "samples", "ucf101", "ucf101", "train", "test",
+    Experiment("ucf101_1k", "ucf_1k", "UCF (10^3)", "samples", "ucf101_1k", "ucf101", "train", "test",
                "classification", 101, "top1",
-               _recognition(16, (6, 10, 14), "configs/benchmark/ucf/112x112x32-fold1_1000_examples.yaml"),
-               subset="1k"),
-    Experiment("gym99_1k", "gym_1k", "Gym-99 (10^3)", "samples", "gym99", "gym99", "train", "val",
+               _recognition(16, (6, 10, 14), "configs/benchmark/ucf/112x112x32-fold1_1000_examples.yaml")),
+    Experiment("gym99_1k", "gym_1k", "Gym-99 (10^3)", "samples", "gym99_1k", "gym99", "train", "val",
                "classification", 99, "top1",
-               _recognition(16, (6, 10, 14), "configs/benchmark/gym99/112x112x32_1000_examples.yaml"), subset="1k"),
-    Experiment("fx_s1", "fx_s1", "FX-S1", "actions", "gym99", "gym99", "train", "val", "classification", 11,
-               "top1", _recognition(18, (7, 12, 16), "configs/benchmark/gym_set_FX_S1/112x112x32.yaml"),
-               options={"label_set": "fx_s1"}),  # Gym99 labels 6-16, offset -6 (§3.3)
-    Experiment("ub_s1", "ub_s1", "UB-S1", "actions", "gym99", "gym99", "train", "val", "classification", 15,
-               "top1", _recognition(18, (7, 12, 16), "configs/benchmark/gym_set_UB_S1/112x112x32.yaml"),
-               options={"label_set": "ub_s1"}),  # Gym99 labels 74-88, offset -74 (§3.3)
+               _recognition(16, (6, 10, 14), "configs/benchmark/gym99/112x112x32_1000_examples.yaml")),
+    Experiment("fx_s1", "fx_s1", "FX-S1", "actions", "fx_s1", "gym99", "train", "val", "classification", 11,
+               "top1", _recognition(18, (7, 12, 16), "configs/benchmark/gym_set_FX_S1/112x112x32.yaml")),
+    # fx_s1 / ub_s1 adapters: Gym99 labels 6-16 (offset -6) and 74-88 (offset -74), §3.3
+    Experiment("ub_s1", "ub_s1", "UB-S1", "actions", "ub_s1", "gym99", "train", "val", "classification", 15,
+               "top1", _recognition(18, (7, 12, 16), "configs/benchmark/gym_set_UB_S1/112x112x32.yaml")),
     Experiment("ucf_rc", "ucf_rc", "UCF-RC (MAE)", "task", "ucfrep", "ucfrep", "train", "val", "counting", 0,
                "mae", _UCF_RC),
-    Experiment("charades", "charades", "Charades (mAP)", "task", "charades", "charades", "train", "val",
+    Experiment("charades", "charades", "Charades (mAP)", "task", "charades", "charades", "train", "test",
                "multilabel", 157, "map", _CHARADES),
 ]}
 
 
 def synthetic_experiments(root: str | Path) -> dict[str, Experiment]:
-    """The 8 SynthSEVERE experiments of a generated benchmark at ``root`` (a ``synthsevere.json`` inside).
+    """The 8 SynthSEVERE experiments of a generated benchmark at ``root`` (``synthsevere.json`` inside).
 
-    Uses ``vssl.data.synthetic.load_description(root)`` when available (else reads the JSON itself).
-    Each description entry names its adapter, annotation dir, video root, options, classes and metric;
-    columns follow :data:`SYNTH_COLUMNS`. The paper recipe is kept for reference only: the ``quick``
-    protocol is the one meant for the synthetic benchmark.
+    Reads ``vssl.data.synthetic.load_description(root)``: its ``experiments`` list names each experiment's
+    adapter (``dataset``), ``annotations`` and ``video_root`` (relative to ``root``), ``adapter_options``
+    (``label_range``, ``num_examples``), ``splits``, ``classes``, ``task`` and ``hflip_safe`` (False:
+    chirality-dependent classes, trained without horizontal flips). Columns follow :data:`SYNTH_COLUMNS`.
+    The paper recipe is kept for reference only; ``quick`` is the protocol meant for this benchmark.
     """
     desc = _load_description(Path(root))
-    entries = desc.get("experiments", desc)
+    entries = desc.get("experiments", [])
+    if isinstance(entries, dict):
+        entries = [{"name": k, **v} for k, v in entries.items()]
     out: dict[str, Experiment] = {}
-    for name, e in entries.items():
+    for e in entries:
+        name = e["name"]
         if name not in SYNTH_COLUMNS:
             raise ConfigError(f"{root}/synthsevere.json: unknown synthetic experiment {name!r} "
                               f"(expected one of {', '.join(SYNTH_COLUMNS)})")
-        task = e.get("task") or {"counting": "counting", "multilabel": "multilabel"}.get(name, "classification")
-        metric = e.get("metric") or {"counting": "mae", "multilabel": "map"}.get(task, "top1")
-        classes = e.get("classes") or []
-        num_classes = len(classes) if isinstance(classes, list) else int(classes)
-        factor = e.get("factor") or ("task" if name in ("counting", "multilabel") else name.split("_")[0])
+        task = e.get("task", "classification")
+        metric = {"counting": "mae", "multilabel": "map"}.get(task, "top1")
+        splits = e.get("splits", {})
         out[name] = Experiment(
-            name=name, column=name, title=e.get("title", name), factor=factor,
-            dataset=e.get("adapter", e.get("dataset", "synthetic")), data_dir=name,
-            train_split=e.get("train_split", "train"), test_split=e.get("test_split", "test"), task=task,
-            num_classes=0 if task == "counting" else num_classes, metric=metric,
-            paper=_CHARADES if task == "multilabel" else (_UCF_RC if task == "counting" else _SSV2),
-            subset=e.get("subset", ""), options=dict(e.get("options", {})),
-            annotations=str(_resolve(root, e.get("annotations", e.get("annotation_dir", "")))),
-            videos=str(_resolve(root, e.get("videos", e.get("video_root", "")))),
+            name=name, column=name, title=name, factor=e.get("factor", "task"), dataset=e["dataset"],
+            data_dir=name, train_split=splits.get("train", "train"), test_split=splits.get("test", "test"),
+            task=task, num_classes=0 if task == "counting" else int(e.get("num_classes", len(e.get("classes", [])))),
+            metric=metric, paper=_CHARADES if task == "multilabel" else (_UCF_RC if task == "counting" else _SSV2),
+            options=dict(e.get("adapter_options") or {}), flip=bool(e.get("hflip_safe", True)),
+            annotations=str(Path(root) / e["annotations"]), videos=str(Path(root) / e["video_root"]),
         )
-    return {n: out[n] for n in SYNTH_COLUMNS if n in out}
-
-
-def _resolve(root, p) -> Path | str:
-    if not p:
-        return ""
-    p = Path(p)
-    return p if p.is_absolute() else Path(root) / p
+    missing = [n for n in SYNTH_COLUMNS if n not in out]
+    if missing:
+        raise ConfigError(f"{root}/synthsevere.json: experiments missing: {', '.join(missing)}")
+    return {n: out[n] for n in SYNTH_COLUMNS}
 
 
 def _load_description(root: Path) -> dict:
-    try:
-        from vssl.data.synthetic import load_description
-    except ImportError:
-        load_description = None
-    if load_description is not None:
-        desc = load_description(root)
-        return desc if isinstance(desc, dict) else _as_dict(desc)
-    path = root / "synthsevere.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: not found (generate it with `vssl synth {root}`)") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: invalid JSON ({e})") from None
+    from vssl.data.synthetic import load_description
 
-
-def _as_dict(desc) -> dict:
-    """Accept a dataclass-like description object (``.experiments`` of objects with attributes)."""
-    from dataclasses import asdict, is_dataclass
-    if is_dataclass(desc):
-        return asdict(desc)
-    return {"experiments": {k: (asdict(v) if is_dataclass(v) else dict(vars(v)))
-                            for k, v in getattr(desc, "experiments").items()}}
+    return load_description(root)
 
 
 def is_synthetic_root(root: str | Path) -> bool:

@@ -1,0 +1,66 @@
+"""Test-time passes: run a network over every view (clip x crop) of every test video, then ensemble.
+
+SEVERE's dense test (severe-protocols.md §2.5): ``test_clips`` uniformly spaced clips per video, one
+centre crop after resizing the short side to ``crop / 0.875``, softmax averaged over the clips. Charades
+(§6): 10 clips x 3 crops, element-wise **max** of the sigmoid scores. Counting: mean predicted
+log-count over the clips, then ``exp``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+@torch.no_grad()
+def run_views(fn: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, transform, *, batch_size: int,
+              device: torch.device, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``fn`` over every view of every item: (N, views, ...) outputs on the CPU, and the (N, ...) labels.
+
+    ``dataset`` items are ``{"video": uint8 (C,T,S,S) or (V,C,T,S,S), "label"}``; ``transform`` maps
+    uint8 (B, V, C, T, S, S) on ``device`` to float (B*V*crops, C, T, s, s) (``EvalTransform``).
+    """
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
+    amp = device.type == "cuda"
+    outs, labels = [], []
+    for batch in loader:
+        video = batch["video"].to(device, non_blocking=True)
+        if video.dim() == 5:
+            video = video.unsqueeze(1)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            y = fn(transform(video))
+        outs.append(y.float().reshape(video.shape[0], -1, *y.shape[1:]).cpu())
+        labels.append(batch["label"])
+    return torch.cat(outs), torch.cat(labels)
+
+
+def ensemble(views: torch.Tensor, task: str, how: str = "mean") -> torch.Tensor:
+    """Per-video scores from per-view outputs (N, V, ...).
+
+    classification: mean of softmax (``how="mean"``) or max of softmax; multilabel: max (Charades) or
+    mean of sigmoid; counting: ``exp`` of the mean log-count (a geometric mean of the view counts).
+    """
+    if task == "counting":
+        return views.mean(1).exp()
+    probs = views.softmax(-1) if task == "classification" else views.sigmoid()
+    return probs.amax(1) if how == "max" else probs.mean(1)
+
+
+def eval_transform(recipe):
+    from vssl.data.transforms import EvalTransform
+
+    return EvalTransform(recipe.crop_size, short_side=recipe.load_size, crops=recipe.test_crops)
+
+
+def task_metrics(task: str, scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """All metrics of a task from per-video scores (classification/multilabel) or predicted counts."""
+    from vssl.severe import metrics as M
+
+    if task == "classification":
+        return M.classification_metrics(scores, labels, num_classes)
+    if task == "multilabel":
+        return M.multilabel_metrics(scores, labels)
+    return M.counting_errors(scores, labels)

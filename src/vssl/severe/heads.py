@@ -1,0 +1,174 @@
+"""Task heads and losses for the SEVERE experiments, and the counting method the engine trains.
+
+- Classification (§2.3): ``nn.Linear(D, C)`` on the pooled features, cross-entropy, no dropout.
+- Multi-label (Charades, §4.4/§6): dropout 0.5 -> ``nn.Linear(D, 157)``, BCE-with-logits; sigmoid at test.
+  Both are :class:`vssl.methods.supervised.Supervised` (its ``task`` / ``dropout`` options).
+- Repetition counting (UCF-RC): the reference uses a two-cycle, anchor-based period regressor with
+  an iterative tracking loop at train and test time (§5). We use a simpler, backbone-agnostic design:
+  the clip covers the **whole** video (segment sampling, ``num_frames`` frames), and a linear head on
+  the pooled features regresses ``log(count)`` (smooth-L1). The prediction is ``exp`` of the mean
+  log-count over test clips, rounded (``counting_errors``). Log space makes the loss scale-free like the
+  normalised MAE. Its measured effect against a constant (train-median) predictor is stored with each
+  result (``mae_median_baseline``) and discussed in docs/severe.md. Deviation: with a fixed number of
+  frames per video, very high counts alias (more cycles than the frame budget can resolve).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from vssl.config import RunConfig
+
+
+class LogCountHead(nn.Module):
+    """Pooled features (B, D) -> predicted log-count (B,)."""
+
+    def __init__(self, feature_dim: int, dropout: float = 0.0, init_log_count: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(feature_dim, 1)
+        nn.init.zeros_(self.fc.weight)  # start at the train-set typical count: a sane first prediction
+        nn.init.constant_(self.fc.bias, init_log_count)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(features)).squeeze(-1)
+
+
+def log_count_loss(pred_log: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Smooth-L1 between predicted and true log-counts (counts are >= 1)."""
+    return F.smooth_l1_loss(pred_log.float(), torch.log(count.float().clamp_min(1.0)), beta=0.1)
+
+
+class Counting(nn.Module):
+    """Repetition counting as an engine method: ``training_step(batch) -> (loss, logs)``.
+
+    ``batch["label"]`` holds float counts. Augmentation is :class:`vssl.data.transforms.TrainAugment`
+    (same defaults as the supervised fine-tuning, no colour change to the temporal structure).
+    """
+
+    @dataclass
+    class Config:
+        dropout: float = 0.0
+        init_log_count: float = 1.5  # ~ exp(1.5) = 4.5 cycles; the runner sets the train median
+        flip: bool = True
+        scale: list[float] = field(default_factory=lambda: [0.25, 1.0])
+        mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+        std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+
+    num_clips = 1
+
+    def __init__(self, cfg: Config, backbone: nn.Module, run: RunConfig):
+        super().__init__()
+        from vssl.data.transforms import TrainAugment
+
+        self.cfg, self.backbone = cfg, backbone
+        self.head = LogCountHead(backbone.feature_dim, cfg.dropout, cfg.init_log_count)
+        self.augment = TrainAugment(run.data.crop_size, scale=tuple(cfg.scale), flip=cfg.flip, mean=tuple(cfg.mean),
+                                    std=tuple(cfg.std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted log-counts (B,) of normalised clips (B, C, T, H, W)."""
+        return self.head(self.backbone(x))
+
+    def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        pred = self(self.augment(batch["video"]))
+        loss = log_count_loss(pred, batch["label"])
+        with torch.no_grad():
+            rel = ((pred.exp().round() - batch["label"]).abs() / batch["label"].clamp_min(1)).mean()
+        return loss, {"loss": loss.item(), "mae": rel.item()}
+
+
+# --------------------------------------------------------------------------------------------------
+# heads on cached (frozen) features: the `linear` protocol
+# --------------------------------------------------------------------------------------------------
+def fit_linear_head(x: torch.Tensor, y: torch.Tensor, task: str, num_outputs: int, *, epochs: int = 200,
+                    lr: float = 1e-2, weight_decay: float = 1e-4, seed: int = 0) -> nn.Module:
+    """Train a linear head on frozen features ``x`` (N, D), full batch with Adam.
+
+    Features are standardised with train statistics (folded into the returned module), which makes one
+    learning rate work across backbones. ``task``: classification (CE on int labels), multilabel (BCE on
+    multi-hot), counting (smooth-L1 on log-counts; ``num_outputs`` ignored). Returns a module mapping
+    features to logits (N, C) or log-counts (N,).
+    """
+    torch.manual_seed(seed)
+    x = x.float()
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    out = 1 if task == "counting" else num_outputs
+    fc = nn.Linear(x.shape[1], out)
+    if task == "counting":
+        nn.init.zeros_(fc.weight)
+        nn.init.constant_(fc.bias, float(torch.log(y.float().clamp_min(1)).median()))
+    opt = torch.optim.Adam(fc.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
+    z = (x - mean) / std
+    for _ in range(epochs):
+        opt.zero_grad(set_to_none=True)
+        logits = fc(z)
+        if task == "classification":
+            loss = F.cross_entropy(logits, y.long())
+        elif task == "multilabel":
+            loss = F.binary_cross_entropy_with_logits(logits, y.float())
+        else:
+            loss = log_count_loss(logits.squeeze(-1), y)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return _Standardised(fc, mean, std, squeeze=task == "counting").eval()
+
+
+class _Standardised(nn.Module):
+    def __init__(self, fc: nn.Linear, mean: torch.Tensor, std: torch.Tensor, squeeze: bool):
+        super().__init__()
+        self.fc, self.squeeze = fc, squeeze
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fc((x.float() - self.mean) / self.std)
+        return out.squeeze(-1) if self.squeeze else out
+
+
+# --------------------------------------------------------------------------------------------------
+# kNN on a train-set bank: the `knn` protocol (sigma-videomae.md §3.7, corrected)
+# --------------------------------------------------------------------------------------------------
+def knn_scores(bank: torch.Tensor, bank_targets: torch.Tensor, queries: torch.Tensor, task: str,
+               num_classes: int = 0, k: int = 200, tau: float = 0.07, chunk: int = 1024) -> torch.Tensor:
+    """Cosine-weighted kNN votes.
+
+    Both ``bank`` (N, D) and ``queries`` (M, D) are L2-normalised here; the ``k`` most similar bank
+    entries vote with weight ``exp(sim / tau)``. classification: per-class summed weights (M, C);
+    multilabel: summed weights of multi-hot targets (M, C); counting: weighted mean of log-counts (M,).
+    ``k`` is clipped to the bank size.
+    """
+    bank = F.normalize(bank.float(), dim=1)
+    k = min(k, bank.shape[0])
+    outs = []
+    for q in torch.split(F.normalize(queries.float(), dim=1), chunk):
+        sim, idx = (q @ bank.T).topk(k, dim=1)
+        w = (sim / tau).exp()
+        w = w / w.sum(1, keepdim=True)  # normalising does not change the argmax; keeps scores bounded
+        if task == "classification":
+            votes = torch.zeros(q.shape[0], num_classes)
+            outs.append(votes.scatter_add_(1, bank_targets.long()[idx], w))
+        elif task == "multilabel":
+            outs.append(torch.einsum("mk,mkc->mc", w, bank_targets.float()[idx]))
+        else:
+            outs.append((w * torch.log(bank_targets.float().clamp_min(1))[idx]).sum(1))
+    return torch.cat(outs)
+
+
+def median_count_baseline(train_counts, test_counts) -> dict[str, float]:
+    """The constant predictor ``median(train counts)``: the floor a counting head must beat."""
+    from vssl.severe.metrics import counting_errors
+
+    med = float(torch.as_tensor(train_counts, dtype=torch.float64).median())
+    return counting_errors([med] * len(test_counts), test_counts)
+
+
+__all__ = ["LogCountHead", "log_count_loss", "Counting", "fit_linear_head", "knn_scores", "median_count_baseline"]

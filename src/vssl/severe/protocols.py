@@ -1,0 +1,168 @@
+"""How an experiment is trained and tested: protocols as data.
+
+A :class:`Protocol` resolves to a :class:`Recipe` per experiment (``protocol.recipe(experiment)``):
+
+- ``paper``: the published SEVERE recipe of each experiment (severe-protocols.md §2.1-2.5, §5, §6):
+  32 frames at 16 fps, 112x112 crops after short side 128, Adam 1e-4 (wd 0), batch 32, per-epoch
+  MultiStepLR (gamma 0.3) with the experiment's epochs/milestones (§2.4), 10 uniform test clips x 1 centre
+  crop with softmax averaging. Charades: SGD 0.0375 Nesterov, wd 1e-4, 4 warm-up epochs, 57 epochs
+  (steps 41, 49, x0.1), dropout 0.5, BCE, 32 frames x rate 8 at 24 fps, 10 clips x 3 crops max-ensembled.
+  UCF-RC: Adam 5e-5, wd 1e-3, 100 epochs, our log-count head (see ``heads.py``).
+  Deviation: the **last** weights are tested (no best-on-test checkpoint selection, §2.5/§7.1).
+- ``quick``: the synthetic benchmark on CPU: 16x32x32 clips, 300 Adam steps (lr 1e-3, x0.3 at 60%
+  and 85%), batch 8, 2 test clips.
+- ``linear``: frozen backbone; pooled features of uniform clips extracted once (cached), a linear head
+  trained with torch on them (classification: CE, multi-label: BCE, counting: log-count regression).
+- ``knn``: frozen backbone, L2-normalised pooled features, k=200 (or all train videos if fewer),
+  tau=0.07, votes weighted by exp(cos/tau), bank = **train** set (sigma-videomae.md §3.7, not the
+  reference's test-set monitor).
+
+``--set key=value`` overrides any :class:`Recipe` field (``--set steps=50 --set batch_size=4``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+import yaml
+
+from vssl.errors import ConfigError
+from vssl.severe.experiments import Experiment
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Fully resolved settings of one (experiment, protocol) run."""
+
+    mode: str = "finetune"  # finetune | linear | knn
+    # clips
+    num_frames: int = 32
+    fps: float = 16.0  # target frame rate; 0 = use `stride`
+    stride: int = 1
+    sampling: str = "random"  # random | segment (whole-video coverage; used for counting)
+    load_size: int = 128  # decoded short side (= test resize, SEVERE: int(112 / 0.875))
+    crop_size: int = 112
+    # optimisation (finetune / linear head)
+    optimizer: str = "adam"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = False
+    batch_size: int = 32
+    epochs: int = 0  # passes over (train videos x train_clips_per_video)
+    steps: int = 0  # fixed number of optimizer steps; wins over `epochs` when > 0
+    milestones: tuple[float, ...] = ()  # in epochs, or fractions of `steps` when steps > 0
+    gamma: float = 0.3
+    warmup_epochs: float = 0.0
+    train_clips_per_video: int = 1
+    dropout: float = 0.0
+    crop_scale: tuple[float, ...] = (0.08, 1.0)  # RandomResizedCrop area range (§2.2)
+    clip_grad: float = 0.0
+    # test
+    test_clips: int = 10
+    test_crops: int = 1
+    ensemble: str = "mean"  # mean (of softmax / log-count) | max (of sigmoid, Charades)
+    # frozen-feature protocols
+    feature_clips: int = 2  # uniform clips per train video for cached features
+    head_epochs: int = 200  # full-batch epochs of the linear head on cached features
+    knn_k: int = 200
+    knn_tau: float = 0.07
+    # loader
+    num_workers: int = 0
+    eval_batch_size: int = 8
+
+    def schedule(self, steps_per_epoch: int) -> tuple[int, list[int], int]:
+        """(max_steps, milestones in steps, warm-up steps) for a train set of ``steps_per_epoch`` batches."""
+        if self.steps > 0:
+            return self.steps, [int(round(m * self.steps)) for m in self.milestones], 0
+        total = max(1, self.epochs * steps_per_epoch)
+        return total, [int(m * steps_per_epoch) for m in self.milestones], int(self.warmup_epochs * steps_per_epoch)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    description: str
+    base: Recipe
+    per_task: dict = field(default_factory=dict)  # task -> overrides
+    use_paper_recipe: bool = False  # take epochs/lr/... from Experiment.paper
+
+    def recipe(self, experiment: Experiment, overrides: list[str] | dict | None = None) -> Recipe:
+        r = self.base
+        if self.use_paper_recipe:
+            p = experiment.paper
+            r = replace(r, optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay, batch_size=p.batch_size,
+                        epochs=p.epochs, milestones=tuple(p.milestones), gamma=p.gamma,
+                        warmup_epochs=p.warmup_epochs, train_clips_per_video=p.train_clips_per_video,
+                        num_frames=p.num_frames, fps=p.fps, test_clips=p.test_clips, test_crops=p.test_crops,
+                        ensemble=p.ensemble, dropout=p.dropout, nesterov=p.optimizer == "sgd")
+        r = replace(r, **self.per_task.get(experiment.task, {}))
+        return apply_overrides(r, overrides)
+
+
+def apply_overrides(recipe: Recipe, overrides: list[str] | dict | None) -> Recipe:
+    """``["steps=50", "lr=1e-3"]`` or ``{"steps": 50}`` applied to a recipe; unknown keys are errors."""
+    if not overrides:
+        return recipe
+    if not isinstance(overrides, dict):
+        pairs = {}
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+            pairs[key.strip()] = yaml.safe_load(value)
+        overrides = pairs
+    known = {f.name: f for f in fields(Recipe)}
+    out = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ConfigError(f"--set: unknown recipe key {key!r} (known: {', '.join(known)})")
+        default = getattr(Recipe(), key)
+        if isinstance(default, tuple):
+            value = tuple(value if isinstance(value, (list, tuple)) else [value])
+        elif isinstance(default, bool):
+            value = bool(value)
+        elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
+            raise ConfigError(f"--set {key}: expected a number, got {value!r}")
+        elif isinstance(default, int) and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"--set {key}: expected an integer, got {value!r}")
+        out[key] = type(default)(value) if not isinstance(default, tuple) else value
+    return replace(recipe, **out)
+
+
+# counting: a clip must see the whole video to count its cycles -> segment sampling over the video
+_COUNTING = {"sampling": "segment", "test_clips": 2, "ensemble": "mean"}
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
+    Protocol("paper", "published SEVERE fine-tuning recipe per experiment (last weights tested)",
+             Recipe(mode="finetune", num_frames=32, fps=16.0, load_size=128, crop_size=112, num_workers=4),
+             per_task={"counting": {**_COUNTING, "test_clips": 4}}, use_paper_recipe=True),
+    Protocol("quick", "CPU fine-tuning for SynthSEVERE: 16x32x32, 300 Adam steps, batch 8, 2 test clips",
+             Recipe(mode="finetune", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=36,
+                    crop_size=32, optimizer="adam", lr=1e-3, weight_decay=1e-4, batch_size=8, steps=300,
+                    milestones=(0.6, 0.85), gamma=0.3, crop_scale=(0.3, 1.0), test_clips=2,
+                    feature_clips=2),
+             per_task={"counting": _COUNTING, "multilabel": {"dropout": 0.5}}),
+    Protocol("linear", "frozen backbone, linear head on cached pooled features",
+             Recipe(mode="linear", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=36, crop_size=32,
+                    optimizer="adam", lr=1e-2, weight_decay=1e-4, test_clips=2, feature_clips=2),
+             per_task={"counting": _COUNTING}),
+    Protocol("knn", "frozen backbone, k=200 / tau=0.07 cosine-weighted votes over a train-set bank",
+             Recipe(mode="knn", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=36, crop_size=32,
+                    test_clips=2, feature_clips=2),
+             per_task={"counting": _COUNTING}),
+]}
+
+
+def get_protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise ConfigError(f"--protocol: unknown protocol {name!r} (choose {', '.join(PROTOCOLS)})")
+    return PROTOCOLS[name]
+
+
+def steps_per_epoch(num_items: int, batch_size: int) -> int:
+    """Full batches per epoch (the engine drops the last incomplete batch)."""
+    return max(1, num_items // batch_size) if num_items >= batch_size else 1 if num_items else 0
+
+
+__all__ = ["Recipe", "Protocol", "PROTOCOLS", "get_protocol", "apply_overrides", "steps_per_epoch"]

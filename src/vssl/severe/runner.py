@@ -1,0 +1,300 @@
+"""``vssl severe``: run SEVERE experiments on a backbone and store one result per (experiment, seed).
+
+``run_severe(...)`` is the Python API (the demo calls it); ``severe_command(args)`` is the CLI entry.
+For every experiment x seed: build the backbone (checkpoint via ``build_backbone``), train with the
+protocol (fine-tuning through the engine's ``Trainer`` with ``Supervised`` or :class:`Counting`;
+``linear``/``knn`` on cached frozen features), test on all views, and write the result to
+``<out>/results.sqlite`` at once (one transaction each), so a killed run loses nothing finished and a
+rerun prints ``skip`` for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from vssl import __version__
+from vssl.errors import VsslError
+from vssl.severe.experiments import EXPERIMENTS, Experiment, is_synthetic_root, select, synthetic_experiments
+from vssl.severe.protocols import Recipe, get_protocol, steps_per_epoch
+from vssl.severe.results import Result, ResultKey, ResultsStore, checkpoint_sha256
+
+
+def default_name(backbone: str, checkpoint: str | Path | None) -> str:
+    return f"{backbone}+{Path(checkpoint).stem}" if checkpoint else backbone
+
+
+def available_experiments(data_root: str | Path) -> dict[str, Experiment]:
+    """SynthSEVERE's 8 experiments when ``data_root`` holds ``synthsevere.json``, else the real ones."""
+    if not Path(data_root).is_dir():
+        raise VsslError(f"--data-root {data_root}: not a directory")
+    return synthetic_experiments(data_root) if is_synthetic_root(data_root) else dict(EXPERIMENTS)
+
+
+def protocol_key(protocol: str, overrides: list[str] | None) -> str:
+    """The protocol name stored with a result; overrides make it a different protocol (``quick(steps=4)``)."""
+    return f"{protocol}({','.join(sorted(overrides))})" if overrides else protocol
+
+
+def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: str | Path = ".",
+               out: str | Path = "severe-results", experiments: str | list[str] | None = None,
+               protocol: str = "paper", seeds=(1,), name: str | None = None, device: str = "auto",
+               overrides: list[str] | None = None, log=print) -> list[Result]:
+    """Run ``experiments`` x ``seeds`` and return their results (finished ones are read back, not rerun).
+
+    Args:
+        backbone: a name in ``vssl.models.BACKBONES``.
+        checkpoint: initial backbone weights (None = random init; keyed as ``"none"``).
+        data_root: a SynthSEVERE directory (``synthsevere.json``) or ``<root>/<dataset>/{annotations,videos}``.
+        out: directory of ``results.sqlite``, per-run training folders and cached features.
+        experiments: names (list or comma-separated), default all 8.
+        protocol: ``paper`` | ``quick`` | ``linear`` | ``knn``.
+        seeds: iterable of ints.
+        name: model name in the table (default ``backbone[+checkpoint stem]``).
+        overrides: ``["steps=50", ...]`` applied to every recipe (see ``protocols.Recipe``).
+    """
+    proto = get_protocol(protocol)
+    exps = select(experiments, available_experiments(data_root))
+    sha = checkpoint_sha256(checkpoint)
+    model = name or default_name(backbone, checkpoint)
+    pkey = protocol_key(protocol, overrides)
+    out = Path(out)
+    results = []
+    with ResultsStore(out / "results.sqlite") as store:
+        for exp in exps:
+            recipe = proto.recipe(exp, overrides)
+            for seed in [int(s) for s in seeds]:
+                key = ResultKey(model, sha, exp.name, pkey, seed)
+                if store.has(key):
+                    log(f"skip {exp.name} seed {seed} ({model}, {pkey}): already in {store.path}")
+                    results.append(store.get(key))
+                    continue
+                log(f"run  {exp.name} seed {seed} ({model}, {pkey}) ...")
+                metrics, timings, extra = run_experiment(exp, recipe, backbone, checkpoint, data_root, seed,
+                                                         device, _workdir(out, model, sha, exp, pkey, seed))
+                extra.update(checkpoint_path=str(checkpoint or ""), recipe=asdict(recipe))
+                result = Result(key, exp.metric, metrics[exp.metric], metrics, timings, backbone, extra)
+                store.put(result)
+                results.append(result)
+                log(f"done {exp.name} seed {seed}: {exp.metric} = {metrics[exp.metric]:.4g} "
+                    f"({timings.get('total_s', 0):.1f} s)")
+    return results
+
+
+def _workdir(out: Path, model: str, sha: str, exp: Experiment, pkey: str, seed: int) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in f"{model}-{sha[:8]}")
+    tag = hashlib.sha1(pkey.encode()).hexdigest()[:6]
+    return out / "runs" / safe / f"{exp.name}-{pkey.split('(')[0]}-{tag}-seed{seed}"
+
+
+# --------------------------------------------------------------------------------------------------
+# one experiment
+# --------------------------------------------------------------------------------------------------
+def load_splits(exp: Experiment, data_root: str | Path):
+    """(train VideoList, test VideoList, video root) of an experiment; missing videos are dropped (§7.7)."""
+    from vssl.data.datasets import load_videos
+
+    videos = exp.video_root(data_root)
+    opts = dict(exp.options)
+    if exp.subset:
+        opts["subset"] = exp.subset
+    if videos.is_dir():
+        opts["root"] = videos
+    ann = exp.annotation_dir(data_root)
+    train = load_videos(exp.dataset, ann, exp.train_split, exp.fold, **opts)
+    test = load_videos(exp.dataset, ann, exp.test_split, exp.fold, **opts)
+    if not len(train) or not len(test):
+        raise VsslError(f"{exp.name}: no videos found for {exp.train_split}/{exp.test_split} under {videos}")
+    return train, test, videos
+
+
+def data_config(exp: Experiment, recipe: Recipe, video_root: Path):
+    from vssl.config import DataConfig
+
+    return DataConfig(dataset=exp.dataset, root=str(video_root), num_frames=recipe.num_frames, stride=recipe.stride,
+                      fps=recipe.fps, sampling=recipe.sampling, load_size=recipe.load_size, crop_size=recipe.crop_size,
+                      batch_size=recipe.batch_size, num_workers=recipe.num_workers, persistent_workers=False)
+
+
+def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, data_root, seed: int, device: str,
+                   workdir: Path) -> tuple[dict, dict, dict]:
+    """Train/probe and test one experiment; returns (metrics, timings, extra)."""
+    from vssl.data.dataset import ClipDataset
+    from vssl.engine.trainer import resolve_device, seed_everything
+    from vssl.models import build_backbone
+
+    t0 = time.perf_counter()
+    train, test, root = load_splits(exp, data_root)
+    cfg = data_config(exp, recipe, root)
+    num_classes = len(train.classes) if exp.task != "counting" else 0
+    seed_everything(seed)
+    net = build_backbone(backbone, checkpoint)
+    dev = resolve_device(device)
+    test_ds = ClipDataset(test, root, cfg, train=False, test_clips=recipe.test_clips, seed=seed,
+                          failure_log=workdir / "failures")
+    extra = {"num_train": len(train), "num_test": len(test), "num_classes": num_classes, "device": str(dev)}
+    if recipe.mode == "finetune":
+        method, timings = _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, device,
+                                    workdir)
+        fn = method.eval()
+    else:
+        method = None
+        timings = {}
+    t1 = time.perf_counter()
+    if recipe.mode == "finetune":
+        views, labels = _views(fn, test_ds, recipe, dev)
+        scores = _ensemble(views, exp.task, recipe.ensemble)
+    else:
+        scores, labels, timings = _frozen(exp, recipe, net, train, root, cfg, test_ds, num_classes, seed, dev, workdir,
+                                          checkpoint)
+    from vssl.severe.evaluate import task_metrics
+    metrics = task_metrics(exp.task, scores, labels, num_classes)
+    if exp.task == "counting":
+        from vssl.severe.heads import median_count_baseline
+        base = median_count_baseline([r.label for r in train.records], labels)
+        metrics.update(mae_median_baseline=base["mae"], obo_median_baseline=base["obo"])
+    timings.update(eval_s=time.perf_counter() - t1, total_s=time.perf_counter() - t0)
+    extra["failures"] = test_ds.failures
+    return metrics, timings, extra
+
+
+class _ClipEpochs(Dataset):
+    """``repeats`` passes over a ClipDataset as one long epoch: item ``i`` is video ``i % N`` with a fresh
+    random clip per pass (SEVERE's ``videos x clips_per_video`` epoch, §2.1). Each pass reseeds the
+    (per-process) dataset copy, because the engine does not call ``ClipDataset.set_epoch``."""
+
+    def __init__(self, dataset, repeats: int):
+        self.dataset, self.repeats, self.base_seed = dataset, max(1, repeats), dataset.seed
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.repeats
+
+    def __getitem__(self, index: int) -> dict:
+        n = len(self.dataset)
+        self.dataset.seed = self.base_seed * 1_000_003 + index // n
+        return self.dataset[index % n]
+
+
+def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, device, workdir):
+    from vssl.config import MethodSection, ModelConfig, OptimConfig, RunConfig, ScheduleConfig, TrainConfig
+    from vssl.data.dataset import ClipDataset
+    from vssl.engine import Trainer
+    from vssl.methods.supervised import Supervised
+    from vssl.severe.heads import Counting
+
+    per_epoch = steps_per_epoch(len(train) * recipe.train_clips_per_video, recipe.batch_size)
+    max_steps, milestones, warmup = recipe.schedule(per_epoch)
+    items_needed = max_steps * recipe.batch_size + recipe.batch_size
+    repeats = max(recipe.train_clips_per_video, math.ceil(items_needed / len(train)) if recipe.steps else 0)
+    paper_like = recipe.steps == 0
+    run = RunConfig(
+        method=MethodSection("counting" if exp.task == "counting" else "supervised", {}),
+        model=ModelConfig(backbone=backbone),
+        data=cfg,
+        optim=OptimConfig(name=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay, betas=[0.9, 0.999],
+                          momentum=recipe.momentum, nesterov=recipe.nesterov),
+        schedule=ScheduleConfig(name="step", milestones=milestones, gamma=recipe.gamma, warmup_steps=warmup),
+        train=TrainConfig(max_steps=max_steps, clip_grad=recipe.clip_grad, seed=seed, device=device,
+                          log_every=max(1, min(50, max_steps // 10)), ckpt_every=per_epoch * recipe.train_clips_per_video
+                          if paper_like else 0, progress=False, tensorboard=False),
+    )
+    if exp.task == "counting":
+        counts = torch.tensor([float(r.label) for r in train.records])
+        method = Counting(Counting.Config(dropout=recipe.dropout, init_log_count=float(counts.log().median()),
+                                          scale=list(recipe.crop_scale), flip=exp.flip),
+                          net, run)
+    else:
+        method = Supervised(Supervised.Config(num_classes=num_classes, task=exp.task, dropout=recipe.dropout,
+                                              scale=list(recipe.crop_scale), flip=exp.flip), net, run)
+    ds = _ClipEpochs(ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures"),
+                     repeats if not paper_like else recipe.train_clips_per_video)
+    t = time.perf_counter()
+    summary = Trainer(run, method, ds, workdir, resume=paper_like).fit()
+    return method, {"train_s": time.perf_counter() - t, "train_steps": summary["step"],
+                    "final_loss": summary.get("loss")}
+
+
+def _views(fn, dataset, recipe, dev):
+    from vssl.severe.evaluate import eval_transform, run_views
+
+    return run_views(fn, dataset, eval_transform(recipe), batch_size=recipe.eval_batch_size, device=dev,
+                     num_workers=recipe.num_workers)
+
+
+def _ensemble(views, task, how):
+    from vssl.severe.evaluate import ensemble
+
+    return ensemble(views, task, how)
+
+
+def _frozen(exp, recipe, net, train, root, cfg, test_ds, num_classes, seed, dev, workdir, checkpoint):
+    """linear / knn: features of the frozen backbone (cached per backbone, experiment and clip recipe)."""
+    from vssl.data.dataset import ClipDataset
+    from vssl.severe.heads import fit_linear_head, knn_scores
+
+    net = net.to(dev).eval()
+    t = time.perf_counter()
+    cache = _feature_cache(workdir, exp, recipe, checkpoint, seed)
+    if cache.is_file():
+        feats = torch.load(cache, weights_only=True)
+    else:
+        train_ds = ClipDataset(train, root, cfg, train=False, test_clips=recipe.feature_clips, seed=seed,
+                               failure_log=workdir / "failures")
+        tr, tr_y = _views(net, train_ds, recipe, dev)
+        te, te_y = _views(net, test_ds, recipe, dev)
+        feats = {"train": tr, "train_y": tr_y, "test": te, "test_y": te_y}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(feats, cache.with_suffix(".tmp"))
+        cache.with_suffix(".tmp").replace(cache)
+    timings = {"features_s": time.perf_counter() - t, "feature_cache": str(cache)}
+    tr, tr_y, te, te_y = feats["train"], feats["train_y"], feats["test"], feats["test_y"]
+    t = time.perf_counter()
+    if recipe.mode == "linear":
+        v = tr.shape[1]
+        head = fit_linear_head(tr.flatten(0, 1), tr_y.repeat_interleave(v, 0), exp.task, num_classes,
+                               epochs=recipe.head_epochs, lr=recipe.lr, weight_decay=recipe.weight_decay, seed=seed)
+        with torch.no_grad():
+            scores = _ensemble(head(te.flatten(0, 1)).reshape(te.shape[0], te.shape[1], -1).squeeze(-1)
+                               if exp.task == "counting" else head(te.flatten(0, 1)).reshape(*te.shape[:2], -1),
+                               exp.task, recipe.ensemble)
+    elif recipe.mode == "knn":
+        scores = knn_scores(tr.mean(1), tr_y, te.mean(1), exp.task, num_classes, recipe.knn_k, recipe.knn_tau)
+        if exp.task == "counting":
+            scores = scores.exp()
+    else:
+        raise VsslError(f"unknown recipe mode {recipe.mode!r}")
+    timings["head_s"] = time.perf_counter() - t
+    return scores, te_y, timings
+
+
+def _feature_cache(workdir: Path, exp: Experiment, recipe: Recipe, checkpoint, seed: int) -> Path:
+    """One cache per (model, experiment, clip recipe); per seed only for random init (weights differ)."""
+    fields = {k: getattr(recipe, k) for k in ("num_frames", "fps", "stride", "sampling", "load_size", "crop_size",
+                                              "feature_clips", "test_clips", "test_crops")}
+    tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+    suffix = f"-seed{seed}" if not checkpoint else ""
+    return workdir.parent / "features" / f"{exp.name}-{tag}{suffix}.pt"
+
+
+def severe_command(args) -> int:
+    """``vssl severe --backbone NAME [--checkpoint] --data-root DIR --out DIR [--experiments] [--protocol]
+    [--seeds] [--name] [--device] [--set k=v]``."""
+    from vssl.severe.report import build_tables, render
+
+    try:
+        seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    except ValueError:
+        raise VsslError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise VsslError(f"--checkpoint {args.checkpoint}: no such file")
+    results = run_severe(args.backbone, args.checkpoint, args.data_root, args.out, args.experiments, args.protocol,
+                         seeds, name=args.name, device=args.device, overrides=args.overrides)
+    print(render(build_tables(results), "md"), end="")
+    return 0
