@@ -26,6 +26,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "vit_tiny": vit.vit_tiny,
     "vit_s": vit.vit_s,
     "vit_b": vit.vit_b,
+    "vit": vit.VisionTransformer,  # any shape via kwargs (e.g. a converted HF/VideoMAE model of another size)
 }
 
 # Classifier keys a checkpoint may carry for a backbone: reported as unexpected, then ignored.

@@ -117,9 +117,8 @@ _MMACTION_RULES = [  # mmaction-style R(2+1)D names (CTP, Tubelet-Contrast) -> t
     (r"^(layer\d\.\d+\.conv\d)\.conv_s\.", r"\1.0.0."), (r"^(layer\d\.\d+\.conv\d)\.bn_s\.", r"\1.0.1."),
     (r"^(layer\d\.\d+\.conv\d)\.conv_t\.", r"\1.0.3."),
     (r"^(layer\d\.\d+)\.bn(\d)\.", r"\1.conv\2.1."),
-    (r"^(layer\d\.\d+)\.downsample_bn\.", r"\1.downsample.1."),
-    (r"^(layer\d\.\d+)\.downsample\.bn\.", r"\1.downsample.1."),
-    (r"^(layer\d\.\d+)\.downsample(\.conv)?\.", r"\1.downsample.0."),
+    (r"^(layer\d\.\d+)\.downsample(\.conv)?\.(weight|bias)$", r"\1.downsample.0.\3"),
+    (r"^(layer\d\.\d+)\.downsample(_bn|\.bn)\.", r"\1.downsample.1."),
 ]
 
 
@@ -129,8 +128,8 @@ def from_ctp(obj):  # ctp, tubelet_contrast
 
 # VideoMAE / SIGMA / HF ViTs -------------------------------------------------------------------------
 
-_HEADS = {384: 6, 768: 12, 1024: 16, 1280: 16}  # VideoMAE S/B/L/H (sigma-videomae.md §1.4)
-_NAMES = {(96, 4, 3): "vit_tiny", (384, 12, 6): "vit_s", (768, 12, 12): "vit_b"}
+_HEADS = {96: 3, 192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}  # vssl tiny, ViT-Ti, VideoMAE S/B/L/H (§1.4)
+_NAMES = {(96, 4, 3): "vit_tiny", (384, 12, 6): "vit_s", (768, 12, 12): "vit_b"}  # else the generic "vit"
 
 
 def _vit_arch(sd: Mapping[str, Tensor], num_heads: int | None = None) -> tuple[str, dict]:
@@ -141,7 +140,7 @@ def _vit_arch(sd: Mapping[str, Tensor], num_heads: int | None = None) -> tuple[s
     kwargs = dict(embed_dim=dim, depth=depth, num_heads=heads, patch_size=w.shape[-1], tubelet_size=w.shape[2],
                   in_chans=w.shape[1], mlp_ratio=sd["blocks.0.mlp.fc1.weight"].shape[0] / dim,
                   qkv_bias="blocks.0.attn.q_bias" in sd)
-    name = _NAMES.get((dim, depth, heads), "vit_b")
+    name = _NAMES.get((dim, depth, heads), "vit")
     return name, kwargs
 
 
@@ -242,7 +241,7 @@ def from_hf(obj):
         kwargs["fc_norm_eps"] = 1e-5  # HF's fc_norm is nn.LayerNorm(hidden_size): default eps
     _fresh_fc_norm(sd, dim, notes)
     extra = {"image_size": cfg.get("image_size"), "num_frames": cfg.get("num_frames")}
-    return Converted(sd, _NAMES.get((dim, depth, heads), "vit_b"), kwargs, dropped, notes, extra)
+    return Converted(sd, _NAMES.get((dim, depth, heads), "vit"), kwargs, dropped, notes, extra)
 
 
 CONVERTERS: dict[str, Callable[[Mapping], Converted]] = {

@@ -147,10 +147,11 @@ def _allowed(key: str, prefixes: Iterable[str]) -> bool:
 
 def check_state_dict(model: nn.Module, sd: Mapping[str, Tensor], source: str = "state dict",
                      allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = (),
-                     strict_shapes: bool = True) -> LoadReport:
+                     strict_shapes: bool = True, original: Mapping | None = None) -> LoadReport:
     """Compare keys and shapes of ``sd`` with ``model`` (which may live on the meta device); load nothing.
 
     Raises CheckpointError as ``load_backbone_weights`` does; ``report.loaded`` lists the loadable keys.
+    ``original`` (the object as read from the file) is used to suggest a ``--from`` format on failure.
     """
     allow_missing, allow_unexpected = tuple(allow_missing), tuple(allow_unexpected)
     own = model.state_dict()
@@ -173,7 +174,7 @@ def check_state_dict(model: nn.Module, sd: Mapping[str, Tensor], source: str = "
     if problems:
         from vssl.models.convert import guess_format
 
-        hint = guess_format(sd)
+        hint = guess_format(original if original is not None else sd)
         hint = (f" (this looks like a '{hint}' checkpoint: convert it first with "
                 f"`vssl weights convert {source} OUT --from {hint}`)") if hint not in (None, "vssl") else ""
         raise CheckpointError(f"{source}: cannot load into {type(model).__name__}: " + "; ".join(problems) + hint)
@@ -196,12 +197,14 @@ def load_backbone_weights(model: nn.Module, path_or_state_dict, allow_missing: I
         CheckpointError: missing or unexpected keys not allowed, or shape mismatches under strict_shapes.
     """
     if isinstance(path_or_state_dict, (str, os.PathLike)):
-        source = str(path_or_state_dict)
-        sd, _ = read_backbone_checkpoint(path_or_state_dict)
+        source, original = str(path_or_state_dict), load_state_dict_file(path_or_state_dict)
     else:
-        source = "state dict"
-        sd, _ = backbone_state(path_or_state_dict)
-    report = check_state_dict(model, sd, source, allow_missing, allow_unexpected, strict_shapes)
+        source, original = "state dict", path_or_state_dict
+    try:
+        sd, _ = backbone_state(original)
+    except CheckpointError as e:
+        raise CheckpointError(f"{source}: {e}") from None
+    report = check_state_dict(model, sd, source, allow_missing, allow_unexpected, strict_shapes, original)
     model.load_state_dict({k: sd[k] for k in report.loaded}, strict=False)
     (log.info if report.ok else log.warning)("%s", report)
     return report

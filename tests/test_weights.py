@@ -1,0 +1,200 @@
+"""Safe checkpoint loading, reports, SEVERE/VideoMAE/SIGMA/HF converters and the weights CLI."""
+
+import argparse
+import re
+
+import pytest
+import torch
+
+from vssl.cli import main
+from vssl.errors import CheckpointError
+from vssl.models import build_backbone, load_backbone_weights, load_state_dict_file
+from vssl.models.convert import CONVERTERS, guess_format
+from vssl.models.weights import save_backbone_file
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tv_sd():
+    """A torchvision-layout R(2+1)D-18 state dict (random weights) with its Kinetics fc."""
+    torch.manual_seed(0)
+    sd = build_backbone("r2plus1d_18").state_dict()
+    sd["fc.weight"], sd["fc.bias"] = torch.randn(400, 512), torch.randn(400)
+    return sd
+
+
+def _backbone(sd):
+    return {k: v for k, v in sd.items() if not k.startswith("fc.")}
+
+
+def _mmaction(k):  # inverse of SEVERE's CTP/Tubelet-Contrast renames
+    for a, b in [(r"^stem\.0\.", "stem.conv_s."), (r"^stem\.1\.", "stem.bn_s."), (r"^stem\.3\.", "stem.conv_t."),
+                 (r"^stem\.4\.", "stem.bn_t."), (r"(conv\d)\.0\.0\.", r"\1.conv_s."), (r"(conv\d)\.0\.1\.", r"\1.bn_s."),
+                 (r"(conv\d)\.0\.3\.", r"\1.conv_t."), (r"\.conv(\d)\.1\.", r".bn\1."),
+                 (r"downsample\.0\.", "downsample.conv."), (r"downsample\.1\.", "downsample_bn.")]:
+        k = re.sub(a, b, k)
+    return "backbone." + k
+
+
+def _rsp(k):
+    return "encoder_q." + re.sub(r"^stem\.", "encoder.base_network.0.", re.sub(r"^layer(\d)\.", r"encoder.base_network.\1.", k))
+
+
+def _pretext(k):
+    return re.sub(r"^stem\.", "module.base_network.0.", re.sub(r"^layer(\d)\.", r"module.base_network.\1.", k))
+
+
+LAYOUTS = {  # method -> synthetic checkpoint in that method's layout, built from a torchvision state dict
+    "torchvision": lambda sd: dict(sd),
+    "moco": lambda sd: {"state_dict": {**{f"module.encoder_q.{k}": v for k, v in sd.items()},
+                                       **{f"module.encoder_k.{k}": v for k, v in sd.items()},
+                                       "module.queue": torch.randn(128, 8)}, "epoch": 3},
+    "selavi": lambda sd: {"model": {**{f"module.video_network.base.{k}": v for k, v in _backbone(sd).items()},
+                                    "module.audio_network.w": torch.ones(2), "module.mlp_v.0.weight": torch.ones(2)}},
+    "avid_cma": lambda sd: {"model": {**{f"module.video_model.{k}": v for k, v in _backbone(sd).items()},
+                                      "module.audio_model.w": torch.ones(2)}},
+    "gdt": lambda sd: {"model": {**{f"video_network.base.{k}": v for k, v in _backbone(sd).items()},
+                                 "audio_network.w": torch.ones(2), "mlp_a.w": torch.ones(2)}},
+    "rspnet": lambda sd: {"model": {**{_rsp(k): v for k, v in _backbone(sd).items()},
+                                    "encoder_q.fc.weight": torch.ones(2), "encoder_q.new_fc.w": torch.ones(2),
+                                    "encoder_k.encoder.base_network.0.0.weight": torch.ones(2)}},
+    "pretext_contrast": lambda sd: {**{_pretext(k): v for k, v in _backbone(sd).items()},
+                                    "module.feature_layer.w": torch.ones(2)},
+    "ctp": lambda sd: {"state_dict": {**{_mmaction(k): v for k, v in _backbone(sd).items()},
+                                      "cls_head.fc.weight": torch.ones(2)}},
+}
+LAYOUTS["video_moco"] = LAYOUTS["moco"]
+LAYOUTS["tubelet_contrast"] = LAYOUTS["ctp"]
+
+
+@pytest.mark.parametrize("fmt", sorted(LAYOUTS))
+def test_severe_converters_round_trip(fmt, tv_sd):
+    ckpt = LAYOUTS[fmt](tv_sd)
+    out = CONVERTERS[fmt](ckpt)
+    expected = _backbone(tv_sd)
+    assert out.backbone == "r2plus1d_18"
+    assert set(out.state_dict) == set(expected)
+    assert all(torch.equal(out.state_dict[k], v) for k, v in expected.items())
+    n_in = len(next(iter(v for v in ckpt.values() if isinstance(v, dict)), ckpt))
+    assert len(out.state_dict) + len(out.dropped) == n_in  # every dropped tensor is reported
+    assert guess_format(ckpt) in {fmt, {"video_moco": "moco", "tubelet_contrast": "ctp"}.get(fmt)}
+
+
+def test_tclr_cli_convert_then_build(tmp_path, capsys):
+    torch.manual_seed(0)
+    sd = build_backbone("r2plus1d_18_tclr").state_dict()
+    assert sd["layer4.0.conv1.0.weight"].shape == (512, 256, 3, 3, 3)
+    src = tmp_path / "tclr.pth"
+    torch.save({"state_dict": {**{f"module.0.{k}": v for k, v in sd.items()},
+                               "module.1.weight": torch.ones(3)}, "args": argparse.Namespace(lr=0.1)}, src)
+    assert main(["weights", "inspect", str(src)]) == 0
+    assert "--from tclr" in capsys.readouterr().out
+    out = tmp_path / "tclr.safetensors"
+    assert main(["weights", "convert", str(src), str(out), "--from", "tclr"]) == 0
+    assert "module.1.weight" in capsys.readouterr().out  # dropped keys are listed
+    model = build_backbone("r2plus1d_18_tclr", checkpoint=out)
+    assert model.load_report.ok
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in sd.items())
+    with pytest.raises(CheckpointError, match="r2plus1d_18_tclr"):
+        build_backbone("r2plus1d_18", checkpoint=out)
+
+
+def test_safe_load_reports_and_refuses(tmp_path, tv_sd):
+    model = build_backbone("r2plus1d_18")
+    with pytest.raises(CheckpointError, match=r"unexpected keys: fc\.weight"):
+        load_backbone_weights(model, tv_sd)
+    report = load_backbone_weights(model, tv_sd, allow_unexpected=("fc.",))
+    assert sorted(report.unexpected) == ["fc.bias", "fc.weight"] and not report.missing
+    partial = {k: v for k, v in tv_sd.items() if not k.startswith("layer4.")}
+    with pytest.raises(CheckpointError, match=r"missing keys: layer4\.0"):
+        load_backbone_weights(model, partial, allow_unexpected=("fc.",))
+    tiny = build_backbone("r2plus1d_tiny")
+    bad = dict(tiny.state_dict())
+    bad["stem.0.weight"] = torch.zeros(3, 3, 1, 7, 7)
+    with pytest.raises(CheckpointError, match=r"stem\.0\.weight \[3, 3, 1, 7, 7\] vs model \[11, 3, 1, 7, 7\]"):
+        load_backbone_weights(tiny, bad)
+    before = tiny.stem[0].weight.clone()
+    report = load_backbone_weights(tiny, bad, strict_shapes=False)
+    assert report.mismatched[0][0] == "stem.0.weight" and torch.equal(tiny.stem[0].weight, before)
+    with pytest.raises(CheckpointError, match="--from moco"):  # third-party layout: hint to convert
+        load_backbone_weights(model, LAYOUTS["moco"](tv_sd))
+
+
+def test_unsafe_pickles_are_refused_namespace_allowed(tmp_path):
+    ok = tmp_path / "ok.pth"
+    torch.save({"model": {"w": torch.ones(1)}, "args": argparse.Namespace(model="x"), "epoch": 1}, ok)
+    assert isinstance(load_state_dict_file(ok)["args"], argparse.Namespace)
+    evil = tmp_path / "evil.pth"
+    torch.save({"model": {"w": torch.ones(1)}, "cb": argparse.ArgumentParser}, evil)
+    with pytest.raises(CheckpointError, match="refusing to unpickle argparse.ArgumentParser"):
+        load_state_dict_file(evil)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_state_dict_file(tmp_path / "missing.pth")
+
+
+def test_vssl_files_load_with_no_missing_keys(tmp_path):
+    torch.manual_seed(0)
+    model = build_backbone("vit_tiny", depth=2)
+    x = torch.randn(1, 3, 4, 32, 32)
+    torch.save(model.state_dict(), tmp_path / "backbone.pt")  # engine export
+    torch.save({"model": {f"backbone.{k}": v for k, v in model.state_dict().items()} | {"head.w": torch.ones(1)},
+                "step": 5}, tmp_path / "last.pt")  # training checkpoint
+    save_backbone_file(tmp_path / "conv.pt", model.state_dict(), {"backbone": "vit_tiny", "kwargs": {"depth": 2}})
+    for name in ("backbone.pt", "last.pt", "conv.pt"):
+        loaded = build_backbone("vit_tiny", checkpoint=tmp_path / name, depth=2).eval()
+        assert loaded.load_report.ok, name
+        torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_videomae_and_sigma_pretrain_checkpoints(tmp_path):
+    torch.manual_seed(0)
+    enc = build_backbone("vit_tiny", depth=2).eval()
+    raw = {f"encoder.{k}": v for k, v in enc.state_dict().items() if not k.startswith("fc_norm.")}
+    raw |= {"encoder.norm.weight": torch.ones(96), "encoder.norm.bias": torch.zeros(96),
+            "encoder_to_decoder.weight": torch.randn(48, 96), "mask_token": torch.zeros(1, 1, 48),
+            "decoder.blocks.0.attn.qkv.weight": torch.randn(144, 48), "decoder.head.weight": torch.randn(96, 48),
+            "prototypes": torch.randn(30, 96)}
+    src = tmp_path / "checkpoint-799.pth"
+    torch.save({"model": raw, "epoch": 799, "args": argparse.Namespace(model="pretrain_videomae_tiny")}, src)
+    out = tmp_path / "sigma.pt"
+    assert main(["weights", "convert", str(src), str(out), "--from", "sigma"]) == 0
+    model = build_backbone("vit", checkpoint=out).eval()  # depth 2: not a named variant
+    assert model.load_report.ok and len(model.blocks) == 2 and model.num_heads == 3
+    x = torch.randn(2, 3, 4, 32, 32)
+    torch.testing.assert_close(model.forward_tokens(x), enc.forward_tokens(x))
+    assert guess_format(torch.load(src, weights_only=False)) == "sigma"
+
+
+def test_hf_videomae_parity(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=48,
+                                      num_hidden_layers=2, num_attention_heads=3, intermediate_size=192,
+                                      use_mean_pooling=True, num_labels=5)
+    hf = transformers.VideoMAEForVideoClassification._from_config(cfg, attn_implementation="eager").eval()
+    with torch.no_grad():  # non-zero q/v biases so that their mapping is exercised
+        for layer in hf.videomae.encoder.layer:
+            att = layer.attention.attention  # transformers 5: query/value biases; 4.x: q_bias/v_bias
+            for bias in (getattr(att, "q_bias", None), getattr(att, "v_bias", None), att.query.bias, att.value.bias):
+                if bias is not None:
+                    bias.normal_()
+        hf.fc_norm.weight.normal_()
+    hf.save_pretrained(tmp_path / "hf")
+    out = tmp_path / "hf.safetensors"
+    assert main(["weights", "convert", str(tmp_path / "hf"), str(out), "--from", "hf"]) == 0
+    model = build_backbone("vit", checkpoint=out).eval()  # architecture comes from the converted file
+    assert model.load_report.ok and model.embed_dim == 48 and model.blocks[0].norm1.eps == 1e-12
+    x = torch.randn(2, 3, 4, 32, 32)  # vssl (B, C, T, H, W); HF takes (B, T, C, H, W)
+    with torch.no_grad():
+        ref = hf.videomae(x.permute(0, 2, 1, 3, 4)).last_hidden_state
+        torch.testing.assert_close(model.forward_tokens(x), ref, rtol=0, atol=1e-5)
+        pooled_ref = hf.fc_norm(ref.mean(1))
+        torch.testing.assert_close(model(x), pooled_ref, rtol=0, atol=1e-5)
+
+
+def test_convert_rejects_unknown_format(tmp_path, tv_sd):
+    src = tmp_path / "x.pth"
+    torch.save({"w": torch.ones(1)}, src)
+    assert main(["weights", "convert", str(src), str(tmp_path / "o.pt"), "--from", "nope"]) == 1
+    assert main(["weights", "convert", str(src), str(tmp_path / "o.pt"), "--from", "moco"]) == 1
