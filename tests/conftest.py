@@ -60,3 +60,26 @@ def broken_videos(tmp_path, make_video) -> dict[str, Path]:
     (folder / "truncated.mp4").write_bytes(data[: len(data) * 3 // 10])
     (folder / "garbage.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     return {name: folder / f"{name}.mp4" for name in ("missing", "empty", "truncated", "garbage")}
+
+
+@pytest.fixture
+def truncated_indexed_video(tmp_path) -> Path:
+    """A 40-frame mp4 with its index first (``movflags=faststart``) cut to 60% of its bytes: it
+    opens and claims 40 frames, but only the first ~24 decode (the case check/ClipDataset catch)."""
+    from fractions import Fraction
+
+    import av
+
+    path = tmp_path / "truncated_indexed.mp4"
+    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt, stream.gop_size = 64, 48, "yuv420p", 8
+        stream.options = {"crf": "18", "preset": "veryfast", "tune": "zerolatency"}
+        for frame in moving_square_frames(40, 48, 64):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 6 // 10])
+    return path

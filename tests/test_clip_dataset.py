@@ -102,3 +102,10 @@ def test_all_bad_raises_clear_error(broken_videos):
     ds = ClipDataset(video_list([str(p) for p in broken_videos.values()]), "/", cfg())
     with pytest.raises(VsslError, match="could not be decoded"):
         ds[0]
+
+
+def test_truncated_video_is_skipped_in_test_mode(tree, truncated_indexed_video):
+    vl = video_list([str(truncated_indexed_video), str(tree / "v0.mp4")])
+    ds = ClipDataset(vl, "/", cfg(), train=False, test_clips=3)  # the last clip reaches frame 39
+    assert ds[0]["index"] == 1
+    assert ds.failed_paths == [str(truncated_indexed_video)] and "truncated" in ds.failure_report()[0][1]

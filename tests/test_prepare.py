@@ -54,3 +54,7 @@ def test_check_videos_finds_broken_ones(make_video, broken_videos, tmp_path):
     reasons = dict(bad)
     assert "not found" in reasons[str(broken_videos["missing"])]
     assert "empty" in reasons[str(broken_videos["empty"])]
+
+
+def test_check_video_reports_truncation(truncated_indexed_video):
+    assert "truncated" in check_video(truncated_indexed_video)

@@ -108,3 +108,11 @@ def test_optional_backends_agree_with_pyav(make_video, backend):
     with VideoReader(path) as ref, VideoReader(path, backend=backend, short_side=0) as other:
         assert other.num_frames == ref.num_frames
         assert mae(other.get_frames([3, 17]).numpy(), ref.get_frames([3, 17]).numpy()) < 2.0
+
+
+def test_truncated_file_with_index_raises_past_its_end(truncated_indexed_video):
+    with VideoReader(truncated_indexed_video) as r:
+        assert r.num_frames == 40  # the index still claims every frame
+        assert r.get_frames([0, 1]).shape == (2, 48, 64, 3)
+        with pytest.raises(VideoDecodeError, match="truncated"):
+            r.get_frames([0, 39])

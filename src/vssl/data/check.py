@@ -21,9 +21,7 @@ def check_video(path: str | Path, backend: str = "pyav") -> str | None:
     try:
         with VideoReader(path, backend=backend) as reader:
             last = reader.num_frames - 1
-            frames = reader.get_frames([0, last])
-            if reader.last_missing:
-                return f"truncated: frame {last} of {reader.num_frames} cannot be decoded"
+            frames = reader.get_frames([0, last])  # raises on a truncated file
             if frames.shape[0] != 2 or frames.shape[-1] != 3:
                 return f"unexpected frame shape {tuple(frames.shape)}"
     except ImportError:

@@ -60,6 +60,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, gop: in
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
 BACKENDS = ("pyav", "torchcodec", "decord")
+FRAME_COUNT_SLACK = 2  # frames a container's frame count may overstate before a file counts as truncated
 
 
 class VideoDecodeError(VsslError):
@@ -168,6 +169,7 @@ class _PyAVReader:
         else:
             first, target = 0, 0  # no timestamps: frames can only be counted from the start
         self.container.seek(target, backward=True, any_frame=False, stream=self.stream)
+        frame = idx = None
         for position, frame in enumerate(self.container.decode(self.stream)):
             self.last_decoded += 1
             idx = self._index_of(frame, position)
@@ -175,6 +177,9 @@ class _PyAVReader:
                 out[idx] = self._to_array(frame)
             if idx >= last:
                 break
+        else:  # end of stream before `last`: keep the final frame to stand in for frames past it
+            if frame is not None and (self._eof_frame is None or idx > self._eof_frame[0]):
+                self._eof_frame = (idx, self._to_array(frame))
 
     def _keyframes(self) -> list[int]:
         """Frame indices of the keyframes from the container index ([] when it has none)."""
@@ -199,7 +204,7 @@ class _PyAVReader:
         indices = [min(i, self.num_frames - 1) for i in _check_indices(self.path, indices)]
         wanted = sorted(set(indices))
         out: dict[int, np.ndarray] = {}
-        self.last_decoded = 0
+        self.last_decoded, self._eof_frame = 0, None
         try:
             start = 0
             for i in range(1, len(wanted) + 1):  # split into groups that one forward decode serves
@@ -212,11 +217,18 @@ class _PyAVReader:
                 self._decode_range(0, max(missing), set(missing), out)
         except (av.error.FFmpegError, ValueError) as e:
             raise VideoDecodeError(self.path, f"decoding failed: {e}") from e
+        if self._eof_frame is not None:
+            out.setdefault(*self._eof_frame)
         if not out:
             raise VideoDecodeError(self.path, "no frame could be decoded")
-        # Metadata frame counts can overstate the real count by a frame or two: clamp such indices
-        # to the last decoded frame rather than failing a valid video.
+        # Metadata frame counts can overstate the real count by a frame or two: such indices are
+        # clamped to the last frame. More missing frames, or holes, mean a truncated/damaged file.
         self.last_missing = [i for i in wanted if i not in out]
+        reached = max(out)
+        lost = [i for i in self.last_missing if i < reached or i > reached + FRAME_COUNT_SLACK]
+        if lost:
+            raise VideoDecodeError(self.path, f"truncated or damaged: frame {lost[0]} of {self.num_frames} "
+                                              f"cannot be decoded (last decodable: {reached})")
         have = sorted(out)
         frames = [out[i] if i in out else out[have[max(bisect.bisect_right(have, i) - 1, 0)]] for i in indices]
         return torch.from_numpy(np.stack(frames))
@@ -346,8 +358,9 @@ class VideoReader:
     def get_frames(self, indices) -> torch.Tensor:
         """uint8 (T, H, W, C) RGB frames at ``indices`` (any order, repeats allowed), in that order.
 
-        Indices past the last decodable frame are clamped to it (frame counts in container
-        metadata are sometimes one or two too high).
+        Indices past the end are clamped to the last frame (container frame counts are sometimes
+        one or two too high). PyAV raises ``VideoDecodeError`` when more than
+        ``FRAME_COUNT_SLACK`` frames are missing at the end, or any in the middle (truncation).
         """
         return self._impl.get_frames(indices)
 
@@ -358,8 +371,8 @@ class VideoReader:
 
     @property
     def last_missing(self) -> list[int]:
-        """Requested frames that the last PyAV ``get_frames`` could not reach and served clamped
-        (a truncated file, or a frame count that overstates); [] for other backends."""
+        """Requested frames that the last PyAV ``get_frames`` served clamped to the last frame
+        because the container's frame count overstates (at most ``FRAME_COUNT_SLACK``)."""
         return list(getattr(self._impl, "last_missing", []))
 
     def close(self) -> None:
