@@ -147,8 +147,8 @@ def _vit_arch(sd: Mapping[str, Tensor], num_heads: int | None = None) -> tuple[s
 def _fresh_fc_norm(sd: dict, dim: int, notes: list[str]) -> None:
     if "fc_norm.weight" not in sd:  # VideoMAE/SIGMA fine-tuning starts fc_norm fresh (sigma-videomae.md §3.1)
         sd["fc_norm.weight"], sd["fc_norm.bias"] = torch.ones(dim), torch.zeros(dim)
-        notes.append("fc_norm initialised fresh (ones/zeros) as VideoMAE fine-tuning does; "
-                     "the pretraining encoder.norm is not used by mean pooling")
+        notes.append("no fc_norm in the checkpoint: written fresh (ones/zeros), as VideoMAE fine-tuning starts it; "
+                     "a pretraining final norm (encoder.norm / HF layernorm) is dropped, not reused")
 
 
 def _heads_from_args(obj: Mapping) -> int | None:
