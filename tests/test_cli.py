@@ -51,3 +51,19 @@ def test_pretrain_with_data_fraction_trains_and_saves_everything(tmp_path, capsy
 def test_bad_data_fraction_is_a_user_error(tmp_path, capsys):
     rc = main(["pretrain", "--config", TOY, "--out", str(tmp_path), "--data-fraction", "1.5"])
     assert rc == 2 and "--data-fraction" in capsys.readouterr().err
+
+
+def test_finetune_on_real_videos_through_a_csv_manifest(tmp_path, make_video, capsys):
+    """The real-data path: manifest adapter -> ClipDataset (decoding mp4s) -> supervised -> backbone.pt."""
+    (tmp_path / "ann").mkdir()
+    rows = ["path,label"]
+    for i in range(4):
+        make_video(f"videos/v{i}.mp4", num_frames=12, height=36, width=40, seed=i)
+        rows.append(f"v{i}.mp4,{'jump' if i % 2 else 'wave'}")
+    (tmp_path / "ann" / "train.csv").write_text("\n".join(rows) + "\n")
+    rc = main(["finetune", "--config", TOY, "--out", str(tmp_path / "run"), "--set", "data.dataset=csv",
+               "--set", f"data.root={tmp_path / 'videos'}", "--set", f"data.annotations={tmp_path / 'ann'}",
+               "--set", "data.stride=1", "--set", "train.max_steps=2", "--set", "data.batch_size=2"])
+    assert rc == 0, capsys.readouterr().err
+    assert "num_classes: 2" in (tmp_path / "run" / "config.yaml").read_text()
+    assert (tmp_path / "run" / "backbone.pt").is_file()

@@ -199,3 +199,20 @@ def test_supervised_step_on_a_real_backbone():
     loss.backward()
     assert math.isfinite(logs["loss"]) and 0 <= logs["acc"] <= 1
     assert method.head.weight.grad is not None and method.head.out_features == 4
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_on_cpu(tmp_path, precision):
+    method = TinyMethod()
+    before = method.head.weight.detach().clone()
+    Trainer(tiny_cfg(max_steps=2, precision=precision), method, RandomClipDataset(16, 3, SHAPE), tmp_path).fit()
+    assert torch.isfinite(method.head.weight).all() and not torch.equal(before, method.head.weight)
+
+
+def test_bad_optimizer_and_precision_names_are_config_errors(tmp_path):
+    cfg = tiny_cfg()
+    cfg.optim.name = "lamb"
+    with pytest.raises(ConfigError, match="optim.name"):
+        Trainer(cfg, TinyMethod(), RandomClipDataset(16, 3, SHAPE), tmp_path)
+    with pytest.raises(ConfigError, match="train.precision"):
+        Trainer(tiny_cfg(precision="fp8"), TinyMethod(), RandomClipDataset(16, 3, SHAPE), tmp_path)

@@ -42,7 +42,7 @@ class DataConfig:
     batch_size: int = 8
     num_workers: int = 2
     pin_memory: bool = True
-    persistent_workers: bool = True
+    persistent_workers: bool = True  # evaluation loaders; the trainer re-seeds its workers every epoch
     # only for `dataset: random` (vssl.engine.toy.RandomClipDataset): items and classes
     random_size: int = 64
     random_classes: int = 4
@@ -179,8 +179,16 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise fail()
         return value
-    if tp in (bool, str):
-        if not isinstance(value, tp):
+    if tp is str:
+        if value is None:  # `checkpoint: null` reads as "not set"
+            return ""
+        if isinstance(value, int) and not isinstance(value, bool):  # `subset: 1000`, `--set data.split=1`
+            return str(value)
+        if not isinstance(value, str):
+            raise fail()
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
             raise fail()
         return value
     return value  # an annotation we do not check (e.g. a callable): trust the caller

@@ -42,8 +42,8 @@ def class_balanced_subset(labels: list[Any], fraction: float, seed: int = 0) -> 
     return sorted(keep)
 
 
-def build_dataset(cfg: RunConfig, num_clips: int) -> tuple[Dataset, list[Any], list[str]]:
-    """The training dataset of ``cfg.data`` with its labels and class names.
+def build_dataset(cfg: RunConfig, num_clips: int) -> tuple[Dataset, list[Any], list[str], str]:
+    """The training dataset of ``cfg.data`` with its labels, class names and task.
 
     ``data.dataset: random`` gives :class:`vssl.engine.toy.RandomClipDataset`; any other name is a
     ``vssl.data.datasets.ADAPTERS`` entry read into a ``vssl.data.dataset.ClipDataset``.
@@ -54,7 +54,7 @@ def build_dataset(cfg: RunConfig, num_clips: int) -> tuple[Dataset, list[Any], l
 
         ds = RandomClipDataset(d.random_size, d.random_classes, (3, d.num_frames, d.load_size, d.load_size),
                                num_clips=num_clips, seed=cfg.train.seed)
-        return ds, ds.labels, ds.classes
+        return ds, ds.labels, ds.classes, ds.task
     from vssl.data.datasets import ADAPTERS  # imported here: only runs on real data need them
 
     if d.dataset not in ADAPTERS:
@@ -63,8 +63,8 @@ def build_dataset(cfg: RunConfig, num_clips: int) -> tuple[Dataset, list[Any], l
     videos = ADAPTERS[d.dataset](d.annotations, d.split, fold=d.fold, **opts)
     from vssl.data.dataset import ClipDataset
 
-    ds = ClipDataset(videos, d.root, d, num_clips=num_clips, train=True)
-    return ds, [r.label for r in videos.records], list(videos.classes)
+    ds = ClipDataset(videos, d.root, d, num_clips=num_clips, train=True, seed=cfg.train.seed)
+    return ds, [r.label for r in videos.records], list(videos.classes), videos.task
 
 
 def build_backbone(cfg: RunConfig):
@@ -87,16 +87,22 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False) -> 
 
     seed_everything(cfg.train.seed)  # same initial weights on every rank and every resume
     method_cls = METHODS[cfg.method.name]
-    dataset, labels, classes = build_dataset(cfg, getattr(method_cls, "num_clips", 1))
-    if cfg.method.params.get("num_classes", None) == 0:  # "take it from the dataset"
-        cfg.method.params["num_classes"] = len(classes)
+    dataset, labels, classes, task = build_dataset(cfg, getattr(method_cls, "num_clips", 1))
+    params = cfg.method.params
+    if params.get("num_classes", None) == 0:  # "take it from the dataset"
+        params["num_classes"] = len(classes)
+    if task == "multilabel" and params.get("task") == "classification":
+        params["task"] = "multilabel"  # cross-entropy cannot train on multi-label targets
     if cfg.data.fraction < 1:
         dataset = Subset(dataset, class_balanced_subset(labels, cfg.data.fraction, cfg.train.seed))
     method = build_method(cfg, build_backbone(cfg))
     try:
-        return Trainer(cfg, method, dataset, out, resume=resume).fit()
+        summary = Trainer(cfg, method, dataset, out, resume=resume).fit()
     finally:
         D.cleanup()
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    summary["failures"] = int(getattr(base, "failures", 0))  # broken videos replaced, never fatal
+    return summary
 
 
 def _command(args) -> int:
@@ -112,6 +118,8 @@ def _command(args) -> int:
         print(f"vssl: {cfg.method.name} on {cfg.data.dataset}: {summary['step']} steps in "
               f"{summary['time_s']:.1f} s ({summary['steps_per_s']:.2f} steps/s), final loss "
               f"{'n/a' if loss is None else f'{loss:.4f}'}; backbone weights: {Path(args.out) / 'backbone.pt'}")
+        if summary["failures"]:
+            print(f"vssl: {summary['failures']} unreadable videos were skipped and replaced by others")
     return 0
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from vssl.config import OptimConfig, RunConfig, ScheduleConfig, config_to_dict, save_config
 from vssl.engine import distributed as D
@@ -275,15 +275,18 @@ class Trainer:
             raise ConfigError("train.grad_accum and data.batch_size must be >= 1, train.max_steps >= 0")
         self.method = method.to(self.device)
         if cfg.train.channels_last and self.device.type == "cuda":
-            self.method.to(memory_format=torch.channels_last_3d)  # converts the 5-D conv kernels only
+            for p in self.method.parameters():  # 3-D conv kernels only; cuDNN prefers NDHWC
+                if p.dim() == 5:
+                    p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
         self.amp_dtype = resolve_precision(cfg.train.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.optimizer = build_optimizer(cfg.optim, self.method, self.device)
         self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.train.max_steps, cfg.optim.lr)
         self.model: nn.Module = _StepModule(self.method)
+        self.ddp: DistributedDataParallel | None = None
         if D.is_dist():
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DistributedDataParallel(self.model, device_ids=ids)
+            self.model = self.ddp = DistributedDataParallel(self.model, device_ids=ids)
         if cfg.train.compile:
             self.model = torch.compile(self.model, dynamic=False)  # dynamic shapes crash conv3d lowering
         self.step = self.epoch = self.batch_in_epoch = 0
@@ -293,6 +296,9 @@ class Trainer:
     def _loader(self) -> DataLoader:
         """This epoch's loader, starting after the batches already consumed in it."""
         d, seed = self.cfg.data, self.cfg.train.seed
+        base = self.dataset.dataset if isinstance(self.dataset, Subset) else self.dataset
+        if hasattr(base, "set_epoch"):  # datasets that sample clips from rng(seed, epoch, index)
+            base.set_epoch(self.epoch)
         sampler = D.EpochBatchSampler(len(self.dataset), d.batch_size, seed, self.epoch, D.rank(),
                                       D.world_size(), start=self.batch_in_epoch)
         if sampler.batches_per_epoch == 0:
@@ -315,8 +321,8 @@ class Trainer:
     # --- one optimizer step ------------------------------------------------------------------
     def _micro_step(self, batch: dict, sync: bool) -> dict[str, float]:
         batch = _to_device(batch, self.device)
-        no_sync = self.model.no_sync if isinstance(self.model, DistributedDataParallel) and not sync else nullcontext
-        with no_sync():
+        # skip the gradient all-reduce on all but the last micro-batch of an accumulation
+        with self.ddp.no_sync() if self.ddp is not None and not sync else nullcontext():
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
                 loss, logs = self.model(batch)
