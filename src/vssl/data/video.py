@@ -83,6 +83,11 @@ def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     return max(1, round(height * short_side / width)), short_side
 
 
+def _library_threads(threads: int) -> int:
+    """Our ``threads`` (0 = single, n, -1 = auto) in torchcodec/decord terms (1 = single, 0 = auto)."""
+    return 1 if threads == 0 else max(threads, 0)
+
+
 def _check_indices(path, indices) -> list[int]:
     indices = [int(i) for i in indices]
     if not indices:
@@ -251,7 +256,7 @@ class _TorchCodecReader:
         self.path, self.short_side = path, short_side
         try:
             self.decoder = VideoDecoder(path, dimension_order="NHWC", seek_mode="exact",
-                                        num_ffmpeg_threads=max(threads, 0))
+                                        num_ffmpeg_threads=_library_threads(threads))
             meta = self.decoder.metadata
             self.num_frames = int(meta.num_frames or len(self.decoder))
             self.fps = float(meta.average_fps)
@@ -289,7 +294,7 @@ class _DecordReader:
             if short_side > 0:  # decord resizes while decoding
                 del probe
                 self.vr = decord.VideoReader(path, ctx=decord.cpu(0), width=self.width, height=self.height,
-                                             num_threads=max(threads, 0))
+                                             num_threads=_library_threads(threads))
             else:
                 self.vr = probe
             self.num_frames = len(self.vr)
