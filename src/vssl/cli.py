@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     # demo -----------------------------------------------------------------------------------------
     p = sub.add_parser("demo", help="the main job on the built-in synthetic benchmark")
     p.add_argument("--out", default="vssl-demo")
-    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "base"])
+    p.add_argument("--preset", default=None, choices=["tiny", "small", "base"],
+                   help="SynthSEVERE preset (default: tiny; small with --long)")
     p.add_argument("--quick", action="store_true", help="fewer steps (under 3 minutes on 2 cores)")
     p.add_argument("--long", action="store_true", help="the documented longer run (tens of minutes)")
     p.add_argument("--seeds", default=None)
