@@ -146,7 +146,13 @@ def test_registry_and_light_import():
     assert {"r2plus1d_18", "r3d_18", "r2plus1d_tiny", "vit_tiny", "vit_s", "vit_b"} <= set(BACKBONES)
     with pytest.raises(KeyError, match="unknown backbone"):
         build_backbone("resnet50")
-    import subprocess
-    import sys
-    code = "import sys, vssl.models; assert 'transformers' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # HF conversion reads config.json + safetensors directly: no transformers import in vssl.models
+    import ast
+    from pathlib import Path
+
+    import vssl.models
+    for path in Path(vssl.models.__file__).parent.glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not any(n.split(".")[0] == "transformers" for n in names), path
