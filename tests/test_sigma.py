@@ -1,0 +1,157 @@
+"""SIGMA: Sinkhorn-Knopp (balanced, stable, distributed), the swapped loss and the two target variants."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from vssl.config import RunConfig
+from vssl.methods.sigma import SIGMA, sinkhorn, swapped_prediction_loss
+from vssl.models import build_backbone
+
+
+def reference_sinkhorn(scores: torch.Tensor, eps: float, iters: int) -> torch.Tensor:
+    """SwAV's ``distributed_sinkhorn`` for one process, written plainly (no log domain)."""
+    q = torch.exp(scores / eps).t()  # (K, N)
+    k, n = q.shape
+    q /= q.sum()
+    for _ in range(iters):
+        q /= q.sum(dim=1, keepdim=True)
+        q /= k
+        q /= q.sum(dim=0, keepdim=True)
+        q /= n
+    q *= n
+    return q.t()
+
+
+def test_rows_sum_to_one_and_columns_to_n_over_k_after_convergence():
+    torch.manual_seed(0)
+    scores = torch.randn(60, 6).tanh()
+    q = sinkhorn(scores, eps=0.1, iters=300)
+    torch.testing.assert_close(q.sum(1), torch.ones(60))
+    torch.testing.assert_close(q.sum(0), torch.full((6,), 10.0), atol=1e-3, rtol=0)
+    assert (q >= 0).all()
+
+
+def test_matches_the_plain_reference():
+    torch.manual_seed(1)
+    scores = torch.randn(50, 7).tanh()
+    for iters in (1, 3, 10):
+        torch.testing.assert_close(sinkhorn(scores, 0.05, iters), reference_sinkhorn(scores, 0.05, iters),
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_stable_for_small_eps_where_the_plain_version_overflows():
+    torch.manual_seed(2)
+    scores = torch.randn(40, 5).tanh()
+    assert not torch.isfinite(reference_sinkhorn(scores, 0.005, 3)).all()
+    q = sinkhorn(scores, eps=0.005, iters=10)
+    assert torch.isfinite(q).all()
+    torch.testing.assert_close(q.sum(1), torch.ones(40))
+    half = sinkhorn(scores.half(), 0.05, 3)  # fp16 scores (autocast) are computed in fp32
+    assert half.dtype == torch.float32 and torch.isfinite(half).all()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sinkhorn_worker(rank: int, world: int, port: int, scores: torch.Tensor, out: str) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        local = scores.chunk(world)[rank]
+        torch.save(sinkhorn(local, eps=0.05, iters=5), f"{out}/q{rank}.pt")  # distributed by default
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_balance_over_the_global_batch(tmp_path):
+    torch.manual_seed(3)
+    scores = torch.randn(24, 6).tanh()
+    scores[:12] += 0.3 * torch.arange(6.0)  # the two halves are unlike: local balancing would differ
+    mp.spawn(_sinkhorn_worker, args=(2, _free_port(), scores, str(tmp_path)), nprocs=2, join=True)
+    q = torch.cat([torch.load(tmp_path / f"q{r}.pt", weights_only=True) for r in (0, 1)])
+    torch.testing.assert_close(q, sinkhorn(scores, eps=0.05, iters=5, distributed=False), rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(q[:12], sinkhorn(scores[:12], eps=0.05, iters=5, distributed=False), atol=1e-3)
+
+
+def test_swapped_loss_uses_the_other_sides_hard_labels():
+    torch.manual_seed(4)
+    s_t = torch.randn(30, 5, requires_grad=True)
+    s_p = torch.randn(30, 5, requires_grad=True)
+    loss, logs = swapped_prediction_loss(s_t, s_p, eps=0.05, iters=10, temperature=0.1)
+    y_t = sinkhorn(s_t, 0.05, 10).argmax(1)
+    y_p = sinkhorn(s_p, 0.05, 10).argmax(1)
+    want = (torch.nn.functional.cross_entropy(s_t / 0.1, y_p) + torch.nn.functional.cross_entropy(s_p / 0.1, y_t))
+    torch.testing.assert_close(loss, want)
+    assert 0 < logs["usage_entropy"] <= 1 and 0 < logs["distinct_labels"] <= 1
+    assert logs["agreement"] == pytest.approx((y_t == y_p).float().mean().item())
+
+
+def tiny_sigma(target: str) -> SIGMA:
+    run = RunConfig()
+    run.data.crop_size = 32
+    cfg = SIGMA.Config(decoder_dim=32, decoder_depth=1, decoder_heads=2, target=target, num_prototypes=16,
+                       mlp_dims=[32, 24], dino_model="vit_tiny_patch16_224")
+    return SIGMA(cfg, build_backbone("vit_tiny"), run)
+
+
+@pytest.mark.parametrize("target", ["mlp", "dino"])
+def test_gradient_paths_and_unit_prototypes(target):
+    torch.manual_seed(5)
+    m = tiny_sigma(target)
+    with torch.no_grad():
+        m.prototypes.mul_(3.0)
+    video = torch.randint(0, 256, (2, 3, 8, 32, 32), dtype=torch.uint8)
+    loss, logs = m.training_step({"video": video})
+    assert torch.isfinite(loss) and {"usage_entropy", "distinct_labels", "agreement"} <= set(logs)
+    torch.testing.assert_close(m.prototypes.norm(dim=1), torch.ones(16))  # re-normalised every step
+    loss.backward()
+    assert m.prototypes.grad is not None and m.prototypes.grad.abs().sum() > 0
+    assert m.backbone.blocks[0].mlp.fc1.weight.grad.abs().sum() > 0
+    if target == "dino":
+        out_dim = m.teacher.num_features
+        assert all(p.grad is None and not p.requires_grad for p in m.teacher.parameters())
+        assert not m.teacher.training and not hasattr(m, "projector")
+    else:
+        out_dim = 24
+        assert m.projector[0].weight.grad.abs().sum() > 0  # the MLP learns through the target branch
+    assert m.decoder.head.out_features == out_dim and m.prototypes.shape == (16, out_dim)
+    m.train()
+    assert target == "mlp" or not m.teacher.training  # the frozen teacher stays in eval mode
+
+
+def test_prediction_branch_does_not_move_the_prototypes():
+    """Only the target branch trains C: with the target term removed, C gets no gradient."""
+    torch.manual_seed(6)
+    m = tiny_sigma("mlp")
+    video = torch.randint(0, 256, (2, 3, 8, 32, 32), dtype=torch.uint8)
+    import vssl.methods.sigma as S
+
+    original = S.swapped_prediction_loss
+    captured = {}
+
+    def pred_only(s_t, s_p, *a):
+        loss, logs = original(s_t, s_p, *a)
+        captured["s_p"] = s_p
+        return torch.nn.functional.cross_entropy(s_p, torch.zeros(len(s_p), dtype=torch.long)), logs
+
+    S.swapped_prediction_loss = pred_only
+    try:
+        loss, _ = m.training_step({"video": video})
+    finally:
+        S.swapped_prediction_loss = original
+    loss.backward()
+    assert m.prototypes.grad is None or m.prototypes.grad.abs().sum() == 0
+    assert m.decoder.head.weight.grad.abs().sum() > 0
