@@ -1,0 +1,163 @@
+"""SEVERE experiments/protocols as data, kNN / linear heads, and run_severe end to end on SynthSEVERE."""
+
+import math
+
+import pytest
+import torch
+
+from vssl.errors import ConfigError, VsslError
+from vssl.severe.evaluate import ensemble
+from vssl.severe.experiments import EXPERIMENTS, SEVERE_COLUMNS, SYNTH_COLUMNS, select, synthetic_experiments
+from vssl.severe.heads import fit_linear_head, knn_scores
+from vssl.severe.protocols import PROTOCOLS, apply_overrides, get_protocol
+
+
+def test_experiments_are_the_severe_eight():
+    assert list(EXPERIMENTS) == ["ssv2", "gym99", "ucf101_1k", "gym99_1k", "fx_s1", "ub_s1", "ucf_rc", "charades"]
+    assert tuple(e.column for e in EXPERIMENTS.values()) == SEVERE_COLUMNS
+    assert [e.factor for e in EXPERIMENTS.values()] == ["domain"] * 2 + ["samples"] * 2 + ["actions"] * 2 + ["task"] * 2
+    assert {e.name: e.num_classes for e in EXPERIMENTS.values()} == {
+        "ssv2": 174, "gym99": 99, "ucf101_1k": 101, "gym99_1k": 99, "fx_s1": 11, "ub_s1": 15, "ucf_rc": 0,
+        "charades": 157}
+    assert EXPERIMENTS["ucf_rc"].lower_is_better and EXPERIMENTS["charades"].metric == "map"
+    from vssl.data.datasets import ADAPTERS, SPLITS
+    for e in EXPERIMENTS.values():  # every experiment names a real adapter and its split names
+        assert e.dataset in ADAPTERS and {e.train_split, e.test_split} <= set(SPLITS[e.dataset])
+
+
+def test_paper_recipes_follow_the_published_configs():
+    paper = PROTOCOLS["paper"]
+    table = {n: (r.epochs, r.milestones, r.lr, r.batch_size) for n, e in EXPERIMENTS.items()
+             for r in [paper.recipe(e)]}
+    assert table["ssv2"] == (22, (12, 17, 20), 1e-4, 32)
+    assert table["gym99"] == table["ucf101_1k"] == table["gym99_1k"] == (16, (6, 10, 14), 1e-4, 32)
+    assert table["fx_s1"] == table["ub_s1"] == (18, (7, 12, 16), 1e-4, 32)
+    r = paper.recipe(EXPERIMENTS["gym99"])
+    assert (r.num_frames, r.fps, r.crop_size, r.load_size, r.gamma, r.test_clips, r.ensemble) == (
+        32, 16.0, 112, 128, 0.3, 10, "mean")
+    c = paper.recipe(EXPERIMENTS["charades"])
+    assert (c.optimizer, c.lr, c.nesterov, c.test_clips, c.test_crops, c.ensemble, c.dropout) == (
+        "sgd", 0.0375, True, 10, 3, "max", 0.5)
+    # epochs -> optimizer steps: 1000 videos x 10 clips / batch 32 = 312 steps per epoch
+    assert r.schedule(312) == (16 * 312, [6 * 312, 10 * 312, 14 * 312], 0)
+    assert c.schedule(100) == (5700, [4100, 4900], 400)
+    q = apply_overrides(PROTOCOLS["quick"].recipe(EXPERIMENTS["ssv2"]), ["steps=10", "milestones=[0.5]"])
+    assert q.schedule(999) == (10, [5], 0)
+
+
+def test_overrides_and_names_fail_clearly():
+    with pytest.raises(ConfigError, match="unknown recipe key 'stepz'"):
+        apply_overrides(PROTOCOLS["quick"].base, ["stepz=3"])
+    with pytest.raises(ConfigError, match="expected a number"):
+        apply_overrides(PROTOCOLS["quick"].base, ["lr=fast"])
+    with pytest.raises(ConfigError, match="unknown protocol"):
+        get_protocol("fancy")
+    with pytest.raises(ConfigError, match="unknown experiment"):
+        select("ssv2,nope", EXPERIMENTS)
+    assert [e.name for e in select("fx_s1, ucf_rc", EXPERIMENTS)] == ["fx_s1", "ucf_rc"]
+
+
+def test_knn_votes_use_the_train_bank_with_temperature():
+    bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1])
+    q = torch.tensor([[0.0, 2.0], [1.0, 0.05]])
+    s = knn_scores(bank, labels, q, "classification", num_classes=2, k=200, tau=0.07)  # k clipped to 3
+    assert s.argmax(1).tolist() == [1, 0]
+    # hand computation for query 0: sims 0, 0.1104, 1 -> weights exp(sim / 0.07), normalised
+    sims = torch.nn.functional.normalize(bank, dim=1) @ torch.tensor([0.0, 1.0])
+    w = (sims / 0.07).exp()
+    assert s[0, 1] == pytest.approx(float(w[2] / w.sum()), rel=1e-5)
+    s1 = knn_scores(bank, labels, q, "classification", num_classes=2, k=1)
+    assert s1.tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    multi = knn_scores(bank, torch.tensor([[1, 0], [1, 1], [0, 1]]), q, "multilabel", k=1)
+    assert multi.tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    counts = knn_scores(bank, torch.tensor([4.0, 4.0, 9.0]), q, "counting", k=2)
+    assert math.exp(counts[1]) == pytest.approx(4.0)
+
+
+def test_linear_head_on_features_and_ensembles():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (90,), generator=g)
+    x = torch.randn(90, 16, generator=g) * 0.3 + torch.nn.functional.one_hot(y, 16).float() * 3 + 5
+    head = fit_linear_head(x, y, "classification", 3, epochs=100)
+    assert (head(x).argmax(1) == y).float().mean() > 0.95
+    counts = torch.tensor([2.0, 4.0, 8.0]).repeat(30)
+    feats = torch.log(counts)[:, None] * torch.ones(1, 4) + 0.01 * torch.randn(90, 4, generator=g)
+    reg = fit_linear_head(feats, counts, "counting", 1, epochs=300, lr=0.05)
+    assert reg(feats).exp().round().tolist()[:3] == [2.0, 4.0, 8.0]
+    views = torch.tensor([[[2.0, 0.0], [0.0, 2.0]]])  # 1 video, 2 views, 2 classes
+    assert ensemble(views, "classification")[0].tolist() == pytest.approx([0.5, 0.5])
+    assert ensemble(views, "multilabel", "max")[0, 0] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
+    assert ensemble(torch.log(torch.tensor([[2.0, 8.0]])), "counting").item() == pytest.approx(4.0)
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    from vssl.data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, "tiny", seed=0, workers=1, progress=False,
+             sizes={"pretrain": (1, 1), "samples_a": (4, 4), "domain_a": (16, 8), "domain_b": (8, 4),
+                    "counting": (8, 6), "multilabel": (8, 6)})
+    return root
+
+
+def test_synthetic_experiments_from_description(synth_root):
+    exps = synthetic_experiments(synth_root)
+    assert tuple(exps) == SYNTH_COLUMNS
+    assert exps["counting"].task == "counting" and exps["counting"].metric == "mae"
+    assert exps["multilabel"].metric == "map" and exps["domain_a"].dataset == "ssv2"
+    assert exps["actions_1"].options == {"label_range": [0, 5]}
+    assert not exps["actions_2"].flip and exps["domain_a"].flip  # chiral classes train without flips
+    assert all(e.annotation_dir(synth_root).is_dir() and e.video_root(synth_root).is_dir() for e in exps.values())
+
+
+def test_run_severe_end_to_end(synth_root, tmp_path):
+    from vssl.severe.report import build_tables, render
+    from vssl.severe.results import ResultsStore
+    from vssl.severe.runner import run_severe
+
+    out, logs = tmp_path / "out", []
+    quick = run_severe("r2plus1d_tiny", None, synth_root, out, "domain_a,counting", "quick", seeds=[1],
+                       overrides=["steps=3", "batch_size=4"], log=logs.append)
+    assert [r.key.experiment for r in quick] == ["domain_a", "counting"]
+    top1 = quick[0].metrics["top1"]
+    assert 0 <= top1 <= 100 and quick[0].primary == top1 and quick[0].metrics["mean_class"] >= 0
+    assert quick[1].metric == "mae" and quick[1].primary >= 0 and "mae_median_baseline" in quick[1].metrics
+    assert quick[0].timings["train_steps"] == 3 and quick[0].extra["num_test"] == 8
+
+    # a pretrained checkpoint (here: the tiny net's own init) is keyed by its sha256
+    from vssl.models import build_backbone
+    ckpt = tmp_path / "backbone.pt"
+    torch.manual_seed(0)
+    torch.save(build_backbone("r2plus1d_tiny").state_dict(), ckpt)
+    lin = run_severe("r2plus1d_tiny", ckpt, synth_root, out, ["domain_a", "multilabel"], "linear", seeds=[1, 2],
+                     name="tiny-init", log=logs.append)
+    knn = run_severe("r2plus1d_tiny", ckpt, synth_root, out, ["domain_a"], "knn", seeds=[1], name="tiny-init",
+                     log=logs.append)
+    assert len(lin) == 4 and lin[0].key.checkpoint != "none" and len(lin[0].key.checkpoint) == 64
+    assert 0 <= lin[2].metrics["map"] <= 100 and 0 <= knn[0].primary <= 100
+    cached = sorted(p.name for p in (out / "runs").rglob("features/*.pt"))
+    assert len(cached) == 2  # features extracted once per experiment, shared by seeds and by knn
+
+    logs.clear()
+    again = run_severe("r2plus1d_tiny", None, synth_root, out, "domain_a,counting", "quick", seeds=[1],
+                       overrides=["steps=3", "batch_size=4"], log=logs.append)
+    assert all(line.startswith("skip") for line in logs) and len(logs) == 2
+    assert [r.primary for r in again] == [r.primary for r in quick]
+    with ResultsStore(out / "results.sqlite") as store:
+        assert len(store) == 7
+    (table,) = build_tables(again + lin + knn)
+    assert {r.model for r in table.rows} == {"r2plus1d_tiny [quick(batch_size=4,steps=3)]", "tiny-init [linear]",
+                                             "tiny-init [knn]"}
+    assert "domain_a" in render(table, "md")
+
+
+def test_real_layout_errors_are_clear(tmp_path):
+    from vssl.severe.runner import available_experiments, run_severe
+
+    assert available_experiments(tmp_path) == EXPERIMENTS  # no synthsevere.json: the real experiments
+    with pytest.raises(VsslError, match="not a directory"):
+        available_experiments(tmp_path / "missing")
+    with pytest.raises(VsslError, match="ucf101"):
+        run_severe("r2plus1d_tiny", None, tmp_path, tmp_path / "o", "ucf101_1k", "quick", log=lambda s: None)
