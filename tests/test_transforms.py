@@ -50,6 +50,21 @@ def test_rrc_is_deterministic_under_a_generator():
     assert torch.equal(a, b)
 
 
+def test_multi_scale_crop_boxes_follow_videomae():
+    boxes = T.msc_params(2000, 128, 171, 112, generator=torch.Generator().manual_seed(0))
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    sides = [int(128 * s) for s in (1, 0.875, 0.75, 0.66)]
+    sides = [112 if abs(s - 112) < 3 else s for s in sides]
+    iw = torch.tensor([sides.index(int(v)) for v in w])
+    ih = torch.tensor([sides.index(int(v)) for v in h])
+    assert ((iw - ih).abs() <= 1).all()  # max_distort = 1
+    x_step, y_step = (171 - w) // 4, (128 - h) // 4
+    qx = torch.where(x_step > 0, boxes[:, 0] / x_step.clamp(min=1), torch.zeros_like(x_step))
+    assert torch.equal(qx, qx.round()) and qx.max() <= 4  # offsets on the quarter grid
+    assert (boxes[:, 2] <= 171).all() and (boxes[:, 3] <= 128).all()
+    assert len({(int(a), int(b)) for a, b in zip(w, h)}) == 10  # 4 scales, |i-j|<=1 -> 10 pairs
+
+
 def test_multi_scale_crop_and_random_crop():
     x = clip_batch(b=8, h=48, w=64)
     y = T.multi_scale_crop(x, 32, generator=torch.Generator().manual_seed(0))

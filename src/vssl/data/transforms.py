@@ -102,33 +102,38 @@ def random_resized_crop(x: torch.Tensor, size, scale=(0.08, 1.0), ratio=(3 / 4, 
     return crop_boxes(x, boxes, size)
 
 
-def multi_scale_crop(x: torch.Tensor, size, scales=(1, 0.875, 0.75, 0.66), max_distort: int = 1,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """VideoMAE/TSN ``GroupMultiScaleCrop`` (sigma-videomae.md §1.8), one draw per clip.
+def msc_params(batch: int, height: int, width: int, size, scales=(1, 0.875, 0.75, 0.66), max_distort: int = 1,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, 4) boxes of VideoMAE/TSN ``GroupMultiScaleCrop`` (sigma-videomae.md §1.8).
 
     Crop sides are ``int(short_side * s)`` for s in ``scales`` (snapped to the output size when
     within 3 px); a (w, h) pair is drawn among those whose scale indices differ by at most
-    ``max_distort``; the offset is one of 13 fixed positions on a ((W-w)//4, (H-h)//4) grid; the
-    crop is then resized to ``size``.
+    ``max_distort``; the offset is one of 13 fixed positions on a ((W-w)//4, (H-h)//4) grid
+    (corners, centre, edge midpoints, quarter points).
     """
-    b, _, _, height, width = x.shape
     oh, ow = _pair(size)
-    base = min(height, width)
-    sides = [int(base * s) for s in scales]
+    sides = [int(min(height, width) * s) for s in scales]
     sides_h = [oh if abs(s - oh) < 3 else s for s in sides]
     sides_w = [ow if abs(s - ow) < 3 else s for s in sides]
     pairs = [(sides_w[i], sides_h[j]) for j in range(len(sides)) for i in range(len(sides))
              if abs(i - j) <= max_distort]
     grid = [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2), (0, 2), (4, 2), (2, 4), (2, 0),
             (1, 1), (3, 1), (1, 3), (3, 3)]  # (x, y) in quarters of the free space
-    pick = torch.randint(len(pairs), (b,), generator=generator)
-    where = torch.randint(len(grid), (b,), generator=generator)
+    pick = torch.randint(len(pairs), (batch,), generator=generator)
+    where = torch.randint(len(grid), (batch,), generator=generator)
     boxes = []
     for p, g in zip(pick.tolist(), where.tolist()):
         cw, ch = pairs[p]
         x0, y0 = grid[g][0] * ((width - cw) // 4), grid[g][1] * ((height - ch) // 4)
         boxes.append((x0, y0, x0 + cw, y0 + ch))
-    return crop_boxes(x, torch.tensor(boxes, dtype=torch.float32), (oh, ow))
+    return torch.tensor(boxes, dtype=torch.float32)
+
+
+def multi_scale_crop(x: torch.Tensor, size, scales=(1, 0.875, 0.75, 0.66), max_distort: int = 1,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """``GroupMultiScaleCrop`` per clip (boxes from :func:`msc_params`), resized to ``size``."""
+    boxes = msc_params(x.shape[0], x.shape[-2], x.shape[-1], size, scales, max_distort, generator)
+    return crop_boxes(x, boxes, size)
 
 
 def random_crop(x: torch.Tensor, size, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -346,7 +351,8 @@ class EvalTransform:
     """Short side -> ``short_side`` (default ``int(size / 0.875)``, SEVERE's 128 for 112), then one
     centre crop or three crops along the long side, then normalize.
 
-    (B, C, T, H, W) -> float (B*crops, C, T, size, size), the crops of a clip adjacent.
+    (B, C, T, H, W) -> float (B*crops, C, T, size, size), the crops of a clip adjacent;
+    (B, V, C, T, H, W) -> (B*V*crops, ...), the views then crops of a video adjacent.
     """
 
     def __init__(self, size: int = 112, short_side: int | None = None, crops: int = 1,
