@@ -144,7 +144,9 @@ def test_block_is_reusable_and_init_is_videomae():
 
 def test_registry_and_light_import():
     assert {"r2plus1d_18", "r3d_18", "r2plus1d_tiny", "vit_tiny", "vit_s", "vit_b"} <= set(BACKBONES)
-    with pytest.raises(KeyError, match="unknown backbone"):
+    from vssl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown backbone 'resnet50'"):
         build_backbone("resnet50")
     # HF conversion reads config.json + safetensors directly: no transformers import in vssl.models
     import ast

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 from torch import nn
 
-from vssl.errors import CheckpointError
+from vssl.errors import CheckpointError, ConfigError
 from vssl.models import resnet3d, vit
 from vssl.models.weights import LoadReport, load_backbone_weights, read_backbone_checkpoint
 
@@ -44,7 +44,7 @@ def build_backbone(name: str, checkpoint: str | os.PathLike | None = None, *, al
     attached as ``model.load_report``.
     """
     if name not in BACKBONES:
-        raise KeyError(f"unknown backbone {name!r}; available: {', '.join(sorted(BACKBONES))}")
+        raise ConfigError(f"unknown backbone {name!r}; available: {', '.join(sorted(BACKBONES))}")
     state = None
     if checkpoint:
         sd, meta = read_backbone_checkpoint(checkpoint)
