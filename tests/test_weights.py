@@ -3,6 +3,7 @@
 import argparse
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,8 +124,10 @@ def test_safe_load_reports_and_refuses(tmp_path, tv_sd):
 
 def test_unsafe_pickles_are_refused_namespace_allowed(tmp_path):
     ok = tmp_path / "ok.pth"
-    torch.save({"model": {"w": torch.ones(1)}, "args": argparse.Namespace(model="x"), "epoch": 1}, ok)
-    assert isinstance(load_state_dict_file(ok)["args"], argparse.Namespace)
+    torch.save({"model": {"w": torch.ones(1)}, "args": argparse.Namespace(model="x"), "epoch": 1,
+                "best_acc": np.float64(0.5)}, ok)  # SEVERE-era files keep numpy scalars
+    loaded = load_state_dict_file(ok)
+    assert isinstance(loaded["args"], argparse.Namespace) and loaded["best_acc"] == 0.5
     evil = tmp_path / "evil.pth"
     torch.save({"model": {"w": torch.ones(1)}, "cb": argparse.ArgumentParser}, evil)
     with pytest.raises(CheckpointError, match="refusing to unpickle argparse.ArgumentParser"):

@@ -105,6 +105,18 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
+class PatchEmbed(nn.Module):
+    """Tube embedding: Conv3d with kernel = stride = (tubelet, patch, patch), then (B, N, D) in t*h*w order."""
+
+    def __init__(self, patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3, embed_dim: int = 768):
+        super().__init__()
+        kernel = (tubelet_size, patch_size, patch_size)
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=kernel, stride=kernel)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
 class VisionTransformer(nn.Module):
     """VideoMAE encoder. Input (B, C, T, H, W); tokens (B, N, D) with N = T/tubelet * H/patch * W/patch.
 
@@ -126,9 +138,7 @@ class VisionTransformer(nn.Module):
         self.embed_dim = self.feature_dim = int(embed_dim)
         self.num_heads, self.depth = int(num_heads), int(depth)
         self.grad_checkpointing = grad_checkpointing
-        self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=(tubelet_size, patch_size, patch_size),
-                                          stride=(tubelet_size, patch_size, patch_size))
+        self.patch_embed = PatchEmbed(patch_size, tubelet_size, in_chans, embed_dim)
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear in depth
         self.blocks = nn.ModuleList([
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, dpr[i], norm_eps)
@@ -161,7 +171,7 @@ class VisionTransformer(nn.Module):
         Positions are added before masking, as in VideoMAE.
         """
         grid = self.grid(x.shape)
-        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)  # (B, N, D), t-major token order
+        x = self.patch_embed(x)
         x = x + self.pos_embed(grid, x.device, x.dtype)
         if visible is not None:
             B, N, D = x.shape
