@@ -1,0 +1,134 @@
+"""``synthsevere.json`` and README.md: what each SynthSEVERE experiment is and how to load it.
+
+Paths are relative to the benchmark folder. Adapter names and options follow the dataset adapters
+(``vssl.data.datasets.ADAPTERS``): ``label_range`` is inclusive and relabels from 0, as SEVERE's
+FX-S1 (Gym99 labels 6-16); ``num_examples`` is SEVERE's class-balanced low-sample subset.
+"""
+
+from __future__ import annotations
+
+import math
+
+from vssl.data.synth import tasks
+
+# dataset -> (adapter name, train split name, test split name, mirrored real dataset)
+ADAPTER = {
+    "pretrain": ("mini_kinetics", "train", "val", "mini-Kinetics-200"),
+    "samples_a": ("ucf101", "train", "test", "UCF101"),
+    "domain_a": ("ssv2", "train", "validation", "Something-Something-v2"),
+    "domain_b": ("gym99", "train", "val", "FineGym Gym99"),
+    "counting": ("ucfrep", "train", "val", "UCFRep"),
+    "multilabel": ("charades", "train", "test", "Charades v1"),
+}
+SE_FORMULA = "SE = sqrt(p * (1 - p) / n_test); at most 0.5 / sqrt(n_test)"
+
+
+def _classes(dataset: str) -> list[str]:
+    return {
+        "pretrain": [c[0] for c in tasks.SOURCE_CLASSES],
+        "samples_a": [c[1] for c in tasks.SOURCE_CLASSES],
+        "domain_a": list(tasks.DOMAIN_A_TEMPLATES),
+        "domain_b": [c[0] for c in tasks.DOMAIN_B_CLASSES],
+        "counting": [c[0] for c in tasks.COUNT_CLASSES],
+        "multilabel": [c[0] for c in tasks.MULTI_CLASSES],
+    }[dataset]
+
+
+def _experiment(name, severe, factor, dataset, sizes, options=None, task="classification", metric="top1",
+                classes=None, hflip_safe=False, note=""):
+    options = options or {}
+    adapter, tr, te, _ = ADAPTER[dataset]
+    n_train, n_test = sizes[dataset]
+    classes = classes if classes is not None else _classes(dataset)
+    if "label_range" in options:
+        lo, hi = options["label_range"]
+        classes = classes[lo:hi + 1]
+        frac = len(classes) / len(_classes(dataset))
+        n_train, n_test = int(round(n_train * frac)), int(round(n_test * frac))
+    if "num_examples" in options:
+        n_train = min(n_train, options["num_examples"])
+    exp = {
+        "name": name, "severe": severe, "factor": factor, "task": task, "dataset": adapter,
+        "annotations": f"{dataset}/annotations", "video_root": f"{dataset}/videos",
+        "adapter_options": options, "splits": {"train": tr, "test": te},
+        "sizes": {tr: n_train, te: n_test}, "num_classes": len(classes), "classes": classes,
+        "metric": metric, "hflip_safe": hflip_safe,
+    }
+    if task == "classification":
+        exp["chance"] = 1.0 / len(classes)
+        exp["standard_error_at_chance"] = round(math.sqrt(exp["chance"] * (1 - exp["chance"]) / n_test), 4)
+        exp["max_standard_error"] = round(0.5 / math.sqrt(n_test), 4)
+    if note:
+        exp["note"] = note
+    return exp
+
+
+def describe(preset_name: str, preset, seed: int, records: dict, seconds: float, workers: int) -> dict:
+    """The machine-readable description of a generated benchmark."""
+    s = preset.sizes
+    nc = tasks.num_classes
+    a1, a2 = tasks.ACTIONS_1_RANGE, tasks.ACTIONS_2_RANGE
+    experiments = [
+        _experiment("domain_a", "SS-v2", "domain", "domain_a", s, hflip_safe=True,
+                    note="two objects, object-agnostic relations; other backgrounds/palette, handheld camera"),
+        _experiment("domain_b", "Gym-99", "domain", "domain_b", s,
+                    note="fine-grained motions of one object in a third domain (dark arena)"),
+        _experiment("samples_a", "UCF (10^3)", "samples", "samples_a", s,
+                    options={"num_examples": LABELLED(nc("samples_a"))},
+                    note="in-domain (same domain and classes as the corpus), 10 labelled clips per class"),
+        _experiment("samples_b", "Gym-99 (10^3)", "samples", "domain_b", s,
+                    options={"num_examples": LABELLED(nc("domain_b"))}, note="Domain B with 10 clips per class"),
+        _experiment("actions_1", "FX-S1", "actions", "domain_b", s, options={"label_range": list(a1)}, hflip_safe=True,
+                    note="hops: number of hops, turns in the air, tempo"),
+        _experiment("actions_2", "UB-S1", "actions", "domain_b", s, options={"label_range": list(a2)},
+                    note="circles: direction, number of turns, swing vs circle"),
+        _experiment("counting", "UCF-RC", "task", "counting", s, task="counting",
+                    metric="normalised MAE (lower is better); OBO accuracy", classes=_classes("counting"),
+                    hflip_safe=True, note=f"count k in {tasks.COUNT_RANGE[0]}..{tasks.COUNT_RANGE[1]} = "
+                    "temporal_bound_num - 1; SE of MAE = std(per-video error) / sqrt(n_test)"),
+        _experiment("multilabel", "Charades", "task", "multilabel", s, task="multilabel",
+                    metric="mAP (mean over classes with a positive test video)", hflip_safe=True,
+                    note="3 objects, 1-3 of them act (the others rest); labels = the set of actions"),
+    ]
+    datasets = {}
+    for d, recs in records.items():
+        adapter, tr, te, real = ADAPTER[d]
+        datasets[d] = {"format": real, "adapter": adapter, "annotations": f"{d}/annotations",
+                       "video_root": f"{d}/videos", "sizes": {tr: s[d][0], te: s[d][1]},
+                       "frames": preset.num_frames(d), "classes": _classes(d), "domain": tasks.DOMAIN[d]}
+    return {
+        "name": "SynthSEVERE", "preset": preset_name, "seed": seed, "resolution": preset.size, "fps": 16.0,
+        "generation_seconds": round(seconds, 2), "workers": workers,
+        "pretrain": {"dataset": "mini_kinetics", "annotations": "pretrain/annotations",
+                     "video_root": "pretrain/videos", "splits": {"train": "train", "test": "val"},
+                     "sizes": datasets["pretrain"]["sizes"],
+                     "note": "labels (the corpus' own motion classes) are for the supervised baseline only"},
+        "experiments": experiments, "datasets": datasets, "standard_error": SE_FORMULA,
+        "label_ranges_inclusive": True,
+    }
+
+
+def LABELLED(num_classes: int) -> int:  # noqa: N802 - reads like the constant it computes
+    """num_examples for a 10-per-class subset (SEVERE: per class = ceil(N / C))."""
+    return 10 * num_classes
+
+
+def readme(desc: dict) -> str:
+    """A human-readable summary of the generated benchmark."""
+    lines = [f"# SynthSEVERE ({desc['preset']}, seed {desc['seed']}, {desc['resolution']} px, "
+             f"{desc['fps']:g} fps)", "",
+             "Synthetic stand-in for the SEVERE benchmark generated by `vssl synth`; see docs/synthsevere.md "
+             "in vssl. Machine-readable description: `synthsevere.json`.", "",
+             f"Pretraining corpus: `pretrain/` (mini-Kinetics format), sizes {desc['pretrain']['sizes']}.", "",
+             "| experiment | SEVERE | factor | adapter | options | classes | train | test | metric | SE at chance |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in desc["experiments"]:
+        tr, te = e["sizes"].values()
+        se = e.get("standard_error_at_chance", "-")
+        lines.append(f"| {e['name']} | {e['severe']} | {e['factor']} | {e['dataset']} | "
+                     f"{e['adapter_options'] or ''} | {e['num_classes']} | {tr} | {te} | {e['metric']} | {se} |")
+    lines += ["", f"Standard error of an accuracy: {desc['standard_error']}.",
+              "Label ranges are inclusive and relabelled from 0. Experiments with `hflip_safe: false` have "
+              "chirality-dependent classes (clockwise vs anticlockwise, left vs right): train them without "
+              "horizontal flips.", "", f"Generated in {desc['generation_seconds']} s with {desc['workers']} workers."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,197 @@
+"""SynthSEVERE: a built-in synthetic stand-in for the SEVERE benchmark (see docs/synthsevere.md).
+
+``generate(out, preset, seed, workers)`` renders an unlabelled-for-SSL pretraining corpus and the
+datasets behind 8 downstream experiments, writes them as H.264 mp4 files plus annotation files in
+the real datasets' formats, and describes every experiment in ``synthsevere.json``::
+
+    vssl synth OUT --preset tiny --seed 0 [--workers N]
+
+Every video is rendered from its own seed ``SeedSequence([seed, dataset, split, index])``, so the
+output does not depend on the number of workers or on the order in which videos finish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from vssl.data.synth import render as R
+from vssl.data.synth import tasks, writers
+
+FPS = 16.0
+DATASETS = ("pretrain", "samples_a", "domain_a", "domain_b", "counting", "multilabel")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Resolution, video lengths and (train, test) sizes of every dataset."""
+
+    size: int
+    frames: int              # recognition videos (clips of 16 are sampled from them)
+    count_frames: int        # counting videos are longer: up to 10 repetitions of >= 4 frames
+    multi_frames: int
+    sizes: dict = field(default_factory=dict)
+    gop: int = 8
+
+    def num_frames(self, dataset: str) -> int:
+        return {"counting": self.count_frames, "multilabel": self.multi_frames}.get(dataset, self.frames)
+
+
+_TINY_SIZES = {"pretrain": (1200, 300), "samples_a": (200, 400), "domain_a": (480, 320),
+               "domain_b": (576, 576), "counting": (252, 180), "multilabel": (360, 240)}
+
+
+def _scaled(sizes: dict, f: float) -> dict:
+    return {k: (int(round(a * f)), int(round(b * f))) for k, (a, b) in sizes.items()}
+
+
+PRESETS = {
+    "tiny": Preset(size=32, frames=24, count_frames=64, multi_frames=32, sizes=_TINY_SIZES),
+    "small": Preset(size=64, frames=32, count_frames=80, multi_frames=48, sizes=_scaled(_TINY_SIZES, 2)),
+    "base": Preset(size=112, frames=32, count_frames=96, multi_frames=64, sizes=_scaled(_TINY_SIZES, 4), gop=16),
+}
+LABELLED_PER_CLASS = 10      # Samples A / Samples B: ~10 labelled clips per class (UCF/Gym 10^3)
+
+
+# --- rendering one video (runs in worker processes) ---------------------------------------------
+
+def video_seed(seed: int, dataset: str, split: str, index: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([seed, writers.DATASET_CODE[dataset], writers.SPLIT_CODE[split], index])
+
+
+def render_video(preset: Preset, seed: int, dataset: str, split: str, index: int):
+    """Render one video; returns (uint8 frames (T, S, S, 3), record dict without the path)."""
+    g = np.random.default_rng(video_seed(seed, dataset, split, index))
+    T, S = preset.num_frames(dataset), preset.size
+    label = tasks.sample_label(dataset, g, index, T)
+    domain = tasks.DOMAIN[dataset]
+    canvas = R.background(g, domain, S + 2 * R.canvas_margin(S))
+    objects, cam = tasks.sample_scene(dataset, g, label, T, canvas.mean((0, 1)))
+    camera = R.camera_path(g, T, *cam) if cam is not None else (np.zeros(T), np.zeros(T))
+    frames = R.render(g, canvas, S, objects, camera)
+    meta: dict = {"shapes": [f"{a.texture} {a.shape}" for a, _ in objects]}
+    if dataset == "domain_a":   # A is drawn last, B first: placeholders in template order (A, B)
+        meta["placeholders"] = [meta["shapes"][1], meta["shapes"][0]]
+    if dataset == "counting":
+        _, k, start, stop = label
+        meta["bounds"] = [int(round(start + 1 + i * (stop - start) / k)) for i in range(k + 1)]
+    return frames, {"split": split, "index": index, "label": label, "T": T, "meta": meta}
+
+
+def _work(args) -> list[dict]:
+    out, preset, seed, jobs = args
+    from vssl.data.video import write_video
+
+    records = []
+    for dataset, split, index in jobs:
+        frames, rec = render_video(preset, seed, dataset, split, index)
+        rec["dataset"] = dataset
+        rec["name"] = writers.video_name(dataset, split, index, rec["label"])
+        rec["path"] = writers.video_relpath(dataset, rec["name"], rec["label"])
+        write_video(Path(out) / dataset / "videos" / rec["path"], frames, fps=FPS, gop=preset.gop)
+        records.append(rec)
+    return records
+
+
+# --- the whole benchmark ------------------------------------------------------------------------
+
+def _resolve(preset: str | Preset, scale: float, sizes: dict | None) -> Preset:
+    p = PRESETS[preset] if isinstance(preset, str) else preset
+    new = _scaled(p.sizes, scale) if scale != 1.0 else dict(p.sizes)
+    new.update(sizes or {})
+    return replace(p, sizes=new)
+
+
+def generate(out: str | Path, preset: str | Preset = "tiny", seed: int = 0, workers: int = 0,
+             scale: float = 1.0, sizes: dict | None = None, progress: bool = True) -> dict:
+    """Generate SynthSEVERE into ``out``; returns the description (also written as synthsevere.json).
+
+    Args:
+        out: output folder (created).
+        preset: "tiny" (32 px), "small" (64 px), "base" (112 px) or a ``Preset``.
+        seed: base seed; the same seed gives the same frames whatever ``workers`` is.
+        workers: processes; 0 = all cores, 1 = in this process.
+        scale: multiply every split size (tests use e.g. 0.1).
+        sizes: per-dataset ``(train, test)`` overrides, e.g. ``{"pretrain": (0, 0)}``.
+    """
+    out = Path(out)
+    p = _resolve(preset, scale, sizes)
+    name = preset if isinstance(preset, str) else "custom"
+    jobs = [(d, split, i) for d in DATASETS for split, n in zip(("train", "test"), p.sizes[d]) for i in range(n)]
+    chunk = 24
+    batches = [(str(out), p, seed, jobs[i:i + chunk]) for i in range(0, len(jobs), chunk)]
+    workers = workers or os.cpu_count() or 1
+    t0 = time.perf_counter()
+    records: list[dict] = []
+    with _progress(progress, len(jobs)) as advance:
+        if workers == 1:
+            for b in batches:
+                records += _work(b)
+                advance(len(b[3]))
+        else:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(workers) as pool:
+                for recs in pool.map(_work, batches):
+                    records += recs
+                    advance(len(recs))
+    by_dataset: dict[str, list[dict]] = {d: [] for d in DATASETS}
+    for r in records:
+        by_dataset[r["dataset"]].append(r)
+    for d, recs in by_dataset.items():
+        writers.write_annotations(d, out / d / "annotations", recs, FPS)
+    from vssl.data.synth.describe import describe, readme
+
+    desc = describe(name, p, seed, by_dataset, seconds=time.perf_counter() - t0, workers=workers)
+    desc["preset_config"] = asdict(p)
+    (out / "synthsevere.json").write_text(json.dumps(desc, indent=1))
+    (out / "README.md").write_text(readme(desc))
+    return desc
+
+
+class _progress:
+    """A rich progress bar (or nothing), used as ``with _progress(on, total) as advance``."""
+
+    def __init__(self, on: bool, total: int):
+        self.on, self.total, self.bar = on, total, None
+
+    def __enter__(self):
+        if not self.on:
+            return lambda n: None
+        from rich.progress import Progress
+
+        self.bar = Progress(transient=False)
+        self.bar.start()
+        task = self.bar.add_task("SynthSEVERE videos", total=self.total)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def load_description(out: str | Path) -> dict:
+    """Read ``synthsevere.json`` of a generated benchmark (paths in it are relative to ``out``)."""
+    path = Path(out) / "synthsevere.json"
+    if not path.is_file():
+        from vssl.errors import VsslError
+
+        raise VsslError(f"{path}: not found; generate it with `vssl synth {out}`")
+    return json.loads(path.read_text())
+
+
+def synth_command(args) -> int:
+    """``vssl synth OUT --preset P --seed S --workers N``."""
+    desc = generate(args.out, preset=args.preset, seed=args.seed, workers=args.workers)
+    n = sum(sum(d["sizes"].values()) for d in desc["datasets"].values())
+    print(f"SynthSEVERE '{args.preset}' (seed {args.seed}): {n} videos in {desc['generation_seconds']:.1f} s "
+          f"-> {args.out}/synthsevere.json")
+    return 0
+
+
+__all__ = ["PRESETS", "Preset", "generate", "load_description", "synth_command", "render_video"]
