@@ -167,8 +167,10 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
 
 class _ClipEpochs(Dataset):
     """``repeats`` passes over a ClipDataset as one long epoch: item ``i`` is video ``i % N`` with a fresh
-    random clip per pass (SEVERE's ``videos x clips_per_video`` epoch, §2.1). Each pass reseeds the
-    (per-process) dataset copy, because the engine does not call ``ClipDataset.set_epoch``."""
+    random clip per pass (SEVERE's epoch is ``videos x clips_per_video`` random clips, §2.1). Each pass
+    reseeds the (per-process) dataset copy, because the engine does not call ``ClipDataset.set_epoch``;
+    the engine shuffles all (video, pass) pairs of the run at once, so every video is seen equally often
+    over the run rather than exactly ``clips_per_video`` times per epoch."""
 
     def __init__(self, dataset, repeats: int):
         self.dataset, self.repeats, self.base_seed = dataset, max(1, repeats), dataset.seed
@@ -191,9 +193,9 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
 
     per_epoch = steps_per_epoch(len(train) * recipe.train_clips_per_video, recipe.batch_size)
     max_steps, milestones, warmup = recipe.schedule(per_epoch)
-    items_needed = max_steps * recipe.batch_size + recipe.batch_size
-    repeats = max(recipe.train_clips_per_video, math.ceil(items_needed / len(train)) if recipe.steps else 0)
-    paper_like = recipe.steps == 0
+    # the whole run is one long engine epoch over (video, pass) pairs: every pass draws fresh clips
+    repeats = math.ceil((max_steps + 1) * recipe.batch_size / len(train))
+    paper_like = recipe.steps == 0  # epoch-based recipes are long: checkpoint every epoch, resume
     run = RunConfig(
         method=MethodSection("counting" if exp.task == "counting" else "supervised", {}),
         model=ModelConfig(backbone=backbone),
@@ -202,8 +204,8 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
                           momentum=recipe.momentum, nesterov=recipe.nesterov),
         schedule=ScheduleConfig(name="step", milestones=milestones, gamma=recipe.gamma, warmup_steps=warmup),
         train=TrainConfig(max_steps=max_steps, clip_grad=recipe.clip_grad, seed=seed, device=device,
-                          log_every=max(1, min(50, max_steps // 10)), ckpt_every=per_epoch * recipe.train_clips_per_video
-                          if paper_like else 0, progress=False, tensorboard=False),
+                          log_every=max(1, min(50, max_steps // 10)), ckpt_every=per_epoch if paper_like else 0,
+                          progress=False, tensorboard=False),
     )
     if exp.task == "counting":
         counts = torch.tensor([float(r.label) for r in train.records])
@@ -213,8 +215,7 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
     else:
         method = Supervised(Supervised.Config(num_classes=num_classes, task=exp.task, dropout=recipe.dropout,
                                               scale=list(recipe.crop_scale), flip=exp.flip), net, run)
-    ds = _ClipEpochs(ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures"),
-                     repeats if not paper_like else recipe.train_clips_per_video)
+    ds = _ClipEpochs(ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures"), repeats)
     t = time.perf_counter()
     summary = Trainer(run, method, ds, workdir, resume=paper_like).fit()
     return method, {"train_s": time.perf_counter() - t, "train_steps": summary["step"],
