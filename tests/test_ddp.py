@@ -14,26 +14,32 @@ import torch
 
 TESTS = Path(__file__).resolve().parent
 
+# each rank runs this file as a script (the pytest process itself stays single-process)
 SCRIPT = """
 import sys
-import torch
 sys.path.insert(0, {tests!r})
-from test_engine import SHAPE, TinyMethod, tiny_cfg
-from vssl.engine import Trainer
-from vssl.engine import distributed as D
-from vssl.engine.toy import RandomClipDataset
-
-out, batch_size = sys.argv[1], int(sys.argv[2])
-cfg = tiny_cfg(max_steps=1, ckpt_every=1)
-cfg.data.batch_size, cfg.optim.lr = batch_size, 1.0
-method = TinyMethod()
-before = {{k: v.clone() for k, v in method.state_dict().items()}}
-Trainer(cfg, method, RandomClipDataset(16, 3, SHAPE), out).fit()
-rank = D.rank()
-# plain SGD with lr 1, no momentum or decay: the weight change is minus the (averaged) gradient
-torch.save({{k: before[k] - v for k, v in method.state_dict().items()}}, f"{{out}}/grad_{{rank}}.pt")
-D.cleanup()
+from test_ddp import one_sgd_step
+one_sgd_step(sys.argv[1], int(sys.argv[2]))
 """
+
+
+def one_sgd_step(out: str, batch_size: int) -> dict[str, torch.Tensor]:
+    """One optimizer step of plain SGD (lr 1, no momentum or decay): the weight change is -grad."""
+    from test_engine import SHAPE, TinyMethod, tiny_cfg
+
+    from vssl.engine import Trainer
+    from vssl.engine import distributed as D
+    from vssl.engine.toy import RandomClipDataset
+
+    cfg = tiny_cfg(max_steps=1, ckpt_every=1)
+    cfg.data.batch_size, cfg.optim.lr = batch_size, 1.0
+    method = TinyMethod()
+    before = {k: v.clone() for k, v in method.state_dict().items()}
+    Trainer(cfg, method, RandomClipDataset(16, 3, SHAPE), out).fit()
+    grads = {k: before[k] - v for k, v in method.state_dict().items()}
+    torch.save(grads, Path(out) / f"grad_{D.rank()}.pt")
+    D.cleanup()
+    return grads
 
 
 def free_port() -> int:
@@ -46,22 +52,17 @@ def free_port() -> int:
 def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
     script = tmp_path / "step.py"
     script.write_text(SCRIPT.format(tests=str(TESTS)))
-    port = str(free_port())
-    procs = []
+    port, procs = str(free_port()), []
     for rank in (0, 1):
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
         procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path / "ddp"), "4"], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    single_env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    single = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), "8"], env=single_env,
-                            capture_output=True, text=True, timeout=180)
-    assert single.returncode == 0, single.stdout + single.stderr
+    reference = one_sgd_step(str(tmp_path / "single"), 8)  # the same 8 clips in one process
     for p in procs:
-        out, _ = p.communicate(timeout=180)
+        out, _ = p.communicate(timeout=300)
         assert p.returncode == 0, out
 
-    reference = torch.load(tmp_path / "single" / "grad_0.pt", weights_only=True)
     for rank in (0, 1):
         grads = torch.load(tmp_path / "ddp" / f"grad_{rank}.pt", weights_only=True)
         for k, g in reference.items():

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,34 +21,49 @@ ARGS = ["--set", "train.max_steps=16", "--set", "train.ckpt_every=4", "--set", "
 
 def start(out: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "vssl.cli", "finetune", "--config", str(TOY), "--out", str(out), *ARGS, *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    # same thread count as this process, whose in-process run is the reference
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def kill_after(proc: subprocess.Popen, path: Path, timeout: float = 300) -> threading.Thread:
+    """SIGKILL ``proc`` as soon as ``path`` exists (polled in a thread)."""
+    def watch():
+        deadline = time.monotonic() + timeout
+        while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
 
 
 def finish(proc: subprocess.Popen) -> str:
-    out, _ = proc.communicate(timeout=180)
+    out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     return out
 
 
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_bitwise_identical_weights(tmp_path):
+    from vssl.cli import main
+
     full, killed = tmp_path / "full", tmp_path / "killed"
-    reference = start(full)  # runs beside the victim: two cores, two processes
     victim = start(killed)
-    first = killed / "checkpoints" / "step_00000004.pt"
-    deadline = time.monotonic() + 120
-    while not first.exists() and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert victim.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    watcher = kill_after(victim, killed / "checkpoints" / "step_00000004.pt")
+    try:  # the uninterrupted reference runs in this process meanwhile
+        assert main(["finetune", "--config", str(TOY), "--out", str(full), *ARGS]) == 0
+    finally:
+        torch.use_deterministic_algorithms(False)  # the run turned it on for this whole process
+    watcher.join()
+    out, _ = victim.communicate()
+    assert victim.returncode == -signal.SIGKILL, f"the run ended before it could be killed: {out}"
     assert not (killed / "final.pt").exists()
     stopped_at = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["step"]
     assert 4 <= stopped_at < 16
 
     finish(start(killed, "--resume"))
-    finish(reference)
     for name in ("backbone.pt", "final.pt"):
         a = torch.load(full / name, weights_only=True)
         b = torch.load(killed / name, weights_only=True)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from torch.utils.data import Dataset, Subset
+from typing import TYPE_CHECKING, Any
 
 from vssl.config import RunConfig, load_config
-from vssl.engine import distributed as D
 from vssl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+# torch, numpy and the engine are imported inside the functions: a config error must be reported
+# (exit status 2) without paying for the torch import
 
 
 def class_balanced_subset(labels: list[Any], fraction: float, seed: int = 0) -> list[int]:
@@ -28,11 +30,13 @@ def class_balanced_subset(labels: list[Any], fraction: float, seed: int = 0) -> 
     Returns:
         Sorted item indices.
     """
+    import numpy as np
+
     if not 0 < fraction <= 1:
         raise ConfigError(f"data fraction must be in (0, 1], got {fraction}")
     groups: dict[Any, list[int]] = defaultdict(list)
     for i, label in enumerate(labels):
-        groups[label if isinstance(label, (int, np.integer)) else None].append(i)
+        groups[int(label) if isinstance(label, (int, np.integer)) else None].append(i)
     rng = np.random.RandomState(seed)
     keep: list[int] = []
     for key in sorted(groups, key=lambda k: (k is None, k or 0)):  # fixed order: reproducible draws
@@ -82,6 +86,9 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False) -> 
     Returns:
         ``Trainer.fit``'s summary (steps, final loss, time, output directory).
     """
+    from torch.utils.data import Subset
+
+    from vssl.engine import distributed as D
     from vssl.engine.trainer import Trainer, seed_everything
     from vssl.methods import METHODS, build_method
 
@@ -113,6 +120,8 @@ def _command(args) -> int:
             raise ConfigError(f"--data-fraction: expected 0 < F <= 1, got {fraction}")
         cfg.data.fraction = fraction
     summary = train_from_config(cfg, args.out, resume=args.resume)
+    from vssl.engine import distributed as D
+
     if D.is_main():
         loss = summary["loss"]
         print(f"vssl: {cfg.method.name} on {cfg.data.dataset}: {summary['step']} steps in "
