@@ -141,3 +141,22 @@ def test_every_method_steps_under_two_gloo_processes(tmp_path):
     for name in ("video_contrast", "tubelet_contrast"):  # identical queues on both ranks
         q0, q1 = (torch.load(tmp_path / "ddp" / name / f"queue_{r}.pt", weights_only=True) for r in (0, 1))
         torch.testing.assert_close(q0, q1)
+
+
+RECIPES = sorted((TESTS.parent / "configs" / "pretrain").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_pretrain_recipes_load_and_tiny_ones_take_a_step(path):
+    from vssl.config import load_config
+
+    cfg = load_config(path)
+    assert cfg.method.name in METHODS
+    if not path.stem.endswith("_tiny") or cfg.method.name == "supervised":
+        return
+    torch.manual_seed(0)
+    method = build_method(cfg, build_backbone(cfg.model.backbone))
+    shape = (2, METHODS[cfg.method.name].num_clips, 3, cfg.data.num_frames, cfg.data.load_size, cfg.data.load_size)
+    video = torch.randint(0, 256, shape, dtype=torch.uint8)
+    loss, logs = method.training_step({"video": video if shape[1] == 2 else video[:, 0]})
+    assert torch.isfinite(loss) and logs["loss"] == pytest.approx(loss.item())

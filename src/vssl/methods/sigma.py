@@ -158,7 +158,12 @@ class SIGMA(VideoMAE):
         teacher = timm.create_model(cfg.dino_model, pretrained=False, num_classes=0,
                                     img_size=run.data.crop_size, patch_size=backbone.patch_size)
         if cfg.dino_checkpoint:
+            from pathlib import Path
+
             from timm.models.vision_transformer import checkpoint_filter_fn
+
+            if not Path(cfg.dino_checkpoint).is_file():
+                raise ConfigError(f"method.dino_checkpoint: file not found: {cfg.dino_checkpoint}")
 
             state = torch.load(cfg.dino_checkpoint, map_location="cpu", weights_only=True)
             state = state.get("model", state.get("teacher", state)) if isinstance(state, dict) else state
