@@ -53,10 +53,11 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature:
     Returns:
         (loss, logits (B, 1 + K)), computed in float32.
     """
-    q, k, queue = q.float(), k.float(), queue.float()
-    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.t()], dim=1) / temperature
-    labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
-    return F.cross_entropy(logits, labels), logits
+    with torch.autocast(q.device.type, enabled=False):  # logits / 0.2 in bf16 would lose the ranking
+        q, k, queue = q.float(), k.float(), queue.float()
+        logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.t()], dim=1) / temperature
+        labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+        return F.cross_entropy(logits, labels), logits
 
 
 class MoCo(nn.Module):
