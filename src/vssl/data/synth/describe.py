@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from vssl.data.synth import tasks
 
 # dataset -> (adapter name, train split name, test split name, mirrored real dataset)
@@ -34,19 +36,27 @@ def _classes(dataset: str) -> list[str]:
     }[dataset]
 
 
-def _experiment(name, severe, factor, dataset, sizes, options=None, task="classification", metric="top1",
+def _count(records: list[dict], split: str, label_range=None) -> int:
+    if label_range is None:
+        return sum(r["split"] == split for r in records)
+    lo, hi = label_range
+    return sum(r["split"] == split and lo <= r["label"] <= hi for r in records)
+
+
+def _experiment(name, severe, factor, dataset, records, options=None, task="classification", metric="top1",
                 classes=None, hflip_safe=False, note=""):
     options = options or {}
     adapter, tr, te, _ = ADAPTER[dataset]
-    n_train, n_test = sizes[dataset]
     classes = classes if classes is not None else _classes(dataset)
-    if "label_range" in options:
-        lo, hi = options["label_range"]
-        classes = classes[lo:hi + 1]
-        frac = len(classes) / len(_classes(dataset))
-        n_train, n_test = int(round(n_train * frac)), int(round(n_test * frac))
-    if "num_examples" in options:
-        n_train = min(n_train, options["num_examples"])
+    lr = options.get("label_range")
+    n_train, n_test = _count(records[dataset], "train", lr), _count(records[dataset], "test", lr)
+    if lr is not None:
+        classes = classes[lr[0]:lr[1] + 1]
+    if "num_examples" in options:   # SEVERE: ceil(N / C) per class, a short class gives all it has
+        per_class = math.ceil(options["num_examples"] / len(classes))
+        counts = np.bincount([r["label"] for r in records[dataset] if r["split"] == "train"],
+                             minlength=len(classes))
+        n_train = int(np.minimum(counts, per_class).sum())
     exp = {
         "name": name, "severe": severe, "factor": factor, "task": task, "dataset": adapter,
         "annotations": f"{dataset}/annotations", "video_root": f"{dataset}/videos",
@@ -54,7 +64,7 @@ def _experiment(name, severe, factor, dataset, sizes, options=None, task="classi
         "sizes": {tr: n_train, te: n_test}, "num_classes": len(classes), "classes": classes,
         "metric": metric, "hflip_safe": hflip_safe,
     }
-    if task == "classification":
+    if task == "classification" and n_test:
         exp["chance"] = 1.0 / len(classes)
         exp["standard_error_at_chance"] = round(math.sqrt(exp["chance"] * (1 - exp["chance"]) / n_test), 4)
         exp["max_standard_error"] = round(0.5 / math.sqrt(n_test), 4)
@@ -65,7 +75,7 @@ def _experiment(name, severe, factor, dataset, sizes, options=None, task="classi
 
 def describe(preset_name: str, preset, seed: int, records: dict, seconds: float, workers: int) -> dict:
     """The machine-readable description of a generated benchmark."""
-    s = preset.sizes
+    s = records
     nc = tasks.num_classes
     a1, a2 = tasks.ACTIONS_1_RANGE, tasks.ACTIONS_2_RANGE
     experiments = [
@@ -94,7 +104,7 @@ def describe(preset_name: str, preset, seed: int, records: dict, seconds: float,
     for d, recs in records.items():
         adapter, tr, te, real = ADAPTER[d]
         datasets[d] = {"format": real, "adapter": adapter, "annotations": f"{d}/annotations",
-                       "video_root": f"{d}/videos", "sizes": {tr: s[d][0], te: s[d][1]},
+                       "video_root": f"{d}/videos", "sizes": {tr: _count(recs, "train"), te: _count(recs, "test")},
                        "frames": preset.num_frames(d), "classes": _classes(d), "domain": tasks.DOMAIN[d]}
     return {
         "name": "SynthSEVERE", "preset": preset_name, "seed": seed, "resolution": preset.size, "fps": 16.0,

@@ -160,11 +160,24 @@ def write_ucfrep(ann: Path, records: list[dict]) -> None:
             buf = io.BytesIO()
             scipy.io.savemat(buf, {"label": repetition_struct(r["T"], bounds)})
             folder = "train" if r["split"] == "train" else "val"
-            zf.writestr(f"annotations/{folder}/{r['name']}.mat", buf.getvalue())
+            zf.writestr(_entry(f"annotations/{folder}/{r['name']}.mat"), _fixed_mat_header(buf.getvalue()))
             cls = tasks.COUNT_CLASSES[r["label"][0]][0]
             per_class.setdefault(cls, []).append(f"{r['name']}\n{' '.join(map(str, bounds))}\n")
         for cls, blocks in sorted(per_class.items()):
-            zf.writestr(f"annotations/repetition_label/{cls}.txt", "\n".join(blocks))
+            zf.writestr(_entry(f"annotations/repetition_label/{cls}.txt"), "\n".join(blocks))
+
+
+def _entry(name: str) -> zipfile.ZipInfo:
+    """A zip member with a fixed timestamp, so the archive is byte-identical for a given seed."""
+    info = zipfile.ZipInfo(name, date_time=(2019, 7, 2, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
+def _fixed_mat_header(data: bytes) -> bytes:
+    """savemat writes the creation time into the 116-byte MAT-5 text header; pin it."""
+    text = b"MATLAB 5.0 MAT-file, written by vssl SynthSEVERE"
+    return text.ljust(116, b" ") + data[116:]
 
 
 CHARADES_HEADER = ["id", "subject", "scene", "quality", "relevance", "verified", "script", "objects",
