@@ -33,7 +33,8 @@ def test_keying_distinguishes_every_field(tmp_path):
     got = store.get(base.key)
     assert got.primary == 60.0 and got.metrics["top5"] == 90.0 and got.timings["train_s"] == 1.5
     assert got.version and got.created and got.backbone == "r2plus1d_tiny"
-    assert [r.key.seed for r in store.results(model="m", checkpoint="none", protocol="quick", experiment="ucf101_1k")] == [1, 2]
+    found = store.results(model="m", checkpoint="none", protocol="quick", experiment="ucf101_1k")
+    assert [r.key.seed for r in found] == [1, 2]
     with pytest.raises(ValueError):
         store.results(nope=1)
     store.close()

@@ -1,6 +1,7 @@
 """SEVERE experiments/protocols as data, kNN / linear heads, and run_severe end to end on SynthSEVERE."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,13 +119,20 @@ def test_run_severe_end_to_end(synth_root, tmp_path):
     from vssl.severe.runner import run_severe
 
     out, logs = tmp_path / "out", []
+    # a broken test video is skipped, counted and reported, never the end of the run
+    from vssl.data.datasets import load_videos
+    exp = synthetic_experiments(synth_root)["domain_a"]
+    rel = load_videos("ssv2", exp.annotation_dir(synth_root), "validation").records[0].path
+    broken = next(exp.video_root(synth_root).glob(Path(rel).stem + ".*"))
+    broken.write_bytes(broken.read_bytes()[:300])
     quick = run_severe("r2plus1d_tiny", None, synth_root, out, "domain_a,counting", "quick", seeds=[1],
-                       overrides=["steps=3", "batch_size=4"], log=logs.append)
+                       overrides=["steps=3", "batch_size=4", "num_frames=8"], log=logs.append)
     assert [r.key.experiment for r in quick] == ["domain_a", "counting"]
     top1 = quick[0].metrics["top1"]
     assert 0 <= top1 <= 100 and quick[0].primary == top1 and quick[0].metrics["mean_class"] >= 0
     assert quick[1].metric == "mae" and quick[1].primary >= 0 and "mae_median_baseline" in quick[1].metrics
     assert quick[0].timings["train_steps"] == 3 and quick[0].extra["num_test"] == 8
+    assert quick[0].extra["failures"] >= 1 and any("unreadable" in line for line in logs)
 
     # a pretrained checkpoint (here: the tiny net's own init) is keyed by its sha256
     from vssl.models import build_backbone
@@ -142,13 +150,13 @@ def test_run_severe_end_to_end(synth_root, tmp_path):
 
     logs.clear()
     again = run_severe("r2plus1d_tiny", None, synth_root, out, "domain_a,counting", "quick", seeds=[1],
-                       overrides=["steps=3", "batch_size=4"], log=logs.append)
+                       overrides=["steps=3", "batch_size=4", "num_frames=8"], log=logs.append)
     assert all(line.startswith("skip") for line in logs) and len(logs) == 2
     assert [r.primary for r in again] == [r.primary for r in quick]
     with ResultsStore(out / "results.sqlite") as store:
         assert len(store) == 7
     (table,) = build_tables(again + lin + knn)
-    assert {r.model for r in table.rows} == {"r2plus1d_tiny [quick(batch_size=4,steps=3)]", "tiny-init [linear]",
+    assert {r.model for r in table.rows} == {"r2plus1d_tiny [quick(batch_size=4,num_frames=8,steps=3)]", "tiny-init [linear]",
                                              "tiny-init [knn]"}
     assert "domain_a" in render(table, "md")
 

@@ -130,8 +130,10 @@ def apply_overrides(recipe: Recipe, overrides: list[str] | dict | None) -> Recip
     return replace(recipe, **out)
 
 
-# counting: a clip must see the whole video to count its cycles -> segment sampling over the video
-_COUNTING = {"sampling": "segment", "test_clips": 2, "ensemble": "mean"}
+# counting: a clip must see the whole video to count its cycles -> segment sampling over the video, and
+# enough frames not to alias short periods (SynthSEVERE periods are >= 4 of its 64-96 frames; measured in
+# docs/severe.md: 16 frames do not beat the constant predictor, 64 do)
+_COUNTING = {"sampling": "segment", "num_frames": 64, "test_clips": 2, "ensemble": "mean"}
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("paper", "published SEVERE fine-tuning recipe per experiment (last weights tested)",

@@ -18,6 +18,7 @@ import io
 import json
 import math
 import statistics
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -357,5 +358,5 @@ def report_command(args) -> int:
         print(text, end="")
     if args.plots:
         for p in save_plots(tables, args.plots):
-            print(f"plot: {p}", file=__import__("sys").stderr)
+            print(f"plot: {p}", file=sys.stderr)
     return 0

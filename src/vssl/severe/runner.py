@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from vssl import __version__
 from vssl.errors import VsslError
 from vssl.severe.experiments import EXPERIMENTS, Experiment, is_synthetic_root, select, synthetic_experiments
 from vssl.severe.protocols import Recipe, get_protocol, steps_per_epoch
@@ -83,6 +82,9 @@ def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: s
                 result = Result(key, exp.metric, metrics[exp.metric], metrics, timings, backbone, extra)
                 store.put(result)
                 results.append(result)
+                if extra["failures"]:
+                    log(f"warning: {exp.name}: {extra['failures']} unreadable video loads were skipped "
+                        f"(e.g. {extra['failed_paths'][:3]})")
                 log(f"done {exp.name} seed {seed}: {exp.metric} = {metrics[exp.metric]:.4g} "
                     f"({timings.get('total_s', 0):.1f} s)")
     return results
@@ -143,15 +145,11 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
     if recipe.mode == "finetune":
         method, timings = _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, device,
                                     workdir)
-        fn = method.eval()
-    else:
-        method = None
-        timings = {}
-    t1 = time.perf_counter()
-    if recipe.mode == "finetune":
-        views, labels = _views(fn, test_ds, recipe, dev)
+        t1 = time.perf_counter()
+        views, labels = _views(method.eval(), test_ds, recipe, dev)
         scores = _ensemble(views, exp.task, recipe.ensemble)
     else:
+        t1 = time.perf_counter()
         scores, labels, timings = _frozen(exp, recipe, net, train, root, cfg, test_ds, num_classes, seed, dev, workdir,
                                           checkpoint)
     from vssl.severe.evaluate import task_metrics
@@ -161,7 +159,8 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
         base = median_count_baseline([r.label for r in train.records], labels)
         metrics.update(mae_median_baseline=base["mae"], obo_median_baseline=base["obo"])
     timings.update(eval_s=time.perf_counter() - t1, total_s=time.perf_counter() - t0)
-    extra["failures"] = test_ds.failures
+    # train and test datasets share the failure folder: counts and paths cover both
+    extra.update(failures=test_ds.failures, failed_paths=test_ds.failed_paths[:100])
     return metrics, timings, extra
 
 
