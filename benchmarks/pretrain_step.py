@@ -373,7 +373,8 @@ def main(argv=None) -> list[dict]:
         if base in by:
             r["vs"] = base
             r["speedup"] = r["clips_s"] / by[base]["clips_s"]
-            r["mem_ratio"] = r["peak_bytes"] / max(by[base]["peak_bytes"], 1)
+            if device.type == "cuda":
+                r["mem_ratio"] = r["peak_bytes"] / max(by[base]["peak_bytes"], 1)
     table = []
     for r in rows:
         if "error" in r:
@@ -383,7 +384,10 @@ def main(argv=None) -> list[dict]:
         if "synth_frac" in r:
             extra = (f"synthesis {r['synth_ms']:.1f} ms = {100 * r['synth_frac']:.1f} % of the step; "
                      f"all view building {100 * r['views_frac']:.1f} %")
-        ratio = f"{r['speedup']:.2f}x clips/s, {r['mem_ratio']:.2f}x memory vs {r['vs']}" if "vs" in r else ""
+        ratio = ""
+        if "vs" in r:  # CPU RSS deltas are too rough for a memory ratio (allocator reuse between cases)
+            mem = f", {r['mem_ratio']:.2f}x memory" if device.type == "cuda" else ""
+            ratio = f"{r['speedup']:.2f}x clips/s{mem} vs {r['vs']}"
         table.append([r["case"], r["shape"], f"{r['ms_step']:.1f}", f"{r['clips_s']:.1f}",
                       f"{gib(r['peak_bytes'])} ({r['peak_kind']})", ratio, extra])
     print(markdown_table(["case", "input", "ms/step", "clips/s", "peak memory", "ratio", "note"], table))

@@ -1,0 +1,213 @@
+"""Data pipeline throughput per CPU core: decode + sample + augment of 16-frame clips from mp4 files.
+
+Writes test videos into a temporary folder (10 s at 25 fps, H.264 via PyAV: 320x240 and 456x256,
+each with libx264's default GOP, which leaves one or two keyframes, and with a 16-frame GOP), then for
+each file and each reader measures clips/s on ONE core (the process pins itself to one CPU and sets
+``torch.set_num_threads(1)``). A clip is what a map-style dataset item costs: open the file, draw a
+random 16-frame clip at stride 4 (``vssl.data.sampling.random_clip``), decode those frames at the
+short side (128 for the 320x240 files, 256 for the 456x256 ones), centre-crop it square as
+``ClipDataset`` does, then augment: random resized crop to 112 (resp. 224) and a horizontal flip
+(``vssl.data.transforms``; in training vssl runs this part batched on the GPU).
+
+Readers, all in the same run, timed in interleaved rounds so that machine load hits each alike:
+- ``vssl-pyav``, ``vssl-torchcodec``, ``vssl-decord``: ``vssl.data.video.VideoReader`` with that
+  backend (the optional ones only when importable) and ``short_side``;
+- ``decord-plain`` (the baseline): ``decord.VideoReader(path, num_threads=1).get_batch(indices)`` at
+  the native size, then the same crop and augmentation.
+
+``--profile`` adds a cProfile of vssl-pyav on the default-GOP file (where the time goes).
+
+Usage:
+    python benchmarks/data_pipeline.py --tiny        # fewer clips per reader, about a minute
+    python benchmarks/data_pipeline.py --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+try:
+    from benchmarks.common import hardware, markdown_table, write_json
+except ImportError:  # run as a script
+    from common import hardware, markdown_table, write_json
+
+from vssl.data import transforms as TF
+from vssl.data.sampling import random_clip
+from vssl.data.video import VideoReader
+
+FILES = [  # name, (width, height), gop (None = libx264 default), short side, crop
+    ("320x240_gopdef", (320, 240), None, 128, 112),
+    ("320x240_gop16", (320, 240), 16, 128, 112),
+    ("456x256_gopdef", (456, 256), None, 256, 224),
+    ("456x256_gop16", (456, 256), 16, 256, 224),
+]
+
+
+def write_test_video(path: Path, width: int, height: int, gop: int | None, seconds: float = 10.0,
+                     fps: int = 25) -> None:
+    """H.264 mp4 of FFmpeg's ``testsrc2`` pattern (moving content) plus a little noise, via PyAV."""
+    import av
+
+    frames = int(seconds * fps)
+    src = av.open(f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}", format="lavfi")
+    rng = np.random.default_rng(0)
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if gop is not None:
+            stream.gop_size = gop
+        for i, frame in enumerate(src.decode(video=0)):
+            if i >= frames:
+                break
+            rgb = frame.to_ndarray(format="rgb24")
+            rgb = np.clip(rgb.astype(np.int16) + rng.integers(-8, 9, rgb.shape, dtype=np.int16), 0, 255)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb.astype(np.uint8), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    src.close()
+
+
+def available_backends() -> list[str]:
+    names = ["pyav"]
+    for name, module in (("torchcodec", "torchcodec.decoders"), ("decord", "decord")):
+        try:
+            __import__(module)
+            names.append(name)
+        except Exception:  # noqa: BLE001 - ImportError, or OSError when torchcodec's FFmpeg is missing
+            pass
+    return names
+
+
+def augment(frames: torch.Tensor, load: int, crop: int) -> torch.Tensor:
+    """(T, H, W, C) uint8 -> centre square ``load`` (ClipDataset) -> random resized crop + flip."""
+    h, w = frames.shape[1:3]
+    top, left = (h - load) // 2, (w - load) // 2
+    clip = frames[:, top:top + load, left:left + load].permute(3, 0, 1, 2)[None]  # (1, C, T, S, S)
+    clip = TF.random_resized_crop(clip, crop, (0.08, 1.0))
+    return TF.horizontal_flip(clip, 0.5)
+
+
+def vssl_clip(path: str, backend: str, load: int, crop: int, rng) -> torch.Tensor:
+    with VideoReader(path, backend, threads=0, short_side=load) as reader:
+        indices = random_clip(reader.num_frames, 16, 4, rng)
+        frames = reader.get_frames(indices)
+    return augment(frames, load, crop)
+
+
+def decord_plain_clip(path: str, load: int, crop: int, rng) -> torch.Tensor:
+    """The baseline: decord at the native size, then resize to the short side and the same augment."""
+    import decord
+
+    vr = decord.VideoReader(path, num_threads=1)
+    indices = random_clip(len(vr), 16, 4, rng)
+    frames = torch.from_numpy(vr.get_batch(list(indices)).asnumpy())
+    del vr
+    h, w = frames.shape[1:3]
+    if min(h, w) != load:  # the baseline resizes after decoding (the same target size as vssl's)
+        x = TF.resize_short_side(frames.permute(3, 0, 1, 2)[None], load)[0]
+        frames = x.permute(1, 2, 3, 0)
+    return augment(frames, load, crop)
+
+
+def pin_one_core() -> str:
+    torch.set_num_threads(1)
+    if hasattr(os, "sched_setaffinity"):
+        core = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {core})
+        return f"pinned to core {core}, 1 torch thread"
+    return "not pinned (no sched_setaffinity), 1 torch thread"
+
+
+def main(argv=None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--tiny", action="store_true", help="fewer clips per reader")
+    g.add_argument("--smoke", action="store_true", help="2-second 320x240 files, 2 clips (tests)")
+    p.add_argument("--clips", type=int, default=None, help="clips per reader and file (default 24, tiny 8)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds the clips are split into")
+    p.add_argument("--profile", action="store_true", help="cProfile vssl-pyav on the default-GOP file")
+    p.add_argument("--no-pin", action="store_true", help="do not pin to one core")
+    p.add_argument("--dir", default=None, help="where to write the test videos (default: a temp dir)")
+    p.add_argument("--files", default="", help="comma-separated subset of the test files (names as in the table)")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    size_name = "smoke" if args.smoke else "tiny" if args.tiny else "full"
+    clips = args.clips or {"smoke": 2, "tiny": 8, "full": 24}[size_name]
+    rounds = args.rounds or min(clips, 4)
+    pin = "not pinned" if args.no_pin else pin_one_core()
+    files = FILES[:2] if args.smoke else FILES
+    if args.files:
+        files = [f for f in files if f[0] in args.files.split(",")]
+    seconds = 2.0 if args.smoke else 10.0
+    backends = available_backends()
+    readers = [f"vssl-{b}" for b in backends] + (["decord-plain"] if "decord" in backends else [])
+    print(f"# data_pipeline ({size_name}: {clips} clips per reader and file, {pin}) on {hardware()}", flush=True)
+    print(f"  readers: {', '.join(readers)}", flush=True)
+    tmp = tempfile.TemporaryDirectory(prefix="vssl-bench-") if args.dir is None else None
+    root = Path(args.dir or tmp.name)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    try:
+        for name, (w, h), gop, load, crop in files:
+            path = root / f"{name}.mp4"
+            if not path.exists():
+                write_test_video(path, w, h, gop, seconds)
+            totals = {r: 0.0 for r in readers}
+            counts = {r: 0 for r in readers}
+            rng = np.random.default_rng(0)
+            fns = {f"vssl-{b}": (lambda b=b: vssl_clip(str(path), b, load, crop, rng)) for b in backends}
+            if "decord-plain" in readers:
+                fns["decord-plain"] = lambda: decord_plain_clip(str(path), load, crop, rng)
+            for fn in fns.values():  # warm-up (imports, first open)
+                fn()
+            per_round = max(1, clips // rounds)
+            for _ in range(rounds):
+                for r, fn in fns.items():
+                    t0 = time.perf_counter()
+                    for _ in range(per_round):
+                        fn()
+                    totals[r] += time.perf_counter() - t0
+                    counts[r] += per_round
+            base = counts.get("decord-plain", 0) / totals["decord-plain"] if "decord-plain" in totals else None
+            for r in readers:
+                cps = counts[r] / totals[r]
+                rows.append({"file": name, "short_side": load, "crop": crop, "reader": r, "clips_s": cps,
+                             "ms_clip": 1e3 / cps, "vs_decord_plain": cps / base if base else None})
+        if args.profile:
+            name, (w, h), gop, load, crop = files[0]
+            path = root / f"{name}.mp4"
+            rng = np.random.default_rng(1)
+            prof = cProfile.Profile()
+            prof.enable()
+            for _ in range(clips):
+                vssl_clip(str(path), "pyav", load, crop, rng)
+            prof.disable()
+            s = io.StringIO()
+            pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(14)
+            print(f"## cProfile: vssl-pyav, {clips} clips of {name} (sorted by own time)")
+            print("\n".join(line for line in s.getvalue().splitlines() if line.strip())[:6000])
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    print(markdown_table(["file", "short side -> crop", "reader", "clips/s (1 core)", "ms/clip", "vs decord-plain"],
+                         [[r["file"], f"{r['short_side']} -> {r['crop']}", r["reader"], f"{r['clips_s']:.1f}",
+                           f"{r['ms_clip']:.1f}", f"{r['vs_decord_plain']:.2f}x" if r["vs_decord_plain"] else "n/a"]
+                          for r in rows]))
+    write_json(args.json, {"benchmark": "data_pipeline", "size": size_name, "hardware": hardware(), "pin": pin,
+                           "rows": rows})
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The benchmark scripts run at their smallest sizes on the CPU (so they do not rot), and their
+baselines compute what they claim to (the reference-style VideoMAE targets equal vssl's)."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def bench(name: str):
+    return importlib.import_module(f"benchmarks.{name}")
+
+
+def test_reference_videomae_targets_match_vssl():
+    from vssl.data import transforms as TF
+    from vssl.methods.masking import gather_tokens, pixel_targets, tube_mask
+
+    ps = bench("pretrain_step")
+    x01 = torch.rand(2, 3, 4, 16, 16)
+    mask = tube_mask(2, (2, 2, 2), 0.75)
+    ref = ps.ref_targets(TF.normalize(x01), mask, tubelet=2, patch=8)
+    ours = gather_tokens(pixel_targets(x01, 2, 8), mask)
+    torch.testing.assert_close(ref, ours, rtol=1e-4, atol=1e-4)
+
+
+def test_reference_videomae_model_shapes():
+    ps = bench("pretrain_step")
+    model = ps.RefVideoMAE(32, 1, 2, 16, 1, 2, patch=8, tubelet=2, num_tokens=8)
+    from vssl.methods.masking import tube_mask
+
+    mask = tube_mask(2, (2, 2, 2), 0.75)
+    out = model(torch.randn(2, 3, 4, 16, 16), mask)
+    assert out.shape == (2, int(mask[0].sum()), 2 * 8 * 8 * 3)
+
+
+@pytest.mark.slow
+def test_pretrain_step_smoke():
+    rows = bench("pretrain_step").main(["--smoke", "--device", "cpu", "--steps", "1", "--warmup", "1"])
+    by = {r["case"]: r for r in rows}
+    assert set(by) == {"videomae", "sigma", "ref_videomae", "tubelet_contrast", "bare_r2plus1d"}
+    assert all(r["clips_s"] > 0 for r in rows)
+    assert by["videomae"]["vs"] == "ref_videomae" and by["tubelet_contrast"]["vs"] == "bare_r2plus1d"
+    assert 0 < by["tubelet_contrast"]["synth_frac"]
+
+
+def test_tubelets_smoke(tmp_path):
+    tb = bench("tubelets")
+    rows = tb.main(["--smoke", "--device", "cpu", "--steps", "1", "--json", str(tmp_path / "t.json")])
+    assert [r["device"] for r in rows] == ["cpu", "cpu"] and all(r["clips_s"] > 0 for r in rows)
+    assert (tmp_path / "t.json").exists()
+
+
+def test_tubelet_baseline_pastes_the_same_pixels_on_both_views():
+    import numpy as np
+
+    tb = bench("tubelets")
+    from vssl.methods.tubelets import TubeletConfig
+
+    clips = np.random.default_rng(0).random((3, 3, 8, 32, 32), dtype=np.float32)
+    v1, v2, partner = tb.baseline_tubelets(clips, TubeletConfig(), np.random.default_rng(1))
+    assert v1.shape == v2.shape == clips.shape
+    assert sorted(partner.tolist()) == [0, 1, 2] and all(partner != np.arange(3))
+    changed1, changed2 = v1 != clips, v2 != clips[partner]
+    assert changed1.any()
+    np.testing.assert_array_equal(changed1, changed2)  # pasted at the same places in both views
+
+
+def test_data_pipeline_smoke(tmp_path):
+    rows = bench("data_pipeline").main(["--smoke", "--clips", "1", "--rounds", "1", "--no-pin",
+                                        "--dir", str(tmp_path)])
+    readers = {r["reader"] for r in rows}
+    assert "vssl-pyav" in readers and all(r["clips_s"] > 0 for r in rows)
+    assert len(list(tmp_path.glob("*.mp4"))) == 2
+
+
+def test_run_all_report_and_gpu_script():
+    ra = bench("run_all")
+    text = ra.report([
+        {"benchmark": "pretrain_step", "size": "smoke", "wall_s": 1.0, "hardware": "cpu", "rows": [
+            {"case": "videomae", "shape": "2x3x8x32x32", "precision": "None", "ms_step": 10.0, "clips_s": 200.0,
+             "peak_bytes": 2**20, "peak_kind": "RSS delta", "vs": "ref_videomae", "speedup": 2.0, "mem_ratio": 0.5}]},
+        {"benchmark": "tubelets", "error": "exit 1", "wall_s": 1.0},
+    ])
+    assert "2.00x clips/s" in text and "failed: exit 1" in text
+    if shutil.which("bash"):
+        subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_check.sh")], check=True)
