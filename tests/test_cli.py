@@ -39,7 +39,7 @@ def test_pretrain_with_data_fraction_trains_and_saves_everything(tmp_path, capsy
                "--set", "train.max_steps=3", "--set", "train.deterministic=false"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "3 steps" in out and "backbone.pt" in out
+    assert "step 3, 3 steps" in out and "backbone.pt" in out
     from vssl.models import build_backbone
 
     build_backbone("r2plus1d_tiny", checkpoint=str(tmp_path / "backbone.pt"))  # loads with no missing keys

@@ -216,3 +216,22 @@ def test_bad_optimizer_and_precision_names_are_config_errors(tmp_path):
         Trainer(cfg, TinyMethod(), RandomClipDataset(16, 3, SHAPE), tmp_path)
     with pytest.raises(ConfigError, match="train.precision"):
         Trainer(tiny_cfg(precision="fp8"), TinyMethod(), RandomClipDataset(16, 3, SHAPE), tmp_path)
+
+
+def test_loader_workers_do_not_change_the_data(tmp_path):
+    """Items are read under (seed, epoch, index) RNG streams, so 0 or 2 workers train identically."""
+
+    class NoisyClips(RandomClipDataset):
+        def __getitem__(self, index):
+            item = super().__getitem__(index)
+            item["video"] = item["video"] // 2 + torch.randint(0, 100, SHAPE, dtype=torch.uint8)
+            return item
+
+    weights = []
+    for workers in (0, 2):
+        cfg = tiny_cfg(max_steps=3)
+        cfg.data.num_workers, cfg.data.batch_size = workers, 4
+        method = TinyMethod()
+        Trainer(cfg, method, NoisyClips(12, 3, SHAPE), tmp_path / str(workers)).fit()
+        weights.append(method.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

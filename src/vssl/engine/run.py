@@ -124,7 +124,7 @@ def _command(args) -> int:
 
     if D.is_main():
         loss = summary["loss"]
-        print(f"vssl: {cfg.method.name} on {cfg.data.dataset}: {summary['step']} steps in "
+        print(f"vssl: {cfg.method.name} on {cfg.data.dataset}: step {summary['step']}, {summary['steps_run']} steps in "
               f"{summary['time_s']:.1f} s ({summary['steps_per_s']:.2f} steps/s), final loss "
               f"{'n/a' if loss is None else f'{loss:.4f}'}; backbone weights: {Path(args.out) / 'backbone.pt'}")
         if summary["failures"]:

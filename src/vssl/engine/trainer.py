@@ -148,6 +148,18 @@ class _StepModule(nn.Module):
         return self.method.training_step(batch)
 
 
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts, as ``key (old -> new)``."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changed_keys(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k} ({a!r} -> {b!r})")
+    return out
+
+
 def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -391,7 +403,11 @@ class Trainer:
         cfg = self.cfg.train
         last = self.ckpt_dir / LAST
         if self.resume and last.is_file():
-            self.load_state_dict(load_checkpoint(last, map_location="cpu"))
+            state = load_checkpoint(last, map_location="cpu")
+            changed = _changed_keys(state.get("config", {}), config_to_dict(self.cfg))
+            if changed and D.is_main():
+                print(f"vssl: warning: resuming with a changed config: {', '.join(changed)}")
+            self.load_state_dict(state)
         else:
             if self.resume and D.is_main():
                 print(f"vssl: no checkpoint in {self.ckpt_dir}; starting from scratch")
@@ -424,6 +440,6 @@ class Trainer:
         finally:
             logger.close()
         elapsed = time.perf_counter() - start
-        return {"step": self.step, "epoch": self.epoch, "loss": summary.get("loss"),
-                "time_s": elapsed, "steps_per_s": (self.step - start_step) / max(elapsed, 1e-9),
-                "out": str(self.out)}
+        return {"step": self.step, "steps_run": self.step - start_step, "epoch": self.epoch,
+                "loss": summary.get("loss"), "time_s": elapsed,
+                "steps_per_s": (self.step - start_step) / max(elapsed, 1e-9), "out": str(self.out)}
