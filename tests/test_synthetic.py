@@ -23,8 +23,8 @@ import pytest
 
 from vssl.data.synthetic import PRESETS, generate, load_description
 
-SIZES = {"pretrain": (10, 10), "samples_a": (60, 140), "domain_a": (80, 128), "domain_b": (192, 192),
-         "counting": (54, 54), "multilabel": (80, 80)}
+SIZES = {"pretrain": (10, 10), "samples_a": (50, 120), "domain_a": (64, 112), "domain_b": (160, 176),
+         "counting": (45, 45), "multilabel": (70, 70)}
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +164,8 @@ def test_annotations_parse_with_adapters(bench):
                 assert min(labels) >= 2 and max(labels) <= 10
             else:
                 assert all(len(lab) >= 1 for lab in labels)
+    # every record has its own file (no name collisions)
+    assert len(list(bench.rglob("*.mp4"))) == sum(sum(v) for v in SIZES.values())
     # the pretraining corpus reads as mini-Kinetics
     from vssl.data.datasets import load_videos
 

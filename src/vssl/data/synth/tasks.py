@@ -174,8 +174,8 @@ def sample_scene(dataset: str, g: np.random.Generator, label, T: int, bg_mean: n
             dis = _appearance(g, domain, bg_mean, radius=(0.08, 0.12))
             objects.insert(0, (dis, M.drift(g, T, dis.radius)))
     elif dataset == "domain_a":
-        a = _appearance(g, domain, bg_mean, radius=(0.09, 0.14))
-        b = _appearance(g, domain, bg_mean, radius=(0.09, 0.14))
+        a = _appearance(g, domain, bg_mean, radius=(0.11, 0.15))
+        b = _appearance(g, domain, bg_mean, radius=(0.11, 0.15))
         pa, pb, turns = _relation_paths(g, T, label, a.radius, b.radius)
         (ax, ay), (bx, by) = M.place_group(g, [pa, pb], max(a.radius, b.radius))
         ta, tb = M.with_pose(g, T, ax, ay), M.with_pose(g, T, bx, by)
@@ -197,7 +197,7 @@ def sample_scene(dataset: str, g: np.random.Generator, label, T: int, bg_mean: n
         actions = list(label) + [None] * (3 - len(label))   # always 3 objects: count is not a cue
         order = g.permutation(3)
         for i in order:
-            app = _appearance(g, domain, bg_mean, radius=(0.09, 0.13))
+            app = _appearance(g, domain, bg_mean, radius=(0.10, 0.14))
             if actions[i] is None:
                 track = M.still(g, T, app.radius)
             else:

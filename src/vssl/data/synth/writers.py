@@ -48,10 +48,10 @@ def video_name(dataset: str, split: str, index: int, label) -> str:
     uid = (DATASET_CODE[dataset] * 2 + SPLIT_CODE[split]) * 10_000_000 + index
     if dataset == "pretrain":           # <youtube id>_<start 6d>_<end 6d>
         return f"{_scrambled(uid, 11, _YT)}_{index % 300:06d}_{index % 300 + 10:06d}"
-    if dataset == "samples_a":          # v_<Class>_gXX_cXX (test groups 1-7, train groups 8+)
+    if dataset == "samples_a":          # v_<Class>_gXX_cXX: test groups 1-7, train groups 8-25, as UCF101
         j = index // tasks.num_classes(dataset)
-        group = j // 4 + (1 if split == "test" else 8)
-        return f"v_{tasks.SOURCE_CLASSES[label][1]}_g{group:02d}_c{j % 4 + 1:02d}"
+        group, clip = (1 + j % 7, 1 + j // 7) if split == "test" else (8 + j % 18, 1 + j // 18)
+        return f"v_{tasks.SOURCE_CLASSES[label][1]}_g{group:02d}_c{clip:02d}"
     if dataset == "domain_a":           # numeric ids
         return str(index + 1 + (0 if split == "train" else 500_000))
     if dataset == "domain_b":           # <ytid>_E_<6d>_<6d>_A_<4d>_<4d>
