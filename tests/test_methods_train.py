@@ -5,6 +5,7 @@ gloo DDP (shuffle-BN, all-gathered queue, global Sinkhorn)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -23,23 +24,32 @@ from vssl.models import build_backbone
 TESTS = Path(__file__).resolve().parent
 
 SETUPS = {
-    # milder augmentation than the paper recipe so that 30 steps show learning on noise clips
-    "video_contrast": ("r2plus1d_tiny", {"queue_size": 32, "crop_scale": [0.7, 1.0], "jitter_p": 0.0,
-                                         "grayscale_p": 0.0}),
-    "tubelet_contrast": ("r2plus1d_tiny", {"queue_size": 32, "jitter_p": 0.0}),
+    # learnable in 30 steps: a fast key encoder (m 0.9, not 0.999), mild augmentation, and large
+    # opaque tubelets (the paper's small ones need thousands of steps, see the pilot study)
+    "video_contrast": ("r2plus1d_tiny", {"queue_size": 32, "momentum": 0.9, "crop_scale": [0.6, 1.0],
+                                         "jitter_p": 0.0, "grayscale_p": 0.0}),
+    "tubelet_contrast": ("r2plus1d_tiny", {"queue_size": 32, "momentum": 0.9, "jitter_p": 0.0,
+                                           "tubelets": {"scales": [0.6, 0.7], "opacity": [1.0, 1.0],
+                                                        "soft_edge_prob": 0.0}}),
     "videomae": ("vit_tiny", {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2}),
     "sigma": ("vit_tiny", {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2, "num_prototypes": 16,
                            "mlp_dims": [32, 16]}),
 }
 
 
-class SameVideoTwice(RandomClipDataset):
-    """Two clips of one underlying video (the same clip twice: the views differ by augmentation only)."""
+class SmoothVideos(RandomClipDataset):
+    """Videos that augmentation cannot confuse: a smooth random colour field per video (4 x 4 colours
+    upsampled) plus pixel noise. With ``num_clips == 2`` both clips are the same video (views differ by
+    augmentation only), so every method has something learnable in a few dozen steps."""
 
     def __getitem__(self, index: int) -> dict:
         item = super().__getitem__(index)
-        if self.num_clips == 2:
-            item["video"] = item["video"][0].unsqueeze(0).expand(2, -1, -1, -1, -1).clone()
+        g = torch.Generator().manual_seed(1000 + index)
+        c, t, h, w = self.shape
+        field = torch.nn.functional.interpolate(torch.rand(1, c, 4, 4, generator=g), size=(h, w), mode="bilinear")
+        clip = field[0].unsqueeze(1).expand(c, t, h, w) * 200 + torch.rand(c, t, h, w, generator=g) * 40
+        clip = clip.to(torch.uint8)
+        item["video"] = clip.expand(2, -1, -1, -1, -1).clone() if self.num_clips == 2 else clip
         return item
 
 
@@ -58,7 +68,7 @@ def tiny_run(name: str, max_steps: int = 30, batch_size: int = 8) -> RunConfig:
 
 
 def dataset(name: str, n: int = 32) -> RandomClipDataset:
-    return SameVideoTwice(n, 4, (3, 8, 32, 32), num_clips=METHODS[name].num_clips)
+    return SmoothVideos(n, 4, (3, 8, 32, 32), num_clips=METHODS[name].num_clips)
 
 
 def train(name: str, out: Path, max_steps: int = 30, resume: bool = False) -> list[float]:
@@ -74,10 +84,17 @@ def train(name: str, out: Path, max_steps: int = 30, resume: bool = False) -> li
 def test_method_trains_resumes_and_exports_its_backbone(name, tmp_path):
     losses = train(name, tmp_path, max_steps=30)
     assert len(losses) == 30 and all(torch.isfinite(torch.tensor(losses)))
-    # contrastive losses rise while the queue fills (random init keys -> real keys): compare after it
-    warm = 4 if "queue_size" in SETUPS[name][1] else 0
-    first, last = sum(losses[warm:warm + 5]) / 5, sum(losses[-5:]) / 5
-    assert last < first, f"{name}: loss did not fall: {losses}"
+    if "queue_size" in SETUPS[name][1]:
+        # InfoNCE first *rises* while the queue fills (random initial keys are easy negatives); an
+        # uninformative embedding scores log(1 + K): the loss must fall well below that chance level
+        chance = math.log(1 + SETUPS[name][1]["queue_size"])
+        assert sum(losses[-10:]) / 10 < chance - 0.3, f"{name}: loss stays at chance {chance:.2f}: {losses}"
+        logs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+        acc = sum(r["acc_batch"] for r in logs[-10:]) / 10  # chance: 1/8; tubelet matching learns slower
+        assert acc >= (0.25 if name == "video_contrast" else 0.15), f"{name}: in-batch retrieval top-1 {acc}"
+    else:
+        first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+        assert last < first - 0.02, f"{name}: loss did not fall: {losses}"
     # the engine checkpoints the whole method (queue, key encoder, prototypes...) and resumes it
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 30
