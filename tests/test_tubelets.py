@@ -142,3 +142,18 @@ def test_render_examples_writes_a_png(tmp_path):
     path = tmp_path / "tubelets.png"
     render_examples((clips(b=3) * 255).to(torch.uint8), TubeletConfig(), path, num_samples=2, num_frames=4)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_patch_coordinates_invert_the_placement():
+    from vssl.methods.tubelets import patch_coordinates
+
+    one = lambda v: torch.tensor([[[v]]], dtype=torch.float)  # noqa: E731  (B, N, T) = (1, 1, 1)
+    centres = torch.tensor([[[[16.5, 16.5]]]])
+    half = torch.tensor([[[[4.0, 2.0]]]])
+    u = patch_coordinates(centres, half, one(0.0), one(0.0), one(0.0), 32, 32)[0, 0, 0]  # (H, W, 2)
+    torch.testing.assert_close(u[16, 20], torch.tensor([1.0, 0.0]))  # 4 px right = the right edge
+    torch.testing.assert_close(u[18, 16], torch.tensor([0.0, 1.0]))  # 2 px down = the bottom edge
+    u = patch_coordinates(centres, half, one(90.0), one(0.0), one(0.0), 32, 32)[0, 0, 0]
+    torch.testing.assert_close(u[16, 14], torch.tensor([0.0, 1.0]), atol=1e-5, rtol=0)  # patch bottom now on the left
+    u = patch_coordinates(centres, half, one(0.0), one(0.5), one(0.0), 32, 32)[0, 0, 0]
+    torch.testing.assert_close(u[18, 17], torch.tensor([0.0, 1.0]))  # x-shear: bottom edge moved by 0.5 * 2 px

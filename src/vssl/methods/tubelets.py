@@ -165,6 +165,37 @@ def trajectories(batch: int, num: int, frames: int, size: torch.Tensor, height: 
     return (offset + extent * pts)[..., pick].transpose(2, 3)
 
 
+def patch_coordinates(centres: torch.Tensor, half: torch.Tensor, angle: torch.Tensor, shx: torch.Tensor,
+                      shy: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Where every output pixel falls in each tubelet's patch, for every frame.
+
+    Frame t places the patch by ``x = c_t + M_t u`` with ``M_t = R(angle) @ Shy @ Shx @ diag(half)``
+    (u in [-1, 1]^2 covers the patch). Inverting the 2x2 map for every pixel centre gives u; pixels
+    with |u| > 1 lie outside the tubelet.
+
+    Args:
+        centres: (B, N, T, 2) box centres in pixels (x, y).
+        half: (B, N, T, 2) half box sizes in pixels.
+        angle: (B, N, T) degrees (positive = clockwise on screen); shx, shy: (B, N, T) shear factors.
+
+    Returns:
+        u: (B, N, T, H, W, 2).
+    """
+    th = angle * math.pi / 180
+    cos, sin = th.cos(), th.sin()
+    a, b, c, d = torch.ones_like(shx), shx, shy, 1 + shy * shx  # Shy @ Shx = [[1, shx], [shy, 1 + shy*shx]]
+    m00, m01 = (cos * a - sin * c) * half[..., 0], (cos * b - sin * d) * half[..., 1]
+    m10, m11 = (sin * a + cos * c) * half[..., 0], (sin * b + cos * d) * half[..., 1]
+    det = (m00 * m11 - m01 * m10)[..., None, None]
+    dev = centres.device
+    xs = torch.arange(width, device=dev, dtype=torch.float) + 0.5
+    ys = torch.arange(height, device=dev, dtype=torch.float) + 0.5
+    dx = xs.view(1, 1, 1, 1, width) - centres[..., 0, None, None]  # (B, N, T, 1, W)
+    dy = ys.view(1, 1, 1, height, 1) - centres[..., 1, None, None]  # (B, N, T, H, 1)
+    e = lambda m: m[..., None, None]  # noqa: E731  (B, N, T) -> (B, N, T, 1, 1)
+    return torch.stack([(e(m11) * dx - e(m01) * dy) / det, (-e(m10) * dx + e(m00) * dy) / det], -1)
+
+
 def alpha_shape(u: torch.Tensor, shape: torch.Tensor, soft: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
     """Alpha in patch coordinates u in [-1, 1]^2 (…, 2): rectangle 0 / ellipse 1 / rhombus 2 (§2.3).
 
@@ -228,23 +259,7 @@ class TubeletSynthesizer:
             grow = torch.ones(b, n, t, 2, device=dev)
         half = size.unsqueeze(2) * grow / 2  # (B, N, T, 2)
 
-        # M_t maps patch coords u in [-1,1]^2 to pixel offsets: R(angle) @ Shy @ Shx @ diag(half)
-        th = angle * math.pi / 180
-        cos, sin = th.cos(), th.sin()
-        a, bb, cc, d = 1.0 + 0 * shx, shx, shy, 1 + shy * shx  # Shy @ Shx = [[1, shx], [shy, 1 + shy*shx]]
-        m00, m01 = cos * a - sin * cc, cos * bb - sin * d
-        m10, m11 = sin * a + cos * cc, sin * bb + cos * d
-        m00, m10 = m00 * half[..., 0], m10 * half[..., 0]
-        m01, m11 = m01 * half[..., 1], m11 * half[..., 1]
-        det = m00 * m11 - m01 * m10
-
-        ys = torch.arange(h, device=dev, dtype=torch.float) + 0.5
-        xs = torch.arange(w, device=dev, dtype=torch.float) + 0.5
-        dx = xs.view(1, 1, 1, 1, w) - centres[..., 0, None, None]  # (B, N, T, 1, W)
-        dy = ys.view(1, 1, 1, h, 1) - centres[..., 1, None, None]  # (B, N, T, H, 1)
-        inv = lambda m: m[..., None, None]  # noqa: E731
-        u = torch.stack([(inv(m11) * dx - inv(m01) * dy) / inv(det),
-                         (-inv(m10) * dx + inv(m00) * dy) / inv(det)], -1)  # (B, N, T, H, W, 2)
+        u = patch_coordinates(centres, half, angle, shx, shy, h, w)  # (B, N, T, H, W, 2)
 
         # alpha: shape and soft edge per tubelet, opacity interpolated between key frames
         shape = torch.multinomial(torch.tensor(cfg.shape_probs, device=dev, dtype=torch.float), b * n, True).view(b, n)
