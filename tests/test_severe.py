@@ -9,7 +9,7 @@ import torch
 from vssl.errors import ConfigError, VsslError
 from vssl.severe.evaluate import ensemble
 from vssl.severe.experiments import EXPERIMENTS, SEVERE_COLUMNS, SYNTH_COLUMNS, select, synthetic_experiments
-from vssl.severe.heads import fit_linear_head, knn_scores
+from vssl.severe.heads import constant_count_baseline, fit_linear_head, knn_scores
 from vssl.severe.protocols import PROTOCOLS, apply_overrides, get_protocol
 
 
@@ -92,6 +92,14 @@ def test_linear_head_on_features_and_ensembles():
     assert ensemble(torch.log(torch.tensor([[2.0, 8.0]])), "counting").item() == pytest.approx(4.0)
 
 
+def test_constant_count_baseline_minimises_train_error():
+    train = [2.0, 2.0, 3.0, 10.0, 10.0, 10.0]
+    base = constant_count_baseline(train, train)
+    best = min(range(1, 12), key=lambda c: sum(abs(c - t) / t for t in train))
+    assert base["count"] == best == 2.0
+    assert base["mae"] == pytest.approx(sum(abs(2 - t) / t for t in train) / 6)
+
+
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory):
     from vssl.data.synthetic import generate
@@ -130,7 +138,7 @@ def test_run_severe_end_to_end(synth_root, tmp_path):
     assert [r.key.experiment for r in quick] == ["domain_a", "counting"]
     top1 = quick[0].metrics["top1"]
     assert 0 <= top1 <= 100 and quick[0].primary == top1 and quick[0].metrics["mean_class"] >= 0
-    assert quick[1].metric == "mae" and quick[1].primary >= 0 and "mae_median_baseline" in quick[1].metrics
+    assert quick[1].metric == "mae" and quick[1].primary >= 0 and "mae_constant_baseline" in quick[1].metrics
     assert quick[0].timings["train_steps"] == 3 and quick[0].extra["num_test"] == 8
     assert quick[0].extra["failures"] >= 1 and any("unreadable" in line for line in logs)
 

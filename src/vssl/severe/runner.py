@@ -155,9 +155,9 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
     from vssl.severe.evaluate import task_metrics
     metrics = task_metrics(exp.task, scores, labels, num_classes)
     if exp.task == "counting":
-        from vssl.severe.heads import median_count_baseline
-        base = median_count_baseline([r.label for r in train.records], labels)
-        metrics.update(mae_median_baseline=base["mae"], obo_median_baseline=base["obo"])
+        from vssl.severe.heads import constant_count_baseline
+        base = constant_count_baseline([r.label for r in train.records], labels)
+        metrics.update(mae_constant_baseline=base["mae"], obo_constant_baseline=base["obo"])
     timings.update(eval_s=time.perf_counter() - t1, total_s=time.perf_counter() - t0)
     # train and test datasets share the failure folder: counts and paths cover both
     extra.update(failures=test_ds.failures, failed_paths=test_ds.failed_paths[:100])
