@@ -24,13 +24,14 @@ def test_yaml_maps_onto_dataclasses_with_conversions(tmp_path):
     cfg = load_config(write(tmp_path, """
 method: {name: supervised, num_classes: 5, scale: [0.2, 1]}
 model: {backbone: vit_tiny, kwargs: {depth: 2}}
-optim: {lr: 1, betas: [0.9, 0.95]}
+optim: {lr: 1, betas: [0.9, 0.95], weight_decay: 5e-2}
 schedule: {name: step, milestones: [10, 20]}
 train: {deterministic: true}
 """))
     assert isinstance(cfg, RunConfig)
     assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)  # int accepted for float
     assert cfg.optim.betas == [0.9, 0.95]
+    assert cfg.optim.weight_decay == 0.05  # YAML 1.1 reads 5e-2 as a string; a float field takes it
     assert cfg.schedule.milestones == [10, 20]
     assert cfg.model.kwargs == {"depth": 2}
     assert cfg.train.deterministic is True
@@ -40,7 +41,7 @@ train: {deterministic: true}
 
 
 def test_overrides_parse_yaml_values(tmp_path):
-    cfg = load_config(TOY, ["optim.lr=0.01", "optim.betas=[0.5, 0.6]", "train.compile=true",
+    cfg = load_config(TOY, ["optim.lr=1e-2", "optim.betas=[0.5, 0.6]", "train.compile=true",
                             "method.label_smoothing=0.1", "method.params.dropout=0.5",
                             "model.kwargs.width=8", "data.subset=1k"])
     assert cfg.optim.lr == 0.01 and cfg.optim.betas == [0.5, 0.6] and cfg.train.compile is True

@@ -172,6 +172,11 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             raise ConfigError(f"{source}: {key}: expected one of {list(args)}, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads `1e-3` as a string; YAML 1.2 says float
+            try:
+                return float(value)
+            except ValueError:
+                raise fail() from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise fail()
         return float(value)

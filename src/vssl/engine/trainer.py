@@ -299,8 +299,8 @@ class Trainer:
         if D.is_dist():
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = self.ddp = DistributedDataParallel(self.model, device_ids=ids)
-        if cfg.train.compile:
-            self.model = torch.compile(self.model, dynamic=False)  # dynamic shapes crash conv3d lowering
+        if cfg.train.compile:  # in place: state-dict keys stay as they are; dynamic shapes crash conv3d
+            self.model.compile(dynamic=False)
         self.step = self.epoch = self.batch_in_epoch = 0
         self.ckpt_dir = self.out / "checkpoints"
 
@@ -338,10 +338,11 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
                 loss, logs = self.model(batch)
-            if not torch.isfinite(loss.detach()).item():
-                raise FloatingPointError(f"loss is {loss.item()} at step {self.step} (epoch {self.epoch})")
+            value = loss.item()
+            if not math.isfinite(value):  # fail loudly: a diverged run only wastes compute
+                raise FloatingPointError(f"loss is {value} at step {self.step} (epoch {self.epoch})")
             self.scaler.scale(loss / self.cfg.train.grad_accum).backward()
-        return {"loss": loss.item(), **logs}
+        return {"loss": value, **logs}
 
     def _optimizer_step(self) -> dict[str, float]:
         logs = {"lr": self.optimizer.param_groups[0]["lr"]}
