@@ -93,3 +93,9 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "vssl: error: --set: unknown key 'optim.lrr'"
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("path", sorted((TOY.parents[1]).glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_config_loads(path):
+    cfg = load_config(path)
+    assert cfg.train.max_steps > 0 and method_config(cfg) is not None
