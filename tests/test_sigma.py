@@ -75,12 +75,13 @@ def _sinkhorn_worker(rank: int, world: int, port: int, scores: torch.Tensor, out
         dist.destroy_process_group()
 
 
-@pytest.mark.slow
 def test_two_gloo_processes_balance_over_the_global_batch(tmp_path):
     torch.manual_seed(3)
     scores = torch.randn(24, 6).tanh()
     scores[:12] += 0.3 * torch.arange(6.0)  # the two halves are unlike: local balancing would differ
-    mp.spawn(_sinkhorn_worker, args=(2, _free_port(), scores, str(tmp_path)), nprocs=2, join=True)
+    # fork: the children need no re-import of torch and vssl (seconds each on a busy machine)
+    mp.start_processes(_sinkhorn_worker, args=(2, _free_port(), scores, str(tmp_path)), nprocs=2, join=True,
+                       start_method="fork")
     q = torch.cat([torch.load(tmp_path / f"q{r}.pt", weights_only=True) for r in (0, 1)])
     torch.testing.assert_close(q, sinkhorn(scores, eps=0.05, iters=5, distributed=False), rtol=1e-5, atol=1e-7)
     assert not torch.allclose(q[:12], sinkhorn(scores[:12], eps=0.05, iters=5, distributed=False), atol=1e-3)
