@@ -51,7 +51,8 @@ def report(results: list[dict]) -> str:
     parts = []
     for res in results:
         name = res["benchmark"]
-        parts.append(f"## {name} ({res.get('size', '?')}, {res['wall_s']:.0f} s)\n")
+        wall = f", {res['wall_s']:.0f} s" if res.get("wall_s") else ""
+        parts.append(f"## {name} ({res.get('size', '?')}{wall})\n")
         if "error" in res:
             parts.append(f"failed: {res['error']}\n")
             continue
@@ -98,7 +99,10 @@ def main(argv=None) -> int:
     size = ["--tiny"] if args.tiny else ["--smoke"] if args.smoke else []
     dev = ["--device", args.device] if args.device else []
     steps = ["--steps", str(args.steps)] if args.steps else []
-    dev += ["--threads", str(args.threads)] if args.threads else []
+    # one torch thread on CPU sizes: on a loaded 2-core machine OpenMP's second thread gets descheduled
+    # and every small op waits for it (the tubelet synthesizer measured 9 ms with 1 thread, 900 ms with 2)
+    threads = args.threads or (1 if (args.tiny or args.smoke) else None)
+    dev += ["--threads", str(threads)] if threads else []
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     results = []
     if "pretrain_step" not in skip:

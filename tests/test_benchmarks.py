@@ -21,6 +21,14 @@ def bench(name: str):
     return importlib.import_module(f"benchmarks.{name}")
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """The benchmarks set torch's (process-wide) thread count; give it back to the other tests."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 def test_reference_videomae_targets_match_vssl():
     from vssl.data import transforms as TF
     from vssl.methods.masking import gather_tokens, pixel_targets, tube_mask
@@ -45,7 +53,8 @@ def test_reference_videomae_model_shapes():
 
 @pytest.mark.slow
 def test_pretrain_step_smoke():
-    rows = bench("pretrain_step").main(["--smoke", "--device", "cpu", "--steps", "1", "--warmup", "1"])
+    rows = bench("pretrain_step").main(["--smoke", "--device", "cpu", "--steps", "1", "--warmup", "1",
+                                              "--threads", "1"])
     by = {r["case"]: r for r in rows}
     assert set(by) == {"videomae", "sigma", "ref_videomae", "tubelet_contrast", "bare_r2plus1d"}
     assert all(r["clips_s"] > 0 for r in rows)
@@ -55,7 +64,8 @@ def test_pretrain_step_smoke():
 
 def test_tubelets_smoke(tmp_path):
     tb = bench("tubelets")
-    rows = tb.main(["--smoke", "--device", "cpu", "--steps", "1", "--json", str(tmp_path / "t.json")])
+    rows = tb.main(["--smoke", "--device", "cpu", "--steps", "1", "--threads", "1",
+                    "--json", str(tmp_path / "t.json")])
     assert [r["device"] for r in rows] == ["cpu", "cpu"] and all(r["clips_s"] > 0 for r in rows)
     assert (tmp_path / "t.json").exists()
 
