@@ -144,9 +144,10 @@ class SIGMA(VideoMAE):
         teacher = self._build_teacher(cfg, backbone, run) if cfg.target == "dino" else None
         out_dim = teacher.num_features if teacher is not None else cfg.mlp_dims[-1]
         super().__init__(cfg, backbone, run, out_dim=out_dim)
-        if teacher is not None:
-            self.teacher = teacher
-        else:
+        # the frozen teacher is kept outside the module tree: not in checkpoints (it is rebuilt from
+        # dino_checkpoint), invisible to DDP and to module-wide casts such as channels_last_3d
+        self._teacher = [teacher] if teacher is not None else []
+        if teacher is None:
             self.projector = mlp_projector([self.pixel_dim, *cfg.mlp_dims])
         self.prototypes = nn.Parameter(F.normalize(torch.randn(cfg.num_prototypes, out_dim), dim=1))
 
@@ -174,22 +175,24 @@ class SIGMA(VideoMAE):
         teacher.eval().requires_grad_(False)
         return teacher
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if hasattr(self, "teacher"):
-            self.teacher.eval()  # frozen teacher: always inference mode
-        return self
+    @property
+    def teacher(self) -> nn.Module | None:
+        """The frozen image model of SIGMA-DINO (None for SIGMA-MLP), moved to the batch's device on use."""
+        return self._teacher[0] if self._teacher else None
 
     @torch.no_grad()
     def teacher_targets(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised clips (B, C, T, H, W) -> (B, N, D) teacher patch features of the first frame of
         each tubelet (t, h, w order), z-scored per video and channel over the tokens (§2.2)."""
+        teacher = self.teacher
+        if next(teacher.parameters()).device != x.device:
+            teacher.to(x.device)
         b, c = x.shape[:2]
         frames = x[:, :, ::self.backbone.tubelet_size]  # frames 0, 2, 4, ...
         t = frames.shape[2]
         with torch.autocast(x.device.type, enabled=False):
-            feats = self.teacher.forward_features(frames.transpose(1, 2).reshape(b * t, c, *x.shape[-2:]).float())
-        feats = feats[:, getattr(self.teacher, "num_prefix_tokens", 1):]  # drop CLS (and registers)
+            feats = teacher.forward_features(frames.transpose(1, 2).reshape(b * t, c, *x.shape[-2:]).float())
+        feats = feats[:, getattr(teacher, "num_prefix_tokens", 1):]  # drop CLS (and registers)
         feats = feats.reshape(b, -1, feats.shape[-1])
         return (feats - feats.mean(1, keepdim=True)) / (feats.std(1, keepdim=True) + 1e-6)
 
