@@ -86,3 +86,20 @@ def test_resume_of_a_finished_run_is_a_no_op(tmp_path):
     after = torch.load(tmp_path / "backbone.pt", weights_only=True)
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_the_last_finished_step(tmp_path):
+    proc = start(tmp_path, "--set", "train.max_steps=400", "--set", "train.ckpt_every=1000")
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:  # wait until a few steps are done
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in out, out
+    steps = [json.loads(ln)["step"] for ln in metrics.read_text().splitlines()]
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert 3 <= state["step"] == steps[-1] < 400  # not a multiple of ckpt_every: saved on the signal

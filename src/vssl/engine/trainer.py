@@ -15,7 +15,9 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -158,6 +160,38 @@ def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b:
             out.append(f"{prefix}{k} ({a!r} -> {b!r})")
     return out
+
+
+class StopSignals:
+    """SIGTERM/SIGINT ask the loop to checkpoint at the next step boundary and stop (preemption).
+
+    A second SIGINT interrupts at once. Under DDP the request is all-reduced so every rank stops at
+    the same step (the checkpoint is a collective). Handlers are only installed in the main thread.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device, self.requested, self._previous = device, False, {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def should_stop(self) -> bool:
+        if not D.is_dist():
+            return self.requested
+        flag = torch.tensor([float(self.requested)], device=self.device)
+        return bool(D.all_reduce_sum(flag).item() > 0)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -422,7 +456,7 @@ class Trainer:
         start, start_step, summary = time.perf_counter(), self.step, {}
         batches = self._batches()
         try:
-            with progress:
+            with progress, StopSignals(self.device) as stop:
                 while self.step < cfg.max_steps:
                     t0 = time.perf_counter()
                     micro = [self._micro_step(next(batches), sync=i == cfg.grad_accum - 1)
@@ -433,8 +467,11 @@ class Trainer:
                     logger.log(self.step, logs, to_tensorboard=self.step % cfg.log_every == 0)
                     progress.update(self.step, logs, print_line=self.step % cfg.log_every == 0)
                     summary = logs
-                    if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
+                    stopping = stop.should_stop()  # the same answer on every rank
+                    if stopping or (cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0):
                         self._checkpoint()
+                    if stopping:
+                        raise KeyboardInterrupt(f"stopped at step {self.step}; continue with --resume")
             if cfg.ckpt_every > 0 and self.step > start_step and self.step % cfg.ckpt_every != 0:
                 self._checkpoint()  # a finished run resumes as a no-op
             self._save_final()
