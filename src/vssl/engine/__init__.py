@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY = {name: "vssl.engine.trainer" for name in
-         ("Trainer", "build_optimizer", "build_scheduler", "lr_factor", "seed_everything")}
+_LAZY = {name: "vssl.engine.trainer" for name in ("Trainer", "build_optimizer", "build_scheduler", "lr_factor")}
+_LAZY["seed_everything"] = "vssl.engine.distributed"
 
 __all__ = list(_LAZY)
 

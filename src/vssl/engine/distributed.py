@@ -1,4 +1,4 @@
-"""Distributed helpers and the seeded, sharded batch sampler behind exact resumption.
+"""Process-level helpers: device, seeds, ranks, stop signals, and the seeded sharded sampler.
 
 Under ``torchrun`` (env ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) :func:`init_distributed` starts the
 process group (NCCL on CUDA, gloo on CPU). Every helper also works in a single process, where it is
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -94,6 +96,35 @@ def broadcast(t: torch.Tensor, src: int = 0) -> torch.Tensor:
     return t
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` = this rank's CUDA device if there is one, else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank())
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_determinism(deterministic: bool, device: torch.device) -> None:
+    """Deterministic kernels when asked (bitwise-exact resume); fast autotuned kernels otherwise."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls
+
+
 class EpochBatchSampler:
     """Yields this rank's batches of one epoch, in an order fixed by ``(seed, epoch)``.
 
@@ -155,11 +186,41 @@ class SeededItems(Dataset):
         item_seed = ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index) % 2**62
         saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
         try:
-            random.seed(item_seed)
-            np.random.seed(item_seed % 2**32)
-            torch.manual_seed(item_seed)
+            seed_everything(item_seed)
             return self.dataset[index]
         finally:
             random.setstate(saved[0])
             np.random.set_state(saved[1])
             torch.set_rng_state(saved[2])
+
+
+class StopSignals:
+    """SIGTERM/SIGINT ask the loop to checkpoint at the next step boundary and stop (preemption).
+
+    A second SIGINT interrupts at once. Under DDP the request is all-reduced so every rank stops at
+    the same step (the checkpoint is a collective). Handlers are only installed in the main thread.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device, self.requested, self._previous = device, False, {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def should_stop(self) -> bool:
+        if not is_dist():
+            return self.requested
+        flag = torch.tensor([float(self.requested)], device=self.device)
+        return bool(all_reduce_sum(flag).item() > 0)

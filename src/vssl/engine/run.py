@@ -89,7 +89,8 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False) -> 
     from torch.utils.data import Subset
 
     from vssl.engine import distributed as D
-    from vssl.engine.trainer import Trainer, seed_everything
+    from vssl.engine.distributed import seed_everything
+    from vssl.engine.trainer import Trainer
     from vssl.methods import METHODS, build_method
 
     seed_everything(cfg.train.seed)  # same initial weights on every rank and every resume

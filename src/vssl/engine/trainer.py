@@ -14,16 +14,12 @@ import bisect
 import json
 import math
 import os
-import random
-import signal
 import sys
-import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -40,16 +36,6 @@ from vssl.errors import CheckpointError, ConfigError
 # ------------------------------------------------------------------------------------------------
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` = this rank's CUDA device if there is one, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", D.local_rank())
-    return device
-
-
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype (``None`` = fp32): ``auto`` is bf16 on CUDA (fp16 if unsupported), fp32 on CPU."""
     if name == "auto":
@@ -60,25 +46,6 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     if name not in table:
         raise ConfigError(f"train.precision: expected auto, bf16, fp16 or fp32, got {name!r}")
     return table[name]
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def set_determinism(deterministic: bool, device: torch.device) -> None:
-    """Deterministic kernels when asked (bitwise-exact resume); fast autotuned kernels otherwise."""
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")  # TF32 matmuls
 
 
 def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -160,38 +127,6 @@ def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b:
             out.append(f"{prefix}{k} ({a!r} -> {b!r})")
     return out
-
-
-class StopSignals:
-    """SIGTERM/SIGINT ask the loop to checkpoint at the next step boundary and stop (preemption).
-
-    A second SIGINT interrupts at once. Under DDP the request is all-reduced so every rank stops at
-    the same step (the checkpoint is a collective). Handlers are only installed in the main thread.
-    """
-
-    def __init__(self, device: torch.device):
-        self.device, self.requested, self._previous = device, False, {}
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def should_stop(self) -> bool:
-        if not D.is_dist():
-            return self.requested
-        flag = torch.tensor([float(self.requested)], device=self.device)
-        return bool(D.all_reduce_sum(flag).item() > 0)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -314,9 +249,9 @@ class Trainer:
     def __init__(self, cfg: RunConfig, method: nn.Module, dataset: Dataset, out_dir: str | Path,
                  resume: bool = False):
         self.cfg, self.dataset, self.out, self.resume = cfg, dataset, Path(out_dir), resume
-        self.device = resolve_device(cfg.train.device)
+        self.device = D.resolve_device(cfg.train.device)
         D.init_distributed(self.device)
-        set_determinism(cfg.train.deterministic, self.device)
+        D.set_determinism(cfg.train.deterministic, self.device)
         if cfg.train.grad_accum < 1 or cfg.train.max_steps < 0 or cfg.data.batch_size < 1:
             raise ConfigError("train.grad_accum and data.batch_size must be >= 1, train.max_steps >= 0")
         self.method = method.to(self.device)
@@ -446,7 +381,7 @@ class Trainer:
         else:
             if self.resume and D.is_main():
                 print(f"vssl: no checkpoint in {self.ckpt_dir}; starting from scratch")
-            seed_everything(cfg.seed + D.rank())  # per-rank augmentation streams
+            D.seed_everything(cfg.seed + D.rank())  # per-rank augmentation streams
         if D.is_main():
             save_config(self.cfg, self.out / "config.yaml")
         logger = MetricsLogger(self.out, enabled=D.is_main(), tensorboard=cfg.tensorboard,
@@ -456,7 +391,7 @@ class Trainer:
         start, start_step, summary = time.perf_counter(), self.step, {}
         batches = self._batches()
         try:
-            with progress, StopSignals(self.device) as stop:
+            with progress, D.StopSignals(self.device) as stop:
                 while self.step < cfg.max_steps:
                     t0 = time.perf_counter()
                     micro = [self._micro_step(next(batches), sync=i == cfg.grad_accum - 1)
