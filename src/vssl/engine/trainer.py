@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from vssl.config import OptimConfig, RunConfig, ScheduleConfig, config_to_dict, save_config
 from vssl.engine import distributed as D
+from vssl.engine.distributed import resolve_device, seed_everything, set_determinism  # noqa: F401 (re-exported)
 from vssl.engine.checkpoint import (LAST, atomic_save, load_checkpoint, rng_state,
                                     save_training_checkpoint, set_rng_state)
 from vssl.errors import CheckpointError, ConfigError
