@@ -125,6 +125,15 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
             if hasattr(method, "queue_ptr"):
                 assert int(method.queue_ptr) == 8, int(method.queue_ptr)  # both ranks' keys were enqueued
                 torch.save(method.queue, f"{out}/{name}/queue_{rank}.pt")
+                # shuffle-BN sends each clip through another rank's BN batch and un-shuffles the keys:
+                # with BN in eval mode the result must equal the plain per-rank keys
+                method.key_backbone.eval()
+                for buf in method.key_backbone.buffers():  # running stats differ per rank until DDP's
+                    D.broadcast(buf)                       # next buffer broadcast
+                x = torch.randn(4, 3, 8, 32, 32, generator=torch.Generator().manual_seed(rank))
+                shuffled = method.embed_key(x)
+                method.bn = "none"
+                torch.testing.assert_close(shuffled, method.embed_key(x), rtol=1e-4, atol=1e-5)
     finally:
         D.cleanup()
 
