@@ -240,3 +240,25 @@ def test_loader_workers_do_not_change_the_data(tmp_path):
         Trainer(cfg, method, NoisyClips(12, 3, SHAPE), tmp_path / str(workers)).fit()
         weights.append(method.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_supervised_layer_decay_scales_lr_by_depth():
+    from vssl.config import RunConfig
+    from vssl.methods.supervised import Supervised
+    from vssl.models import build_backbone
+
+    run = RunConfig()
+    run.optim.lr, run.data.crop_size = 1.0, 32
+    method = Supervised(Supervised.Config(num_classes=3, layer_decay=0.5), build_backbone("vit_tiny"), run)
+    depth = len(method.backbone.blocks)
+    lr_of = {id(p): g["lr"] for g in method.param_groups(0.05) for p in g["params"]}
+    named = dict(method.named_parameters())
+    assert lr_of[id(named["head.weight"])] == 1.0
+    assert lr_of[id(named[f"backbone.blocks.{depth - 1}.mlp.fc1.weight"])] == 0.5
+    assert lr_of[id(named["backbone.blocks.0.mlp.fc1.weight"])] == 0.5 ** depth
+    assert lr_of[id(named["backbone.patch_embed.proj.weight"])] == 0.5 ** (depth + 1)
+    assert len(lr_of) == len(named)  # every parameter in exactly one group
+    flat = Supervised(Supervised.Config(num_classes=3), build_backbone("vit_tiny"), run).param_groups(0.05)
+    assert len(flat) == 2 and {g["lr"] for g in flat} == {1.0}
+    with pytest.raises(ConfigError, match="layer_decay"):
+        Supervised(Supervised.Config(num_classes=3, layer_decay=0.5), build_backbone("r2plus1d_tiny"), run)

@@ -43,6 +43,7 @@ class Supervised(nn.Module):
         grayscale_p: float = 0.0
         mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
         std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+        layer_decay: float = 1.0  # < 1: layer-wise lr decay for ViT backbones (VideoMAE fine-tuning: 0.75)
 
     num_clips = 1
 
@@ -52,7 +53,9 @@ class Supervised(nn.Module):
             raise ConfigError(f"method.task: expected classification or multilabel, got {cfg.task!r}")
         if cfg.num_classes < 1:
             raise ConfigError("method.num_classes: must be >= 1 (or left 0 for the dataset to set it)")
-        self.cfg = cfg
+        if cfg.layer_decay != 1.0 and not hasattr(backbone, "blocks"):
+            raise ConfigError("method.layer_decay: needs a backbone with transformer `blocks` (a ViT)")
+        self.cfg, self.base_lr = cfg, run.optim.lr
         self.backbone = backbone
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(backbone.feature_dim, cfg.num_classes)
@@ -66,6 +69,23 @@ class Supervised(nn.Module):
         return TrainAugment(size, scale=tuple(cfg.scale), ratio=tuple(cfg.ratio), flip=cfg.flip,
                             jitter=tuple(cfg.jitter), jitter_p=cfg.jitter_p,
                             grayscale_p=cfg.grayscale_p, mean=tuple(cfg.mean), std=tuple(cfg.std))
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """No decay on biases and 1-D params; with ``layer_decay`` < 1, block ``i`` of ``n`` gets
+        ``lr * layer_decay ** (n - i)`` and the patch embedding ``lr * layer_decay ** (n + 1)``
+        (BEiT/MAE/VideoMAE fine-tuning)."""
+        depth = len(getattr(self.backbone, "blocks", ()))
+        groups: dict[tuple[int, bool], dict] = {}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            layer = _layer_id(name, depth) if self.cfg.layer_decay != 1.0 else depth + 1
+            decay = not (p.ndim <= 1 or name.endswith(".bias"))
+            group = groups.setdefault((layer, decay), {
+                "params": [], "weight_decay": weight_decay if decay else 0.0,
+                "lr": self.base_lr * self.cfg.layer_decay ** (depth + 1 - layer)})
+            group["params"].append(p)
+        return list(groups.values())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, num_classes) for normalized float clips (B, C, T, H, W)."""
@@ -86,3 +106,13 @@ class Supervised(nn.Module):
         if self.cfg.task == "classification":
             logs["acc"] = (logits.argmax(1) == batch["label"]).float().mean().item()
         return loss, logs
+
+
+def _layer_id(name: str, depth: int) -> int:
+    """0 for the embeddings, i + 1 for ``blocks.i``, depth + 1 for everything after (norm, head)."""
+    parts = name.split(".")
+    if parts[:2] == ["backbone", "blocks"]:
+        return int(parts[2]) + 1
+    if len(parts) > 1 and parts[0] == "backbone" and parts[1] in ("patch_embed", "pos_embed", "cls_token"):
+        return 0
+    return depth + 1
