@@ -97,3 +97,16 @@ def test_shared_colour_jitter_keeps_the_tubelets_identical():
     # brightness and saturation act per pixel: one parameter draw for both views keeps them equal
     # (contrast blends with the frame's mean grey, which differs between the two backgrounds)
     torch.testing.assert_close(v1[inside], v2[inside])
+
+
+def test_bn_option_is_validated_and_sync_falls_back_without_cuda(monkeypatch):
+    import pytest
+
+    from vssl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="method.bn"):
+        VideoContrast(VideoContrast.Config(bn="batch"), build_backbone("r2plus1d_tiny"), run_cfg())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="shuffle"):
+        m = VideoContrast(VideoContrast.Config(queue_size=8, bn="sync"), build_backbone("r2plus1d_tiny"), run_cfg())
+    assert m.bn == "shuffle" and not any(isinstance(x, nn.SyncBatchNorm) for x in m.modules())
