@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vssl.config import RunConfig
+from vssl.errors import ConfigError
 from vssl.methods.moco import VideoContrast, info_nce, momentum_update
 from vssl.methods.tubelet_contrast import TubeletContrast
 from vssl.models import build_backbone
@@ -100,10 +102,6 @@ def test_shared_colour_jitter_keeps_the_tubelets_identical():
 
 
 def test_bn_option_is_validated_and_sync_falls_back_without_cuda(monkeypatch):
-    import pytest
-
-    from vssl.errors import ConfigError
-
     with pytest.raises(ConfigError, match="method.bn"):
         VideoContrast(VideoContrast.Config(bn="batch"), build_backbone("r2plus1d_tiny"), run_cfg())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
