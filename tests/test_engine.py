@@ -151,7 +151,7 @@ def test_fit_writes_logs_checkpoints_and_plain_backbone(tmp_path):
     summary = Trainer(cfg, TinyMethod(), RandomClipDataset(16, 3, SHAPE), tmp_path).fit()
     assert summary["step"] == 4 and summary["epoch"] == 1  # epoch 1 is done, epoch 2 not begun
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2, 3, 4] and {"loss", "acc", "lr", "grad_norm"} <= set(rows[0])
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and {"loss", "acc", "lr", "grad_norm", "data_time", "clips_per_s"} <= set(rows[0])
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
     assert [p.name for p in numbered_checkpoints(tmp_path / "checkpoints")] == ["step_00000004.pt"]
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")

@@ -272,6 +272,7 @@ class Trainer:
         if cfg.train.compile:  # in place: state-dict keys stay as they are; dynamic shapes crash conv3d
             self.model.compile(dynamic=False)
         self.step = self.epoch = self.batch_in_epoch = 0
+        self.clips_per_step = cfg.data.batch_size * cfg.train.grad_accum * D.world_size()
         self.ckpt_dir = self.out / "checkpoints"
 
     # --- data --------------------------------------------------------------------------------
@@ -394,12 +395,17 @@ class Trainer:
         try:
             with progress, D.StopSignals(self.device) as stop:
                 while self.step < cfg.max_steps:
-                    t0 = time.perf_counter()
-                    micro = [self._micro_step(next(batches), sync=i == cfg.grad_accum - 1)
-                             for i in range(cfg.grad_accum)]
+                    t0, data_time, micro = time.perf_counter(), 0.0, []
+                    for i in range(cfg.grad_accum):
+                        t = time.perf_counter()
+                        batch = next(batches)
+                        data_time += time.perf_counter() - t  # waiting for the loader: the input bottleneck
+                        micro.append(self._micro_step(batch, sync=i == cfg.grad_accum - 1))
                     logs = {k: sum(m[k] for m in micro) / len(micro) for k in micro[0]}
                     logs.update(self._optimizer_step())
-                    logs.update(epoch=self.epoch, step_time=time.perf_counter() - t0)
+                    step_time = time.perf_counter() - t0
+                    logs.update(epoch=self.epoch, step_time=step_time, data_time=data_time,
+                                clips_per_s=self.clips_per_step / step_time)
                     logger.log(self.step, logs, to_tensorboard=self.step % cfg.log_every == 0)
                     progress.update(self.step, logs, print_line=self.step % cfg.log_every == 0)
                     summary = logs
