@@ -14,7 +14,8 @@ from torch import nn
 
 from vssl.config import RunConfig, ScheduleConfig
 from vssl.engine import Trainer, build_scheduler, lr_factor
-from vssl.engine.checkpoint import atomic_save, load_checkpoint, numbered_checkpoints, save_training_checkpoint
+from vssl.engine.checkpoint import (atomic_save, load_checkpoint, numbered_checkpoints, remove_stale_temporaries,
+                                    save_training_checkpoint)
 from vssl.engine.distributed import EpochBatchSampler, SeededItems
 from vssl.engine.toy import RandomClipDataset
 from vssl.engine.trainer import default_param_groups
@@ -174,6 +175,9 @@ def test_atomic_save_never_leaves_a_torn_file(tmp_path, monkeypatch):
         atomic_save({"w": torch.zeros(3)}, path)
     assert torch.equal(load_checkpoint(path)["w"], torch.ones(3))  # the old one survives intact
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temp file left behind
+    (tmp_path / ".last.pt.tmp123").write_bytes(b"left by a SIGKILL")
+    remove_stale_temporaries(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
 
 
 def test_numbered_checkpoints_are_pruned_and_bad_files_reported(tmp_path):

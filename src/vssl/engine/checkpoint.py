@@ -85,6 +85,12 @@ def save_training_checkpoint(ckpt_dir: str | Path, state: dict, step: int, keep:
     return last
 
 
+def remove_stale_temporaries(ckpt_dir: str | Path) -> None:
+    """Delete half-written ``.*.tmp*`` files that a killed run left behind (never read anyway)."""
+    for tmp in Path(ckpt_dir).glob(".*.tmp*"):
+        tmp.unlink(missing_ok=True)
+
+
 def numbered_checkpoints(ckpt_dir: str | Path) -> list[Path]:
     """The ``step_*.pt`` files of a run, oldest first."""
     files = [p for p in Path(ckpt_dir).glob("step_*.pt") if _NUMBERED.search(p.name)]

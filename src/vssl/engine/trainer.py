@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from vssl.config import OptimConfig, RunConfig, ScheduleConfig, config_to_dict, save_config
 from vssl.engine import distributed as D
 from vssl.engine.distributed import resolve_device, seed_everything, set_determinism  # noqa: F401 (re-exported)
-from vssl.engine.checkpoint import (LAST, atomic_save, load_checkpoint, rng_state,
-                                    save_training_checkpoint, set_rng_state)
+from vssl.engine.checkpoint import (LAST, atomic_save, load_checkpoint, remove_stale_temporaries,
+                                    rng_state, save_training_checkpoint, set_rng_state)
 from vssl.errors import CheckpointError, ConfigError
 
 # ------------------------------------------------------------------------------------------------
@@ -386,6 +386,7 @@ class Trainer:
             D.seed_everything(cfg.seed + D.rank())  # per-rank augmentation streams
         if D.is_main():
             save_config(self.cfg, self.out / "config.yaml")
+            remove_stale_temporaries(self.ckpt_dir)
         logger = MetricsLogger(self.out, enabled=D.is_main(), tensorboard=cfg.tensorboard,
                                resume_step=self.step if self.resume else None)
         progress = StepProgress(cfg.max_steps, self.step, enabled=D.is_main() and cfg.progress)
