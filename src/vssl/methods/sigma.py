@@ -141,6 +141,9 @@ class SIGMA(VideoMAE):
     def __init__(self, cfg: Config, backbone: nn.Module, run: RunConfig):
         if cfg.target not in ("mlp", "dino"):
             raise ConfigError(f"method.target: expected mlp or dino, got {cfg.target!r}")
+        if cfg.num_prototypes < 2 or cfg.sinkhorn_eps <= 0 or cfg.temperature <= 0 or not cfg.mlp_dims:
+            raise ConfigError("method: num_prototypes must be >= 2, sinkhorn_eps and temperature > 0, "
+                              "mlp_dims non-empty")
         teacher = self._build_teacher(cfg, backbone, run) if cfg.target == "dino" else None
         out_dim = teacher.num_features if teacher is not None else cfg.mlp_dims[-1]
         super().__init__(cfg, backbone, run, out_dim=out_dim)
