@@ -383,6 +383,9 @@ class Trainer:
         else:
             if self.resume and D.is_main():
                 print(f"vssl: no checkpoint in {self.ckpt_dir}; starting from scratch")
+            if D.is_main() and self.ckpt_dir.is_dir():  # an older run's files must not be resumed later
+                for old in self.ckpt_dir.glob("*.pt"):
+                    old.unlink()
             D.seed_everything(cfg.seed + D.rank())  # per-rank augmentation streams
         if D.is_main():
             save_config(self.cfg, self.out / "config.yaml")
