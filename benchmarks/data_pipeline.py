@@ -9,7 +9,9 @@ short side (128 for the 320x240 files, 256 for the 456x256 ones), centre-crop it
 ``ClipDataset`` does, then augment: random resized crop to 112 (resp. 224) and a horizontal flip
 (``vssl.data.transforms``; in training vssl runs this part batched on the GPU).
 
-Readers, all in the same run, timed in interleaved rounds so that machine load hits each alike:
+Readers, all in the same run, timed round-robin one clip at a time, every reader of a round
+decoding the same random clip (clips/s = 1 / median clip time; the ratio is the median of the
+per-clip ratios), so that clip position and load from other processes hit each alike:
 - ``vssl-pyav``, ``vssl-torchcodec``, ``vssl-decord``: ``vssl.data.video.VideoReader`` with that
   backend (the optional ones only when importable) and ``short_side``;
 - ``decord-plain`` (the baseline): ``decord.VideoReader(path, num_threads=1).get_batch(indices)`` at
@@ -98,19 +100,28 @@ def augment(frames: torch.Tensor, load: int, crop: int) -> torch.Tensor:
     return TF.horizontal_flip(clip, 0.5)
 
 
-def vssl_clip(path: str, backend: str, load: int, crop: int, rng) -> torch.Tensor:
+def vssl_clip(path: str, backend: str, load: int, crop: int, rng, start: float | None = None) -> torch.Tensor:
     with VideoReader(path, backend, threads=0, short_side=load) as reader:
-        indices = random_clip(reader.num_frames, 16, 4, rng)
-        frames = reader.get_frames(indices)
+        frames = reader.get_frames(clip_indices(reader.num_frames, rng, start))
     return augment(frames, load, crop)
 
 
-def decord_plain_clip(path: str, load: int, crop: int, rng) -> torch.Tensor:
+def clip_indices(num_frames: int, rng, start: float | None):
+    """16 frames at stride 4: random (``random_clip``), or at ``start`` (a fraction of the possible
+    start positions) so that every reader of a round decodes the same frames."""
+    if start is None:
+        return random_clip(num_frames, 16, 4, rng)
+    span = (16 - 1) * 4 + 1
+    first = int(start * max(num_frames - span, 0))
+    return np.minimum(np.arange(first, first + span, 4), num_frames - 1)
+
+
+def decord_plain_clip(path: str, load: int, crop: int, rng, start: float | None = None) -> torch.Tensor:
     """The baseline: decord at the native size, then resize to the short side and the same augment."""
     import decord
 
     vr = decord.VideoReader(path, num_threads=1)
-    indices = random_clip(len(vr), 16, 4, rng)
+    indices = clip_indices(len(vr), rng, start)
     frames = torch.from_numpy(vr.get_batch(list(indices)).asnumpy())
     del vr
     h, w = frames.shape[1:3]
@@ -120,10 +131,10 @@ def decord_plain_clip(path: str, load: int, crop: int, rng) -> torch.Tensor:
     return augment(frames, load, crop)
 
 
-def pin_one_core() -> str:
+def pin_one_core(core: int | None = None) -> str:
     torch.set_num_threads(1)
     if hasattr(os, "sched_setaffinity"):
-        core = min(os.sched_getaffinity(0))
+        core = min(os.sched_getaffinity(0)) if core is None else core
         os.sched_setaffinity(0, {core})
         return f"pinned to core {core}, 1 torch thread"
     return "not pinned (no sched_setaffinity), 1 torch thread"
@@ -135,17 +146,16 @@ def main(argv=None) -> list[dict]:
     g.add_argument("--tiny", action="store_true", help="fewer clips per reader")
     g.add_argument("--smoke", action="store_true", help="2-second 320x240 files, 2 clips (tests)")
     p.add_argument("--clips", type=int, default=None, help="clips per reader and file (default 24, tiny 8)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds the clips are split into")
     p.add_argument("--profile", action="store_true", help="cProfile vssl-pyav on the default-GOP file")
     p.add_argument("--no-pin", action="store_true", help="do not pin to one core")
+    p.add_argument("--core", type=int, default=None, help="the core to pin to (default: the first allowed)")
     p.add_argument("--dir", default=None, help="where to write the test videos (default: a temp dir)")
     p.add_argument("--files", default="", help="comma-separated subset of the test files (names as in the table)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     size_name = "smoke" if args.smoke else "tiny" if args.tiny else "full"
     clips = args.clips or {"smoke": 2, "tiny": 8, "full": 24}[size_name]
-    rounds = args.rounds or min(clips, 4)
-    pin = "not pinned" if args.no_pin else pin_one_core()
+    pin = "not pinned" if args.no_pin else pin_one_core(args.core)
     files = FILES[:2] if args.smoke else FILES
     if args.files:
         files = [f for f in files if f[0] in args.files.split(",")]
@@ -163,27 +173,30 @@ def main(argv=None) -> list[dict]:
             path = root / f"{name}.mp4"
             if not path.exists():
                 write_test_video(path, w, h, gop, seconds)
-            totals = {r: 0.0 for r in readers}
-            counts = {r: 0 for r in readers}
+            times: dict[str, list[float]] = {r: [] for r in readers}
             rng = np.random.default_rng(0)
-            fns = {f"vssl-{b}": (lambda b=b: vssl_clip(str(path), b, load, crop, rng)) for b in backends}
+            fns = {f"vssl-{b}": (lambda s, b=b: vssl_clip(str(path), b, load, crop, rng, s)) for b in backends}
             if "decord-plain" in readers:
-                fns["decord-plain"] = lambda: decord_plain_clip(str(path), load, crop, rng)
+                fns["decord-plain"] = lambda s: decord_plain_clip(str(path), load, crop, rng, s)
             for fn in fns.values():  # warm-up (imports, first open)
-                fn()
-            per_round = max(1, clips // rounds)
-            for _ in range(rounds):
+                fn(0.5)
+            # round-robin, one clip each, the same random clip for every reader of a round: the
+            # decode cost depends on the clip's distance from its keyframe, and load changes from
+            # other processes then hit every reader alike
+            for start in rng.random(clips):
                 for r, fn in fns.items():
                     t0 = time.perf_counter()
-                    for _ in range(per_round):
-                        fn()
-                    totals[r] += time.perf_counter() - t0
-                    counts[r] += per_round
-            base = counts.get("decord-plain", 0) / totals["decord-plain"] if "decord-plain" in totals else None
+                    fn(float(start))
+                    times[r].append(time.perf_counter() - t0)
+            # clips/s from the median clip time (robust to the moments another process takes the
+            # core); the ratio is the median of the per-clip ratios (paired on the same clip)
+            rate = {r: 1.0 / float(np.median(t)) for r, t in times.items()}
+            base = times.get("decord-plain")
             for r in readers:
-                cps = counts[r] / totals[r]
-                rows.append({"file": name, "short_side": load, "crop": crop, "reader": r, "clips_s": cps,
-                             "ms_clip": 1e3 / cps, "vs_decord_plain": cps / base if base else None})
+                ratio = float(np.median(np.array(base) / np.array(times[r]))) if base else None
+                rows.append({"file": name, "short_side": load, "crop": crop, "reader": r, "clips_s": rate[r],
+                             "ms_clip": 1e3 / rate[r], "mean_ms_clip": 1e3 * float(np.mean(times[r])),
+                             "vs_decord_plain": ratio})
         if args.profile:
             name, (w, h), gop, load, crop = files[0]
             path = root / f"{name}.mp4"
@@ -191,7 +204,7 @@ def main(argv=None) -> list[dict]:
             prof = cProfile.Profile()
             prof.enable()
             for _ in range(clips):
-                vssl_clip(str(path), "pyav", load, crop, rng)
+                vssl_clip(str(path), "pyav", load, crop, rng)  # random clips, as a dataset draws them
             prof.disable()
             s = io.StringIO()
             pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(14)

@@ -11,10 +11,11 @@
 #   2. run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=540)
 #
 # Expected runtime: about 5-6 minutes of command time on an H100 (pretrain steps ~1.5 min, tubelets
-# ~0.5 min, data pipeline per core ~1.5 min, the torch.compile pass up to 3 min, each capped below),
+# ~0.5 min, data pipeline per core ~1.5 min, the torch.compile pass up to 3 min, sinkhorn ~10 s; each
+# step is capped by `timeout` (290 + 30 + 150 s), so the script ends within 8 minutes),
 # plus the machine's start. Everything is written under $OUT (at most 8 files come back):
 #   benchmarks.md (the tables), pretrain_step.json, tubelets.json, data_pipeline.json,
-#   pretrain_step_compiled.json, gpu_check.log (all output), env.txt.
+#   pretrain_step_compiled.json, sinkhorn.json, gpu_check.log (all output), env.txt (8 files).
 # Paste benchmarks.md into BENCHMARKS.md with the card named in env.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,7 @@ export TORCHINDUCTOR_CACHE_DIR=/tmp/vssl-inductor
 DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-}
 STEPS=${STEPS:-20}
-COMPILE_CASES=${COMPILE_CASES-videomae,sigma,ref_videomae}  # empty: skip the compile pass
+COMPILE_CASES=${COMPILE_CASES-videomae,ref_videomae}  # empty: skip the compile pass
 
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -49,13 +50,16 @@ fi
 cat "$OUT/env.txt" | tee -a "$LOG"
 
 # 1-3: eager pretrain steps (full sizes, 20 timed steps), tubelets (batch 32), data pipeline (1 core)
-timeout 420 python3 benchmarks/run_all.py $SIZE --out "$OUT" --device "$DEVICE" --steps "$STEPS" --timeout 200 2>&1 | tee -a "$LOG"
-# 4: torch.compile(dynamic=False) of the ViT steps against the compiled reference (cold compile)
+timeout 290 python3 benchmarks/run_all.py $SIZE --out "$OUT" --device "$DEVICE" --steps "$STEPS" --timeout 150 2>&1 | tee -a "$LOG"
+# 4: SIGMA's Sinkhorn at the ViT-B batch shape (N = 90112 masked tubes, K = 3000), vssl vs scaling vectors
+timeout 30 python3 benchmarks/sinkhorn.py --device "$DEVICE" $([ -n "$SIZE" ] && echo "--n 2048 --k 300") \
+  --json "$OUT/sinkhorn.json" 2>&1 | tee -a "$LOG"
+# 5: torch.compile(dynamic=False) of the ViT steps against the compiled reference (cold compile)
 if [ -n "$COMPILE_CASES" ]; then
-  timeout 200 python3 benchmarks/pretrain_step.py $SIZE --device "$DEVICE" --steps 10 --compile \
+  timeout 150 python3 benchmarks/pretrain_step.py $SIZE --device "$DEVICE" --steps 10 --compile \
     --cases "$COMPILE_CASES" --json "$OUT/pretrain_step_compiled.json" 2>&1 | tee -a "$LOG"
 fi
-# one report with all four
+# one report with all five
 python3 - "$OUT" <<'EOF' 2>&1 | tee -a "$LOG"
 import json, sys
 from pathlib import Path
@@ -63,7 +67,7 @@ sys.path.insert(0, "benchmarks")
 from run_all import report
 out = Path(sys.argv[1])
 results = []
-for name in ("pretrain_step", "tubelets", "data_pipeline", "pretrain_step_compiled"):
+for name in ("pretrain_step", "tubelets", "data_pipeline", "pretrain_step_compiled", "sinkhorn"):
     f = out / f"{name}.json"
     if f.exists():
         r = json.loads(f.read_text()); r["benchmark"] = name; r.setdefault("wall_s", 0.0); results.append(r)

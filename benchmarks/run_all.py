@@ -77,6 +77,10 @@ def report(results: list[dict]) -> str:
             parts.append(table(["file", "short side -> crop", "reader", "clips/s (1 core)", "vs decord-plain"], [
                 [r["file"], f"{r['short_side']} -> {r['crop']}", r["reader"], f"{r['clips_s']:.1f}",
                  f"{r['vs_decord_plain']:.2f}x" if r["vs_decord_plain"] else "n/a"] for r in rows]))
+        elif name == "sinkhorn":
+            parts.append(f"N={res['n']} K={res['k']}, label agreement {res['agreement']:.4f}\n")
+            parts.append(table(["implementation", "ms per call", "vs vssl"],
+                               [[r["impl"], f"{r['ms']:.1f}", f"{r['speedup']:.2f}x"] for r in rows]))
         parts.append("")
     return "\n".join(parts) + "\n"
 
