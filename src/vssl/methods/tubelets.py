@@ -258,6 +258,10 @@ class TubeletSynthesizer:
         else:
             grow = torch.ones(b, n, t, 2, device=dev)
         half = size.unsqueeze(2) * grow / 2  # (B, N, T, 2)
+        # tubelets are drawn largest first so that small ones end on top (§2.4): sort them now
+        bi = torch.arange(b, device=dev).view(b, 1)
+        order = (half[..., 0] * half[..., 1]).mean(2).argsort(dim=1, descending=True)
+        size, centres, half, angle, shx, shy = (v[bi, order] for v in (size, centres, half, angle, shx, shy))
 
         u = patch_coordinates(centres, half, angle, shx, shy, h, w)  # (B, N, T, H, W, 2)
 
@@ -273,10 +277,11 @@ class TubeletSynthesizer:
 
         # static patch texture: the box of a random frame s of clip 1 (or of clip 2 for the control)
         src = torch.randint(t, (b, n), device=dev)
-        bi = torch.arange(b, device=dev).view(b, 1)
         box_c = centres[bi, torch.arange(n, device=dev).view(1, n), src]  # (B, N, 2)
-        pix = box_c[:, :, None, None, None] + u * (size / 2)[:, :, None, None, None]
-        grid = torch.stack([2 * pix[..., 0] / w - 1, 2 * pix[..., 1] / h - 1], -1).view(b * n, t * h, w, 2)
+        # grid_sample coordinates of the source box: 2 * (centre + u * size / 2) / frame - 1, in one pass
+        frame = torch.tensor([w, h], device=dev, dtype=torch.float)
+        offset, scale = (2 * box_c / frame - 1), size / frame
+        grid = torch.addcmul(offset[:, :, None, None, None], u, scale[:, :, None, None, None]).view(b * n, t * h, w, 2)
 
         def patches(video: torch.Tensor) -> torch.Tensor:
             frames = video.permute(0, 2, 1, 3, 4)[bi, src].reshape(b * n, c, h, w)
@@ -286,14 +291,11 @@ class TubeletSynthesizer:
         p1 = patches(clips)
         p2 = patches(other) if cfg.appearance_control else p1
 
-        # composite, largest tubelet first so small ones end on top (§2.4)
-        order = (half[..., 0] * half[..., 1]).mean(2).argsort(dim=1, descending=True)
         view1, view2 = clips.clone(), other.clone()
-        for k in range(n):
-            j = order[:, k]
-            a_k = alpha[bi[:, 0], j].unsqueeze(1)  # (B, 1, T, H, W)
-            view1 = view1 * (1 - a_k) + p1[bi[:, 0], j] * a_k
-            view2 = view2 * (1 - a_k) + p2[bi[:, 0], j] * a_k
+        for k in range(n):  # alpha compositing, one fused lerp per tubelet and view
+            a_k = alpha[:, k].unsqueeze(1)  # (B, 1, T, H, W)
+            view1.lerp_(p1[:, k], a_k)
+            view2.lerp_(p2[:, k], a_k)
         info = {"alpha": alpha, "centres": centres, "sizes": size, "angle": angle, "source_frame": src,
                 "partner": partner, "patches": p1}
         return view1, view2, info
