@@ -216,7 +216,9 @@ class TubeletSynthesizer:
     derangement, so always another sample) with the same tubelets (positions, patch pixels, alphas,
     transformations). Without ``appearance_control`` the tubelet pixels are identical in both views.
     ``info`` holds ``alpha`` (B, N, T, H, W), ``centres`` (B, N, T, 2) px, ``sizes`` (B, N, 2) px,
-    ``angle`` (B, N, T) degrees, ``source_frame`` (B, N) and ``partner`` (B,).
+    ``angle`` (B, N, T) degrees, ``source_frame`` (B, N), ``patches`` (B, N, C, T, H, W) (view 1's
+    warped patch colours) and ``partner`` (B,); tubelets are in drawing order (largest first).
+    Pass ``partner`` to choose view 2's backgrounds yourself.
     """
 
     def __init__(self, cfg: TubeletConfig | None = None):
@@ -230,9 +232,9 @@ class TubeletSynthesizer:
         b, c, t, h, w = clips.shape
         n = cfg.num_tubelets
         if partner is None:  # a random cyclic permutation: no sample is paired with itself (B > 1)
-            order = torch.randperm(b, device=dev)
-            partner = torch.empty_like(order)
-            partner[order] = order.roll(-1)
+            cycle = torch.randperm(b, device=dev)
+            partner = torch.empty_like(cycle)
+            partner[cycle] = cycle.roll(-1)
         other = clips[partner]
 
         # box shapes from scale x ratio anchors with independent jitter on each side (§2.2)
