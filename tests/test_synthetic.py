@@ -27,10 +27,23 @@ SIZES = {"pretrain": (10, 10), "samples_a": (50, 120), "domain_a": (64, 112), "d
          "counting": (45, 45), "multilabel": (70, 70)}
 
 
+SMALL = {"pretrain": (4, 2), "samples_a": (10, 10), "domain_a": (8, 8), "domain_b": (16, 16),
+         "counting": (4, 4), "multilabel": (4, 4)}
+
+
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory) -> Path:
+    """A reduced tiny benchmark big enough for statistics (~860 videos, ~15 s)."""
     out = tmp_path_factory.mktemp("synthsevere")
     generate(out, "tiny", seed=3, workers=2, sizes=SIZES, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_bench(tmp_path_factory) -> Path:
+    """Every class once per split: enough to check formats (~90 videos, ~2 s)."""
+    out = tmp_path_factory.mktemp("synthsevere_small")
+    generate(out, "tiny", seed=3, workers=1, sizes=SMALL, progress=False)
     return out
 
 
@@ -131,7 +144,8 @@ CLASSIFICATION = ["samples_a", "domain_a", "domain_b", "actions_1", "actions_2"]
 
 # --- tests ------------------------------------------------------------------------------------
 
-def test_presets_and_description(bench):
+def test_presets_and_description(small_bench):
+    bench = small_bench
     assert [PRESETS[p].size for p in ("tiny", "small", "base")] == [32, 64, 112]
     assert PRESETS["tiny"].frames > 16   # clip sampling matters
     tiny = PRESETS["tiny"].sizes
@@ -151,8 +165,9 @@ def test_presets_and_description(bench):
     assert "standard_error" in desc and (bench / "README.md").read_text().count("|") > 50
 
 
-def test_annotations_parse_with_adapters(bench):
+def test_annotations_parse_with_adapters(small_bench):
     """Every experiment loads through its adapter with the sizes stated in synthsevere.json."""
+    bench = small_bench
     for name, e in experiments(bench).items():
         for key in ("train", "test"):
             paths, labels, vl = load(bench, e, key)
@@ -165,25 +180,26 @@ def test_annotations_parse_with_adapters(bench):
             else:
                 assert all(len(lab) >= 1 for lab in labels)
     # every record has its own file (no name collisions)
-    assert len(list(bench.rglob("*.mp4"))) == sum(sum(v) for v in SIZES.values())
+    assert len(list(bench.rglob("*.mp4"))) == sum(sum(v) for v in SMALL.values())
     # the pretraining corpus reads as mini-Kinetics
     from vssl.data.datasets import load_videos
 
     corpus = load_description(bench)["pretrain"]
     vl = load_videos("mini_kinetics", bench / corpus["annotations"], "train")
-    assert len(vl.records) == SIZES["pretrain"][0]
+    assert len(vl.records) == SMALL["pretrain"][0]
 
 
-def test_ucfrep_struct_and_charades_csv(bench):
+def test_ucfrep_struct_and_charades_csv(small_bench):
     import csv
     import io
     import zipfile
 
     import scipy.io
 
+    bench = small_bench
     zf = zipfile.ZipFile(bench / "counting/annotations/ucf526_annotations.zip")
     mats = [n for n in zf.namelist() if n.endswith(".mat")]
-    assert len(mats) == sum(SIZES["counting"])
+    assert len(mats) == sum(SMALL["counting"])
     label = scipy.io.loadmat(io.BytesIO(zf.read(mats[0])))["label"][0, 0]
     bounds = label["temporal_bound"].ravel()
     assert label["temporal_bound"].shape[1] == 1 and bounds[0] == label["start_frame"][0, 0] >= 1
@@ -200,7 +216,7 @@ def test_ucfrep_struct_and_charades_csv(bench):
 
 
 def test_deterministic_bytes_whatever_the_workers(tmp_path):
-    sizes = {d: (2, 1) for d in SIZES}
+    sizes = {d: (1, 1) for d in SIZES}
     a = generate(tmp_path / "a", "tiny", seed=5, workers=1, sizes=sizes, progress=False)
     generate(tmp_path / "b", "tiny", seed=5, workers=2, sizes=sizes, progress=False)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
@@ -211,7 +227,7 @@ def test_deterministic_bytes_whatever_the_workers(tmp_path):
         assert filecmp.cmp(tmp_path / "a" / f, tmp_path / "b" / f, shallow=False), f
     b = json.loads((tmp_path / "b" / "synthsevere.json").read_text())
     assert a["experiments"] == b["experiments"]
-    c = generate(tmp_path / "c", "tiny", seed=6, workers=1, sizes=sizes, progress=False)
+    c = generate(tmp_path / "c", "tiny", seed=6, workers=1, sizes={d: (1, 0) for d in SIZES}, progress=False)
     video = next(p for p in files if p.suffix == ".mp4")
     assert not filecmp.cmp(tmp_path / "a" / video, tmp_path / "c" / video, shallow=False)
     assert c["seed"] == 6
@@ -281,3 +297,21 @@ def test_every_task_is_learnable_from_motion(bench):
                                    .fit(sc.transform(Xtr), Ytr[:, c]).predict_proba(Xte)[:, 1])
            for c in range(C) if Yte[:, c].any()]
     assert np.mean(aps) > Yte.mean() + 0.12, f"multilabel: mAP {np.mean(aps):.3f}, prevalence {Yte.mean():.3f}"
+
+
+def test_cli_and_output_folder_rules(tmp_path, capsys):
+    """`vssl synth` is wired to synth_command; a rerun replaces the tree; a foreign folder is refused."""
+    from vssl.cli import build_parser
+    from vssl.errors import VsslError
+
+    args = build_parser().parse_args(["synth", str(tmp_path / "s"), "--preset", "small", "--seed", "4"])
+    assert args._call == ("vssl.data.synthetic", "synth_command") and args.seed == 4
+    sizes = {d: (1, 1) for d in SIZES}
+    generate(tmp_path / "s", "tiny", seed=1, workers=1, sizes={**sizes, "pretrain": (3, 1)}, progress=False)
+    generate(tmp_path / "s", "tiny", seed=1, workers=1, sizes=sizes, progress=False)
+    assert len(list((tmp_path / "s" / "pretrain" / "videos").glob("*.mp4"))) == 2   # no stale videos
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(VsslError, match="not a SynthSEVERE folder"):
+        generate(tmp_path / "mine", "tiny", sizes=sizes, workers=1, progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

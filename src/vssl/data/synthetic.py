@@ -55,7 +55,6 @@ PRESETS = {
     "small": Preset(size=64, frames=32, count_frames=80, multi_frames=48, sizes=_scaled(_TINY_SIZES, 2)),
     "base": Preset(size=112, frames=32, count_frames=96, multi_frames=64, sizes=_scaled(_TINY_SIZES, 4), gop=16),
 }
-LABELLED_PER_CLASS = 10      # Samples A / Samples B: ~10 labelled clips per class (UCF/Gym 10^3)
 
 
 # --- rendering one video (runs in worker processes) ---------------------------------------------
@@ -120,6 +119,7 @@ def generate(out: str | Path, preset: str | Preset = "tiny", seed: int = 0, work
         sizes: per-dataset ``(train, test)`` overrides, e.g. ``{"pretrain": (0, 0)}``.
     """
     out = Path(out)
+    _prepare_folder(out)
     p = _resolve(preset, scale, sizes)
     name = preset if isinstance(preset, str) else "custom"
     jobs = [(d, split, i) for d in DATASETS for split, n in zip(("train", "test"), p.sizes[d]) for i in range(n)]
@@ -152,6 +152,23 @@ def generate(out: str | Path, preset: str | Preset = "tiny", seed: int = 0, work
     (out / "synthsevere.json").write_text(json.dumps(desc, indent=1))
     (out / "README.md").write_text(readme(desc))
     return desc
+
+
+def _prepare_folder(out: Path) -> None:
+    """Refuse a non-empty foreign folder; clear a previous SynthSEVERE tree (no stale videos)."""
+    import shutil
+
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not (out / "synthsevere.json").is_file():
+        from vssl.errors import VsslError
+
+        raise VsslError(f"{out}: not empty and not a SynthSEVERE folder (no synthsevere.json); "
+                        "choose a new or empty folder")
+    for d in DATASETS:
+        shutil.rmtree(out / d, ignore_errors=True)
+    for f in ("synthsevere.json", "README.md"):
+        (out / f).unlink(missing_ok=True)
 
 
 class _progress:

@@ -84,10 +84,10 @@ def describe(preset_name: str, preset, seed: int, records: dict, seconds: float,
         _experiment("domain_b", "Gym-99", "domain", "domain_b", s,
                     note="fine-grained motions of one object in a third domain (dark arena)"),
         _experiment("samples_a", "UCF (10^3)", "samples", "samples_a", s,
-                    options={"num_examples": LABELLED(nc("samples_a"))},
+                    options={"num_examples": labelled_examples(nc("samples_a"))},
                     note="in-domain (same domain and classes as the corpus), 10 labelled clips per class"),
         _experiment("samples_b", "Gym-99 (10^3)", "samples", "domain_b", s,
-                    options={"num_examples": LABELLED(nc("domain_b"))}, note="Domain B with 10 clips per class"),
+                    options={"num_examples": labelled_examples(nc("domain_b"))}, note="Domain B with 10 clips per class"),
         _experiment("actions_1", "FX-S1", "actions", "domain_b", s, options={"label_range": list(a1)}, hflip_safe=True,
                     note="hops: number of hops, turns in the air, tempo"),
         _experiment("actions_2", "UB-S1", "actions", "domain_b", s, options={"label_range": list(a2)},
@@ -118,9 +118,9 @@ def describe(preset_name: str, preset, seed: int, records: dict, seconds: float,
     }
 
 
-def LABELLED(num_classes: int) -> int:  # noqa: N802 - reads like the constant it computes
-    """num_examples for a 10-per-class subset (SEVERE: per class = ceil(N / C))."""
-    return 10 * num_classes
+def labelled_examples(num_classes: int, per_class: int = 10) -> int:
+    """``num_examples`` for a 10-per-class subset (SEVERE: per class = ceil(N / C))."""
+    return per_class * num_classes
 
 
 def readme(desc: dict) -> str:
