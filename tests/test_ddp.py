@@ -5,32 +5,20 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+import torch.multiprocessing as mp
+from test_engine import SHAPE, TinyMethod, tiny_cfg
 
-TESTS = Path(__file__).resolve().parent
-
-# each rank runs this file as a script (the pytest process itself stays single-process)
-SCRIPT = """
-import sys
-sys.path.insert(0, {tests!r})
-from test_ddp import one_sgd_step
-one_sgd_step(sys.argv[1], int(sys.argv[2]))
-"""
+from vssl.engine import Trainer
+from vssl.engine import distributed as D
+from vssl.engine.toy import RandomClipDataset
 
 
 def one_sgd_step(out: str, batch_size: int) -> dict[str, torch.Tensor]:
     """One optimizer step of plain SGD (lr 1, no momentum or decay): the weight change is -grad."""
-    from test_engine import SHAPE, TinyMethod, tiny_cfg
-
-    from vssl.engine import Trainer
-    from vssl.engine import distributed as D
-    from vssl.engine.toy import RandomClipDataset
-
     cfg = tiny_cfg(max_steps=1, ckpt_every=1)
     cfg.data.batch_size, cfg.optim.lr = batch_size, 1.0
     method = TinyMethod()
@@ -48,20 +36,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _rank_main(rank: int, world_size: int, port: str, out: str) -> None:
+    """One torchrun-like process: the Trainer starts the gloo group from these variables."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    torch.set_num_threads(1)
+    one_sgd_step(out, 4)
+
+
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
-    script = tmp_path / "step.py"
-    script.write_text(SCRIPT.format(tests=str(TESTS)))
-    port, procs = str(free_port()), []
-    for rank in (0, 1):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path / "ddp"), "4"], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path, monkeypatch):
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)  # this process stays single; the children set their own
     reference = one_sgd_step(str(tmp_path / "single"), 8)  # the same 8 clips in one process
-    for p in procs:
-        out, _ = p.communicate(timeout=300)
-        assert p.returncode == 0, out
+    # fork after the reference: the children reuse every import it triggered (seconds each otherwise)
+    mp.start_processes(_rank_main, args=(2, str(free_port()), str(tmp_path / "ddp")), nprocs=2, join=True,
+                       start_method="fork")
 
     for rank in (0, 1):
         grads = torch.load(tmp_path / "ddp" / f"grad_{rank}.pt", weights_only=True)

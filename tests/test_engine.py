@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -267,3 +269,17 @@ def test_supervised_layer_decay_scales_lr_by_depth():
     assert len(flat) == 2 and {g["lr"] for g in flat} == {1.0}
     with pytest.raises(ConfigError, match="layer_decay"):
         Supervised(Supervised.Config(num_classes=3, layer_decay=0.5), build_backbone("r2plus1d_tiny"), run)
+
+
+def test_sigterm_checkpoints_the_last_finished_step_and_stops(tmp_path):
+    class Preempted(TinyMethod):
+        def after_optimizer_step(self, step: int) -> None:
+            if step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)  # what a cluster scheduler sends before preemption
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="stopped at step 3"):
+        Trainer(tiny_cfg(max_steps=50, ckpt_every=20), Preempted(), RandomClipDataset(16, 3, SHAPE), tmp_path).fit()
+    assert signal.getsignal(signal.SIGTERM) is previous  # handlers are restored
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 3  # saved although 3 % 20 != 0
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3

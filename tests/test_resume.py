@@ -39,12 +39,6 @@ def kill_after(proc: subprocess.Popen, path: Path, timeout: float = 300) -> thre
     return thread
 
 
-def finish(proc: subprocess.Popen) -> str:
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
-    return out
-
-
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_bitwise_identical_weights(tmp_path):
     from vssl.cli import main
@@ -63,7 +57,10 @@ def test_sigkill_then_resume_gives_bitwise_identical_weights(tmp_path):
     stopped_at = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["step"]
     assert 4 <= stopped_at < 16
 
-    finish(start(killed, "--resume"))
+    try:  # resumed in this process too: no second torch import, same thread count as the reference
+        assert main(["finetune", "--config", str(TOY), "--out", str(killed), *ARGS, "--resume"]) == 0
+    finally:
+        torch.use_deterministic_algorithms(False)
     for name in ("backbone.pt", "final.pt"):
         a = torch.load(full / name, weights_only=True)
         b = torch.load(killed / name, weights_only=True)
@@ -86,20 +83,3 @@ def test_resume_of_a_finished_run_is_a_no_op(tmp_path):
     after = torch.load(tmp_path / "backbone.pt", weights_only=True)
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
-
-
-@pytest.mark.slow
-def test_sigterm_checkpoints_the_last_finished_step(tmp_path):
-    proc = start(tmp_path, "--set", "train.max_steps=400", "--set", "train.ckpt_every=1000")
-    metrics = tmp_path / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:  # wait until a few steps are done
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "interrupted" in out, out
-    steps = [json.loads(ln)["step"] for ln in metrics.read_text().splitlines()]
-    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
-    assert 3 <= state["step"] == steps[-1] < 400  # not a multiple of ckpt_every: saved on the signal
