@@ -13,7 +13,6 @@ from __future__ import annotations
 import bisect
 import json
 import math
-import os
 import sys
 import time
 from contextlib import nullcontext
@@ -27,13 +26,13 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from vssl.config import OptimConfig, RunConfig, ScheduleConfig, config_to_dict, save_config
 from vssl.engine import distributed as D
-from vssl.engine.distributed import resolve_device, seed_everything, set_determinism  # noqa: F401 (re-exported)
 from vssl.engine.checkpoint import (LAST, atomic_save, load_checkpoint, remove_stale_temporaries,
                                     rng_state, save_training_checkpoint, set_rng_state)
+from vssl.engine.distributed import resolve_device, seed_everything, set_determinism  # noqa: F401 (re-exported)
 from vssl.errors import CheckpointError, ConfigError
 
 # ------------------------------------------------------------------------------------------------
-# Building blocks: device, precision, seeding, optimizer, schedule
+# Building blocks: precision, optimizer, schedule
 # ------------------------------------------------------------------------------------------------
 
 
