@@ -140,6 +140,9 @@ def generate(out: str | Path, preset: str | Preset = "tiny", seed: int = 0, work
                 for recs in pool.map(_work, batches):
                     records += recs
                     advance(len(recs))
+    paths = {(r["dataset"], r["path"]) for r in records}
+    if len(paths) != len(records):   # UCF-style names have 2-digit groups: guard absurd sizes
+        raise ValueError(f"{out}: {len(records) - len(paths)} video names collide; use smaller sizes")
     by_dataset: dict[str, list[dict]] = {d: [] for d in DATASETS}
     for r in records:
         by_dataset[r["dataset"]].append(r)
