@@ -207,8 +207,9 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
                           progress=False, tensorboard=False),
     )
     if exp.task == "counting":
-        counts = torch.tensor([float(r.label) for r in train.records])
-        method = Counting(Counting.Config(dropout=recipe.dropout, init_log_count=float(counts.log().median()),
+        from vssl.severe.heads import constant_count_baseline
+        best = constant_count_baseline([float(r.label) for r in train.records], [1.0])["count"]
+        method = Counting(Counting.Config(dropout=recipe.dropout, init_log_count=math.log(best),
                                           scale=list(recipe.crop_scale), flip=exp.flip),
                           net, run)
     else:
