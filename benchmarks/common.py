@@ -42,17 +42,31 @@ def sync(device: torch.device | str) -> None:
         torch.cuda.synchronize()
 
 
+# The clock of time_calls. ``use_cpu_time()`` switches it to the process's CPU time: with one thread
+# pinned to one core that is the step's compute time without the moments other processes hold the
+# core (a shared 2-core machine). Never for CUDA (the host waits in sync, its CPU time is not the step).
+_clock = time.perf_counter
+
+
+def use_cpu_time(enabled: bool = True) -> str:
+    global _clock
+    _clock = time.process_time if enabled else time.perf_counter
+    return "process CPU time" if enabled else "wall time"
+
+
 def time_calls(fn, steps: int, warmup: int, device) -> list[float]:
-    """Wall seconds of each of ``steps`` calls after ``warmup`` calls, synchronising the device."""
+    """Seconds (wall, or CPU after ``use_cpu_time``) of each of ``steps`` calls after ``warmup``
+    calls, synchronising the device."""
     for _ in range(warmup):
         fn()
     sync(device)
+    clock = _clock if torch.device(device).type == "cpu" else time.perf_counter
     times = []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         sync(device)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 

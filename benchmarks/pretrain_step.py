@@ -40,9 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 
 try:
-    from benchmarks.common import PeakMemory, gib, hardware, markdown_table, median, sync, time_calls, write_json
+    from benchmarks.common import use_cpu_time, PeakMemory, gib, hardware, markdown_table, median, sync, time_calls, write_json
 except ImportError:  # run as a script
-    from common import PeakMemory, gib, hardware, markdown_table, median, sync, time_calls, write_json
+    from common import use_cpu_time, PeakMemory, gib, hardware, markdown_table, median, sync, time_calls, write_json
 
 from vssl.config import OptimConfig, RunConfig
 from vssl.engine.trainer import build_optimizer, resolve_precision
@@ -333,9 +333,12 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--cases", default=",".join(CASES))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave as is)")
     p.add_argument("--json", default=None, help="write the rows here")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time CPU cases by process CPU time (use with --threads 1 on a shared machine)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    clock = use_cpu_time(args.cpu_time)
     size_name = "smoke" if args.smoke else "tiny" if args.tiny else "full"
     size = SIZES[size_name]
     device = torch.device(args.device)
@@ -350,7 +353,8 @@ def main(argv=None) -> list[dict]:
     if bad:
         p.error(f"unknown cases {sorted(bad)}; choose from {CASES}")
     torch.manual_seed(0)
-    print(f"# pretrain_step ({size_name}, {steps} steps, compile={args.compile}) on {hardware()}", flush=True)
+    print(f"# pretrain_step ({size_name}, {steps} steps, compile={args.compile}, timed by {clock}) on {hardware()}",
+          flush=True)
     built, failed = [], []
     for name in cases:
         try:
@@ -392,7 +396,7 @@ def main(argv=None) -> list[dict]:
                       f"{gib(r['peak_bytes'])} ({r['peak_kind']})", ratio, extra])
     print(markdown_table(["case", "input", "ms/step", "clips/s", "peak memory", "ratio", "note"], table))
     write_json(args.json, {"benchmark": "pretrain_step", "size": size_name, "hardware": hardware(),
-                           "compile": args.compile, "rows": rows})
+                           "compile": args.compile, "clock": clock, "rows": rows})
     return rows
 
 

@@ -56,7 +56,7 @@ def report(results: list[dict]) -> str:
         if "error" in res:
             parts.append(f"failed: {res['error']}\n")
             continue
-        parts.append(f"Hardware: {res['hardware']}\n")
+        parts.append(f"Hardware: {res['hardware']}" + (f"; timed by {res['clock']}" if res.get("clock") else "") + "\n")
         rows = res["rows"]
         if name.startswith("pretrain_step"):
             parts.append(table(["case", "input", "precision", "ms/step", "clips/s", "peak memory", "ratio", "note"], [
@@ -107,6 +107,8 @@ def main(argv=None) -> int:
     # and every small op waits for it (the tubelet synthesizer measured 9 ms with 1 thread, 900 ms with 2)
     threads = args.threads or (1 if (args.tiny or args.smoke) else None)
     dev += ["--threads", str(threads)] if threads else []
+    if threads == 1 and args.device in (None, "cpu") and (args.tiny or args.smoke):
+        dev += ["--cpu-time"]  # one thread: its CPU time is the compute time, without other processes
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     results = []
     if "pretrain_step" not in skip:
