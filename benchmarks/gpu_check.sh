@@ -72,7 +72,7 @@ for name in ("pretrain_step", "tubelets", "data_pipeline", "pretrain_step_compil
     if f.exists():
         r = json.loads(f.read_text()); r["benchmark"] = name; r.setdefault("wall_s", 0.0); results.append(r)
     else:
-        results.append({"benchmark": name, "error": "no result (see gpu_check.log)", "wall_s": 0.0})
+        results.append({"benchmark": name, "error": "no result (skipped, or failed: see gpu_check.log)", "wall_s": 0.0})
 (out / "benchmarks.md").write_text(report(results))
 print(report(results))
 EOF

@@ -298,16 +298,29 @@ def build_case(name: str, size: dict, device, amp, warmup: int, compile_: bool) 
         for _ in range(max(warmup, 1)):
             step()
         sync(device)
+    persistent = PeakMemory.current(device) - before  # parameters, buffers, optimizer state
     return {"name": name, "step": step, "info": info, "peak": mem.peak, "peak_kind": mem.label,
-            "setup_s": time.perf_counter() - t0, "times": []}
+            "persistent": persistent, "setup_s": time.perf_counter() - t0, "times": []}
 
 
 def time_interleaved(cases: list[dict], steps: int, device) -> None:
     """One timed step of each case per round, so that load changes on a shared machine hit every case
-    alike and the ratios stay meaningful."""
+    alike and the ratios stay meaningful. On CUDA the peak memory of a case is re-measured over its
+    timed steps (its persistent state + the step's peak above what was allocated before it), which
+    leaves out the cuDNN autotuning workspaces of the warm-up and the other cases' state."""
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        for c in cases:
+            c["peak"] = 0
     for _ in range(steps):
         for c in cases:
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                start = torch.cuda.memory_allocated()
             c["times"].extend(time_calls(c["step"], 1, 0, device))
+            if cuda:
+                c["peak"] = max(c["peak"], torch.cuda.max_memory_allocated() - start + c["persistent"])
 
 
 def case_row(c: dict, amp, steps: int, device) -> dict:
