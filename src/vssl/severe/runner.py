@@ -60,6 +60,8 @@ def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: s
         overrides: ``["steps=50", ...]`` applied to every recipe (see ``protocols.Recipe``).
     """
     proto = get_protocol(protocol)
+    if isinstance(seeds, (int, str)):
+        seeds = [s for s in str(seeds).split(",") if s.strip()]
     exps = select(experiments, available_experiments(data_root))
     sha = checkpoint_sha256(checkpoint)
     model = name or default_name(backbone, checkpoint)
