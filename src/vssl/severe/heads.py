@@ -8,9 +8,9 @@
   the clip covers the **whole** video (segment sampling, ``num_frames`` frames), and a linear head on
   the pooled features predicts ``log(count)``, trained with a smooth-L1 on the relative error
   ``exp(pred) / t - 1`` (the normalised MAE it is scored with). The prediction is ``exp`` of the mean
-  log-count over test clips, rounded (``counting_errors``). Its measured effect against a constant (train-median) predictor is stored with each
-  result (``mae_constant_baseline``, the best train-fitted constant) and discussed in docs/severe.md. Deviation: with a fixed number of
-  frames per video, very high counts alias (more cycles than the frame budget can resolve).
+  log-count over test clips, rounded (``counting_errors``). The floor it must beat, the best constant
+  fitted on the train set, is stored with each result (``mae_constant_baseline``); measurements are in
+  docs/severe.md. Limit: with a fixed number of frames per video, very high counts alias.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Counting(nn.Module):
     """Repetition counting as an engine method: ``training_step(batch) -> (loss, logs)``.
 
     ``batch["label"]`` holds float counts. Augmentation is :class:`vssl.data.transforms.TrainAugment`
-    (same defaults as the supervised fine-tuning, no colour change to the temporal structure).
+    (per-clip crops, flips and colour jitter leave the temporal structure, hence the count, intact).
     """
 
     @dataclass
