@@ -40,9 +40,11 @@ import torch.nn.functional as F
 from torch import nn
 
 try:
-    from benchmarks.common import use_cpu_time, PeakMemory, gib, hardware, markdown_table, median, sync, time_calls, write_json
+    from benchmarks.common import (PeakMemory, gib, hardware, markdown_table, median, sync, time_calls,
+                                   use_cpu_time, write_json)
 except ImportError:  # run as a script
-    from common import use_cpu_time, PeakMemory, gib, hardware, markdown_table, median, sync, time_calls, write_json
+    from common import (PeakMemory, gib, hardware, markdown_table, median, sync, time_calls, use_cpu_time,
+                        write_json)
 
 from vssl.config import OptimConfig, RunConfig
 from vssl.engine.trainer import build_optimizer, resolve_precision
@@ -215,7 +217,8 @@ def method_step(name: str, size: dict, device, amp, compile_: bool):
 def ref_videomae_step(size: dict, device, amp, compile_: bool):
     kw = dict(size["vit"])
     probe = build_backbone(kw.pop("name"), **kw)  # read the shape off the vssl backbone of the same name
-    dim, depth, heads, patch, tubelet = probe.embed_dim, probe.depth, probe.num_heads, probe.patch_size, probe.tubelet_size
+    dim, depth, heads = probe.embed_dim, probe.depth, probe.num_heads
+    patch, tubelet = probe.patch_size, probe.tubelet_size
     del probe
     t, crop, batch = size["vit_clip"][0], size["vit_crop"], size["vit_batch"]
     grid = (t // tubelet, crop // patch, crop // patch)

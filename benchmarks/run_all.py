@@ -74,7 +74,8 @@ def report(results: list[dict]) -> str:
                 for r in rows]))
         elif name == "data_pipeline":
             parts.append(f"{res['pin']}\n")
-            parts.append(table(["file", "short side -> crop", "reader", "clips per CPU-s (1 core)", "vs decord-plain"], [
+            headers = ["file", "short side -> crop", "reader", "clips per CPU-s (1 core)", "vs decord-plain"]
+            parts.append(table(headers, [
                 [r["file"], f"{r['short_side']} -> {r['crop']}", r["reader"], f"{r['clips_s']:.1f}",
                  f"{r['vs_decord_plain']:.2f}x" if r["vs_decord_plain"] else "n/a"] for r in rows]))
         elif name == "sinkhorn":

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 try:
-    from benchmarks.common import use_cpu_time, hardware, markdown_table, median, time_calls, write_json
+    from benchmarks.common import hardware, markdown_table, median, time_calls, use_cpu_time, write_json
 except ImportError:  # run as a script
-    from common import use_cpu_time, hardware, markdown_table, median, time_calls, write_json
+    from common import hardware, markdown_table, median, time_calls, use_cpu_time, write_json
 
 from vssl.methods.sigma import sinkhorn
 

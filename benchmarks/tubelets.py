@@ -25,9 +25,9 @@ import torch
 from PIL import Image
 
 try:
-    from benchmarks.common import use_cpu_time, hardware, markdown_table, median, time_calls, write_json
+    from benchmarks.common import hardware, markdown_table, median, time_calls, use_cpu_time, write_json
 except ImportError:  # run as a script
-    from common import use_cpu_time, hardware, markdown_table, median, time_calls, write_json
+    from common import hardware, markdown_table, median, time_calls, use_cpu_time, write_json
 
 from vssl.methods.tubelets import TubeletConfig, TubeletSynthesizer
 
