@@ -86,7 +86,7 @@ def test_tubelet_baseline_pastes_the_same_pixels_on_both_views():
 
 
 def test_data_pipeline_smoke(tmp_path):
-    rows = bench("data_pipeline").main(["--smoke", "--clips", "1", "--rounds", "1", "--no-pin",
+    rows = bench("data_pipeline").main(["--smoke", "--clips", "1", "--no-pin",
                                         "--dir", str(tmp_path)])
     readers = {r["reader"] for r in rows}
     assert "vssl-pyav" in readers and all(r["clips_s"] > 0 for r in rows)
