@@ -50,9 +50,10 @@ fi
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt" | tee -a "$LOG"
 
-# 1-2: eager pretrain steps (full sizes, 20 timed steps) and tubelets (batch 32, CPU and GPU)
+# 1-2: eager pretrain steps (full sizes, 20 timed steps, then 3 profiled steps per case) and tubelets
+#      (batch 32, CPU and GPU)
 timeout 200 python3 benchmarks/run_all.py $SIZE --out "$OUT" --device "$DEVICE" --steps "$STEPS" --timeout 120 \
-  --skip data_pipeline 2>&1 | tee -a "$LOG"
+  --skip data_pipeline --profile 2>&1 | tee -a "$LOG"  # --profile: torch.profiler tables in the log
 # 3: data pipeline on one core of the host (8 clips per reader and file)
 timeout 60 python3 benchmarks/data_pipeline.py $SIZE --clips 8 --json "$OUT/data_pipeline.json" 2>&1 | tee -a "$LOG"
 # 4: SIGMA's Sinkhorn at the ViT-B batch shape (N = 90112 masked tubes, K = 3000), vssl vs scaling vectors

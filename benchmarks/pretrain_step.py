@@ -326,6 +326,27 @@ def time_interleaved(cases: list[dict], steps: int, device) -> None:
                 c["peak"] = max(c["peak"], torch.cuda.max_memory_allocated() - start + c["persistent"])
 
 
+def profile_cases(cases: list[dict], device, steps: int = 3, rows: int = 12) -> None:
+    """Print torch.profiler's top ops of a few steps of each case (what bounds a missed target)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.device(device).type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    for c in cases:
+        with profile(activities=acts) as prof:
+            for _ in range(steps):
+                c["step"]()
+            sync(device)
+        from torch.autograd.profiler_util import FunctionEventAvg
+
+        # torch >= 2.4 names it self_device_time_total (an instance attribute); older ones self_cuda_time_total
+        device_key = "self_device_time_total" if "self_device_time_total" in vars(FunctionEventAvg()) \
+            else "self_cuda_time_total"
+        key = device_key if cuda else "self_cpu_time_total"
+        print(f"## profile: {c['name']}, {steps} steps, sorted by {key}", flush=True)
+        print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=48), flush=True)
+
+
 def case_row(c: dict, amp, steps: int, device) -> dict:
     s, info = median(c["times"]), c["info"]
     row = {"case": c["name"], "shape": info["shape"], "ms_step": s * 1e3, "clips_s": info["batch"] / s,
@@ -348,6 +369,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--precision", default="auto", help="vssl cases: auto | bf16 | fp16 | fp32")
     p.add_argument("--cases", default=",".join(CASES))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave as is)")
+    p.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of each case")
     p.add_argument("--json", default=None, help="write the rows here")
     p.add_argument("--cpu-time", action="store_true",
                    help="time CPU cases by process CPU time (use with --threads 1 on a shared machine)")
@@ -413,6 +435,11 @@ def main(argv=None) -> list[dict]:
     print(markdown_table(["case", "input", "ms/step", "clips/s", "peak memory", "ratio", "note"], table))
     write_json(args.json, {"benchmark": "pretrain_step", "size": size_name, "hardware": hardware(),
                            "compile": args.compile, "clock": clock, "rows": rows})
+    if args.profile:  # after the results are safe: a profiler failure must not lose them
+        try:
+            profile_cases(built, device)
+        except Exception as e:  # noqa: BLE001
+            print(f"profiling failed: {type(e).__name__}: {e}", flush=True)
     return rows
 
 

@@ -96,6 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="passed to pretrain_step")
     p.add_argument("--threads", type=int, default=None, help="torch threads for pretrain_step and tubelets")
     p.add_argument("--compile", action="store_true", help="also run pretrain_step with --compile")
+    p.add_argument("--profile", action="store_true", help="pretrain_step prints a torch.profiler table per case")
     p.add_argument("--skip", default="", help="comma-separated: pretrain_step,tubelets,data_pipeline")
     p.add_argument("--timeout", type=float, default=None, help="seconds per benchmark")
     args = p.parse_args(argv)
@@ -113,7 +114,8 @@ def main(argv=None) -> int:
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     results = []
     if "pretrain_step" not in skip:
-        results.append(run("pretrain_step.py", size + dev + steps, out, "pretrain_step", args.timeout))
+        prof = ["--profile"] if args.profile else []
+        results.append(run("pretrain_step.py", size + dev + steps + prof, out, "pretrain_step", args.timeout))
     if "tubelets" not in skip:
         results.append(run("tubelets.py", size + dev, out, "tubelets", args.timeout))
     if "data_pipeline" not in skip:
