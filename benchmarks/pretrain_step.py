@@ -370,6 +370,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--cases", default=",".join(CASES))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave as is)")
     p.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of each case")
+    p.add_argument("--batch", type=int, default=None, help="override both batch sizes (e.g. full shapes on a CPU)")
     p.add_argument("--json", default=None, help="write the rows here")
     p.add_argument("--cpu-time", action="store_true",
                    help="time CPU cases by process CPU time (use with --threads 1 on a shared machine)")
@@ -378,7 +379,9 @@ def main(argv=None) -> list[dict]:
         torch.set_num_threads(args.threads)
     clock = use_cpu_time(args.cpu_time)
     size_name = "smoke" if args.smoke else "tiny" if args.tiny else "full"
-    size = SIZES[size_name]
+    size = dict(SIZES[size_name])
+    if args.batch:
+        size["vit_batch"] = size["cnn_batch"] = args.batch
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
