@@ -11,6 +11,7 @@ lazily). Unreadable files raise ``VideoDecodeError(path, reason)``.
 from __future__ import annotations
 
 import bisect
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,19 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
 BACKENDS = ("pyav", "torchcodec", "decord")
 FRAME_COUNT_SLACK = 2  # frames a container's frame count may overstate before a file counts as truncated
 
+
+
+_THREAD_STATE = threading.local()
+
+
+def _reformatter():
+    """The calling thread's ``av.video.reformatter.VideoReformatter`` (it caches the swscale context)."""
+    fmt = getattr(_THREAD_STATE, "reformatter", None)
+    if fmt is None:
+        from av.video.reformatter import VideoReformatter
+
+        fmt = _THREAD_STATE.reformatter = VideoReformatter()
+    return fmt
 
 class VideoDecodeError(VsslError):
     """A video that cannot be opened or decoded. ``path`` and ``reason`` are kept for reports."""
@@ -163,9 +177,12 @@ class _PyAVReader:
         return round((frame.pts - self.start_pts) * self.time_base * self.fps)
 
     def _to_array(self, frame):
+        # One reformatter per thread: `frame.to_ndarray(format=...)` builds a fresh swscale context for
+        # every frame (~0.8 ms at 32x32), a shared reformatter reuses it (~17 us; BENCHMARKS.md).
+        fmt = _reformatter()
         if self._resize:
-            return frame.to_ndarray(format="rgb24", width=self.width, height=self.height)
-        return frame.to_ndarray(format="rgb24")
+            return fmt.reformat(frame, format="rgb24", width=self.width, height=self.height).to_ndarray()
+        return fmt.reformat(frame, format="rgb24").to_ndarray()
 
     def _decode_range(self, first: int, last: int, wanted: set[int], out: dict) -> None:
         """Decode from the keyframe before ``first`` up to ``last``; store wanted frames in ``out``."""
