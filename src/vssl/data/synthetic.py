@@ -43,7 +43,7 @@ class Preset:
 
 
 _TINY_SIZES = {"pretrain": (1200, 300), "samples_a": (200, 400), "domain_a": (480, 320),
-               "domain_b": (576, 576), "counting": (252, 180), "multilabel": (360, 240)}
+               "domain_b": (576, 576), "counting": (252, 180), "multilabel": (480, 240)}
 
 
 def _scaled(sizes: dict, f: float) -> dict:

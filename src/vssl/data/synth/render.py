@@ -6,9 +6,8 @@ a shape function gives coverage and a texture function gives colour. Because the
 object coordinates it rotates with the object, so a spinning disk is visibly spinning.
 
 Lessons of the pilot (reference/pilot-synthetic-tubelet.md) are built in: objects have a radius
-of 10-19 % of the frame side (a 32 px frame gets 6-12 px wide objects, not 3-5 px; slow
-distractors 8-12 %), and the
-backgrounds have moderate contrast (std ~0.06-0.10) so they do not swamp pooled features.
+of 11-19 % of the frame side (a 32 px frame gets 7-12 px wide objects, not 3-5 px; slow
+distractors 8-12 %), and the backgrounds have moderate contrast (std ~0.06-0.10) so they do not swamp pooled features.
 """
 
 from __future__ import annotations

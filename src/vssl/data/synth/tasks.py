@@ -197,7 +197,7 @@ def sample_scene(dataset: str, g: np.random.Generator, label, T: int, bg_mean: n
         actions = list(label) + [None] * (3 - len(label))   # always 3 objects: count is not a cue
         order = g.permutation(3)
         for i in order:
-            app = _appearance(g, domain, bg_mean, radius=(0.10, 0.14))
+            app = _appearance(g, domain, bg_mean, radius=(0.12, 0.16))
             if actions[i] is None:
                 track = M.still(g, T, app.radius)
             else:
@@ -229,7 +229,7 @@ def sample_label(dataset: str, g: np.random.Generator, index: int, T: int):
         classes = g.choice(len(MULTI_CLASSES), n, replace=False)
         acts = []
         for c in classes:
-            dur = int(round(g.uniform(0.6, 1.0) * T))
+            dur = int(round(g.uniform(0.75, 1.0) * T))
             s = int(g.integers(0, T - dur + 1))
             acts.append((int(c), s, s + dur - 1))
         return acts
