@@ -11,7 +11,6 @@ lazily). Unreadable files raise ``VideoDecodeError(path, reason)``.
 from __future__ import annotations
 
 import bisect
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -64,19 +63,6 @@ BACKENDS = ("pyav", "torchcodec", "decord")
 FRAME_COUNT_SLACK = 2  # frames a container's frame count may overstate before a file counts as truncated
 
 
-
-_THREAD_STATE = threading.local()
-
-
-def _reformatter():
-    """The calling thread's ``av.video.reformatter.VideoReformatter`` (it caches the swscale context)."""
-    fmt = getattr(_THREAD_STATE, "reformatter", None)
-    if fmt is None:
-        from av.video.reformatter import VideoReformatter
-
-        fmt = _THREAD_STATE.reformatter = VideoReformatter()
-    return fmt
-
 class VideoDecodeError(VsslError):
     """A video that cannot be opened or decoded. ``path`` and ``reason`` are kept for reports."""
 
@@ -110,6 +96,31 @@ def _check_indices(path, indices) -> list[int]:
         raise ValueError(f"{path}: negative frame index {min(indices)}")
     return indices
 
+
+
+def _yuv420p_to_rgb(planes: list[tuple], size: tuple[int, int] | None) -> torch.Tensor:
+    """Convert limited-range yuv420p planes of T frames to uint8 RGB (T, H, W, 3) in one batched op.
+
+    Coefficients are BT.601 (swscale's default for unlabelled video) or BT.709 when the frames say
+    so; chroma is upsampled by pixel replication like swscale's fast path. ``size`` = (H, W) resizes
+    the clip (bilinear, antialiased) after conversion.
+    """
+    y = torch.from_numpy(np.stack([p[0] for p in planes])).float()
+    u = torch.from_numpy(np.stack([p[1] for p in planes])).float() - 128.0
+    v = torch.from_numpy(np.stack([p[2] for p in planes])).float() - 128.0
+    h, w = y.shape[1:]
+    u = u.repeat_interleave(2, 1).repeat_interleave(2, 2)[:, :h, :w]
+    v = v.repeat_interleave(2, 1).repeat_interleave(2, 2)[:, :h, :w]
+    y = (y - 16.0) * (255.0 / 219.0)
+    if planes[0][3]:  # BT.709
+        kr, kg_u, kg_v, kb = 1.7927, 0.2132, 0.5329, 2.1124
+    else:  # BT.601
+        kr, kg_u, kg_v, kb = 1.5960, 0.3918, 0.8130, 2.0172
+    rgb = torch.stack((y + kr * v, y - kg_u * u - kg_v * v, y + kb * u), dim=-1)
+    if size is not None and size != (h, w):
+        rgb = torch.nn.functional.interpolate(rgb.permute(0, 3, 1, 2), size=size, mode="bilinear",
+                                              align_corners=False, antialias=True).permute(0, 2, 3, 1)
+    return rgb.round_().clamp_(0, 255).to(torch.uint8).contiguous()
 
 class _PyAVReader:
     """PyAV decoding with keyframe seeks (see reference/environment.md §2.1).
@@ -177,12 +188,20 @@ class _PyAVReader:
         return round((frame.pts - self.start_pts) * self.time_base * self.fps)
 
     def _to_array(self, frame):
-        # One reformatter per thread: `frame.to_ndarray(format=...)` builds a fresh swscale context for
-        # every frame (~0.8 ms at 32x32), a shared reformatter reuses it (~17 us; BENCHMARKS.md).
-        fmt = _reformatter()
+        """The frame's yuv420p planes (converted later, for the whole clip at once), else RGB.
+
+        ``frame.to_ndarray(format="rgb24")`` builds a new swscale context for every frame (~0.4-0.8 ms
+        even at 32x32); copying the planes costs ~5 us and the batched conversion in
+        :func:`_yuv420p_to_rgb` a few more (BENCHMARKS.md).
+        """
+        if frame.format.name == "yuv420p" and frame.color_range != 2:  # limited range, the H.264 default
+            h, w = frame.height, frame.width
+            y, u, v = (np.frombuffer(p, np.uint8).reshape(-1, p.line_size) for p in frame.planes)
+            return (y[:h, :w], u[:(h + 1) // 2, :(w + 1) // 2], v[:(h + 1) // 2, :(w + 1) // 2],
+                    int(frame.colorspace) == 1)  # BT.709 (HD); else BT.601, as swscale assumes
         if self._resize:
-            return fmt.reformat(frame, format="rgb24", width=self.width, height=self.height).to_ndarray()
-        return fmt.reformat(frame, format="rgb24").to_ndarray()
+            return frame.to_ndarray(format="rgb24", width=self.width, height=self.height)
+        return frame.to_ndarray(format="rgb24")
 
     def _decode_range(self, first: int, last: int, wanted: set[int], out: dict) -> None:
         """Decode from the keyframe before ``first`` up to ``last``; store wanted frames in ``out``."""
@@ -253,6 +272,8 @@ class _PyAVReader:
                                               f"cannot be decoded (last decodable: {reached})")
         have = sorted(out)
         frames = [out[i] if i in out else out[have[max(bisect.bisect_right(have, i) - 1, 0)]] for i in indices]
+        if isinstance(frames[0], tuple):
+            return _yuv420p_to_rgb(frames, (self.height, self.width) if self._resize else None)
         return torch.from_numpy(np.stack(frames))
 
     def close(self) -> None:
