@@ -133,7 +133,7 @@ def test_run_severe_end_to_end(synth_root, tmp_path):
     rel = load_videos("ssv2", exp.annotation_dir(synth_root), "validation").records[0].path
     broken = next(exp.video_root(synth_root).glob(Path(rel).stem + ".*"))
     broken.write_bytes(broken.read_bytes()[:300])
-    quick = run_severe("r2plus1d_tiny", None, synth_root, out, "domain_a,counting", "quick", seeds=[1],
+    quick = run_severe("r2plus1d_tiny", None, synth_root, out, "domain_a,counting", "quick-ft", seeds=[1],
                        overrides=["steps=3", "batch_size=4", "num_frames=8"], log=logs.append)
     assert [r.key.experiment for r in quick] == ["domain_a", "counting"]
     top1 = quick[0].metrics["top1"]
@@ -147,25 +147,29 @@ def test_run_severe_end_to_end(synth_root, tmp_path):
     ckpt = tmp_path / "backbone.pt"
     torch.manual_seed(0)
     torch.save(build_backbone("r2plus1d_tiny").state_dict(), ckpt)
-    lin = run_severe("r2plus1d_tiny", ckpt, synth_root, out, ["domain_a", "multilabel"], "linear", seeds=[1, 2],
+    lin = run_severe("r2plus1d_tiny", ckpt, synth_root, out, ["domain_a", "multilabel"], "quick", seeds=[1, 2],
                      name="tiny-init", log=logs.append)
     knn = run_severe("r2plus1d_tiny", ckpt, synth_root, out, ["domain_a"], "knn", seeds=[1], name="tiny-init",
+                     overrides=["num_frames=16", "fps=0", "load_size=36", "crop_size=32", "test_clips=2"],
                      log=logs.append)
     assert len(lin) == 4 and lin[0].key.checkpoint != "none" and len(lin[0].key.checkpoint) == 64
     assert 0 <= lin[2].metrics["map"] <= 100 and 0 <= knn[0].primary <= 100
     cached = sorted(p.name for p in (out / "runs").rglob("features/*.pt"))
-    assert len(cached) == 2  # features extracted once per experiment, shared by seeds and by knn
+    # features extracted once per model, split and clip recipe: train/test of 2 experiments for the linear
+    # probe, shared by its 2 seeds; knn samples its clips differently, so its 2 files are its own
+    assert len(cached) == 6, cached
 
     logs.clear()
-    again = run_severe("r2plus1d_tiny", None, synth_root, out, "domain_a,counting", "quick", seeds=[1],
+    again = run_severe("r2plus1d_tiny", None, synth_root, out, "domain_a,counting", "quick-ft", seeds=[1],
                        overrides=["steps=3", "batch_size=4", "num_frames=8"], log=logs.append)
     assert all(line.startswith("skip") for line in logs) and len(logs) == 2
     assert [r.primary for r in again] == [r.primary for r in quick]
     with ResultsStore(out / "results.sqlite") as store:
         assert len(store) == 7
     (table,) = build_tables(again + lin + knn)
-    quick_row = "r2plus1d_tiny [quick(batch_size=4,num_frames=8,steps=3)]"
-    assert {r.model for r in table.rows} == {quick_row, "tiny-init [linear]", "tiny-init [knn]"}
+    quick_row = "r2plus1d_tiny [quick-ft(batch_size=4,num_frames=8,steps=3)]"
+    knn_row = "tiny-init [knn(crop_size=32,fps=0,load_size=36,num_frames=16,test_clips=2)]"
+    assert {r.model for r in table.rows} == {quick_row, "tiny-init [quick]", knn_row}
     assert "domain_a" in render(table, "md")
 
 

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--experiments", default=None, help="comma-separated experiment names (default: all 8)")
-    p.add_argument("--protocol", default="paper", choices=["paper", "quick", "linear", "knn"])
+    p.add_argument("--protocol", default="paper", choices=["paper", "quick", "quick-ft", "linear", "knn"])
     p.add_argument("--seeds", default="1", help="comma-separated seeds")
     p.add_argument("--device", default="auto")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

@@ -44,14 +44,15 @@ class Budget:
 
     preset: str
     pretrain_steps: int
-    finetune_steps: int
     seeds: tuple[int, ...]
+    protocol: str = "quick"
+    overrides: tuple[str, ...] = ()  # recipe overrides (vssl severe --set)
 
 
 BUDGETS = {
-    "quick": Budget("tiny", pretrain_steps=40, finetune_steps=40, seeds=(1, 2)),
-    "default": Budget("tiny", pretrain_steps=300, finetune_steps=150, seeds=(1, 2)),
-    "long": Budget("small", pretrain_steps=3000, finetune_steps=600, seeds=(1, 2, 3)),
+    "quick": Budget("tiny", pretrain_steps=40, seeds=(1, 2)),
+    "default": Budget("tiny", pretrain_steps=300, seeds=(1, 2)),
+    "long": Budget("tiny", pretrain_steps=1500, seeds=(1, 2, 3), protocol="quick-ft"),
 }
 
 
@@ -94,7 +95,7 @@ def run_demo(out: str | Path = "vssl-demo", mode: str = "default", preset: str |
     from vssl.data.synthetic import generate
     from vssl.severe.report import build_tables, render, save_plots
     from vssl.severe.results import ResultsStore
-    from vssl.severe.runner import run_severe
+    from vssl.severe.runner import protocol_key, run_severe
 
     t0 = time.perf_counter()
     budget = BUDGETS[mode]
@@ -107,14 +108,14 @@ def run_demo(out: str | Path = "vssl-demo", mode: str = "default", preset: str |
         generate(data, preset=preset, seed=0)
     else:
         log(f"[demo] reuse {data}")
-    overrides = [f"steps={budget.finetune_steps}"]
+    overrides = list(budget.overrides)
     for model in models:
         ckpt = pretrain(model, data, out, budget.pretrain_steps, seed=0, device=device, log=log)
-        run_severe(model.backbone, ckpt, data, out, protocol="quick", seeds=seeds, name=model.name,
+        run_severe(model.backbone, ckpt, data, out, protocol=budget.protocol, seeds=seeds, name=model.name,
                    device=device, overrides=overrides, log=log)
     with ResultsStore(out / "results.sqlite") as store:
         names = {m.name for m in models}
-        pkey = f"quick({overrides[0]})"
+        pkey = protocol_key(budget.protocol, overrides)
         rows = [r for r in store.results() if r.key.model in names and r.key.protocol == pkey]
     tables = build_tables(rows)
     (out / "report.md").write_text(render(tables, "md"))

@@ -9,11 +9,15 @@ A :class:`Protocol` resolves to a :class:`Recipe` per experiment (``protocol.rec
   (steps 41, 49, x0.1), dropout 0.5, BCE, 32 frames x rate 8 at 24 fps, 10 clips x 3 crops max-ensembled.
   UCF-RC: Adam 5e-5, wd 1e-3, 100 epochs, our log-count head (see ``heads.py``).
   Deviation: the **last** weights are tested (no best-on-test checkpoint selection, §2.5/§7.1).
-- ``quick``: the synthetic benchmark on CPU: 16x32x32 clips, 300 Adam steps (lr 1e-3, x0.3 at 60%
-  and 85%), batch 8, 2 test clips.
-- ``linear``: frozen backbone; pooled features of uniform clips extracted once (cached), a linear head
-  trained with torch on them (classification: CE, multi-label: BCE, counting: log-count regression).
-- ``knn``: frozen backbone, L2-normalised pooled features, k=200 (or all train videos if fewer),
+- ``quick``: the synthetic benchmark on CPU (``vssl demo``): frozen backbone, 16x32x32 clips, pooled
+  features of 1 train / 2 test clips extracted once per model and video (cached), a linear head.
+  Cheap enough for 7 models x 8 experiments x 2 seeds in minutes on 2 cores.
+- ``quick-ft``: the synthetic benchmark with fine-tuning: 16x32x32 clips, 300 Adam steps (lr 1e-3,
+  x0.3 at 60% and 85%), batch 8, 2 test clips (minutes per experiment on CPU: the longer runs).
+- ``linear``: frozen backbone on real data (paper clips: 32 frames at 16 fps, 112 px, 10 test clips);
+  pooled features extracted once (cached per model and video), a linear head trained with torch on
+  them (classification: CE, multi-label: BCE, counting: log-count regression).
+- ``knn``: frozen backbone (paper clips), L2-normalised pooled features, k=200 (or all train videos if fewer),
   tau=0.07, votes weighted by exp(cos/tau), bank = **train** set (sigma-videomae.md §3.7, not the
   reference's test-set monitor).
 
@@ -139,20 +143,25 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("paper", "published SEVERE fine-tuning recipe per experiment (last weights tested)",
              Recipe(mode="finetune", num_frames=32, fps=16.0, load_size=128, crop_size=112, num_workers=4),
              per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}, use_paper_recipe=True),
-    Protocol("quick", "CPU fine-tuning for SynthSEVERE: 16x32x32, 300 Adam steps, batch 8, 2 test clips",
+    Protocol("quick", "SynthSEVERE on CPU: frozen backbone, linear head on cached features of 16x32x32 clips",
+             Recipe(mode="linear", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=36, crop_size=32,
+                    optimizer="adam", lr=1e-2, weight_decay=1e-4, test_clips=2, feature_clips=1,
+                    eval_batch_size=32),
+             per_task={"counting": _COUNTING}),
+    Protocol("quick-ft", "SynthSEVERE on CPU: fine-tuning, 16x32x32, 300 Adam steps, batch 8, 2 test clips",
              Recipe(mode="finetune", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=36,
                     crop_size=32, optimizer="adam", lr=1e-3, weight_decay=1e-4, batch_size=8, steps=300,
                     milestones=(0.6, 0.85), gamma=0.3, crop_scale=(0.3, 1.0), test_clips=2,
-                    feature_clips=2),
+                    feature_clips=2, eval_batch_size=32),
              per_task={"counting": _COUNTING, "multilabel": {"dropout": 0.5}}),
-    Protocol("linear", "frozen backbone, linear head on cached pooled features",
-             Recipe(mode="linear", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=36, crop_size=32,
-                    optimizer="adam", lr=1e-2, weight_decay=1e-4, test_clips=2, feature_clips=2),
-             per_task={"counting": _COUNTING}),
-    Protocol("knn", "frozen backbone, k=200 / tau=0.07 cosine-weighted votes over a train-set bank",
-             Recipe(mode="knn", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=36, crop_size=32,
-                    test_clips=2, feature_clips=2),
-             per_task={"counting": _COUNTING}),
+    Protocol("linear", "frozen backbone, linear head on cached pooled features (paper clips: 32 at 16 fps, 112 px)",
+             Recipe(mode="linear", num_frames=32, fps=16.0, load_size=128, crop_size=112, optimizer="adam",
+                    lr=1e-2, weight_decay=1e-4, test_clips=10, feature_clips=2, num_workers=4),
+             per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}),
+    Protocol("knn", "frozen backbone, k=200 / tau=0.07 cosine-weighted votes over a train-set bank (paper clips)",
+             Recipe(mode="knn", num_frames=32, fps=16.0, load_size=128, crop_size=112, test_clips=10,
+                    feature_clips=2, num_workers=4),
+             per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}),
 ]}
 
 

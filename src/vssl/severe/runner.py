@@ -152,8 +152,8 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
         scores = _ensemble(views, exp.task, recipe.ensemble)
     else:
         t1 = time.perf_counter()
-        scores, labels, timings = _frozen(exp, recipe, net, train, root, cfg, test_ds, num_classes, seed, dev, workdir,
-                                          checkpoint)
+        scores, labels, timings = _frozen(exp, recipe, net, train, test, data_root, root, cfg, num_classes, seed, dev,
+                                          workdir, checkpoint)
     from vssl.severe.evaluate import task_metrics
     metrics = task_metrics(exp.task, scores, labels, num_classes)
     if exp.task == "counting":
@@ -237,27 +237,16 @@ def _ensemble(views, task, how):
     return ensemble(views, task, how)
 
 
-def _frozen(exp, recipe, net, train, root, cfg, test_ds, num_classes, seed, dev, workdir, checkpoint):
-    """linear / knn: features of the frozen backbone (cached per backbone, experiment and clip recipe)."""
-    from vssl.data.dataset import ClipDataset
+def _frozen(exp, recipe, net, train, test, data_root, root, cfg, num_classes, seed, dev, workdir, checkpoint):
+    """linear / knn: features of the frozen backbone, cached per model and video (see ``_features``)."""
     from vssl.severe.heads import fit_linear_head, knn_scores
 
     net = net.to(dev).eval()
     t = time.perf_counter()
-    cache = _feature_cache(workdir, exp, recipe, checkpoint, seed)
-    if cache.is_file():
-        feats = torch.load(cache, weights_only=True)
-    else:
-        train_ds = ClipDataset(train, root, cfg, train=False, test_clips=recipe.feature_clips, seed=seed,
-                               failure_log=workdir / "failures")
-        tr, tr_y = _views(net, train_ds, recipe, dev)
-        te, te_y = _views(net, test_ds, recipe, dev)
-        feats = {"train": tr, "train_y": tr_y, "test": te, "test_y": te_y}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(feats, cache.with_suffix(".tmp"))
-        cache.with_suffix(".tmp").replace(cache)
-    timings = {"features_s": time.perf_counter() - t, "feature_cache": str(cache)}
-    tr, tr_y, te, te_y = feats["train"], feats["train_y"], feats["test"], feats["test_y"]
+    args = (net, data_root, root, cfg, seed, dev, workdir, checkpoint)
+    tr, tr_y = _features(exp, exp.train_split, train, recipe, recipe.feature_clips, *args)
+    te, te_y = _features(exp, exp.test_split, test, recipe, recipe.test_clips, *args)
+    timings = {"features_s": time.perf_counter() - t}
     t = time.perf_counter()
     if recipe.mode == "linear":
         v = tr.shape[1]
@@ -277,13 +266,46 @@ def _frozen(exp, recipe, net, train, root, cfg, test_ds, num_classes, seed, dev,
     return scores, te_y, timings
 
 
-def _feature_cache(workdir: Path, exp: Experiment, recipe: Recipe, checkpoint, seed: int) -> Path:
-    """One cache per (model, experiment, clip recipe); per seed only for random init (weights differ)."""
+def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed, dev, workdir, checkpoint):
+    """Frozen features (N, clips, D) of ``videos`` and their encoded labels.
+
+    Features are cached per model and per *video* of the whole split (``<model dir>/features``), so the
+    experiments that share videos (Gym99, its 10^3 subset, FX-S1 and UB-S1 all read the Gym99 lists)
+    decode and embed each video once; labels come from ``videos`` (subsets relabel). Random-init
+    backbones are cached per seed (their weights differ per seed).
+    """
+    from vssl.data.dataset import ClipDataset, encode_label
+    from vssl.data.datasets import load_videos
+
     fields = {k: getattr(recipe, k) for k in ("num_frames", "fps", "stride", "sampling", "load_size", "crop_size",
-                                              "feature_clips", "test_clips", "test_crops")}
-    tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+                                              "test_crops")}
+    annotations = exp.annotation_dir(data_root)
+    fields.update(clips=clips, dataset=exp.dataset, split=split, fold=exp.fold, annotations=str(annotations.resolve()))
+    tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     suffix = f"-seed{seed}" if not checkpoint else ""
-    return workdir.parent / "features" / f"{exp.name}-{tag}{suffix}.pt"
+    cache = workdir.parent / "features" / f"{exp.dataset}-{split}-{tag}{suffix}.pt"
+    if cache.is_file():
+        stored = torch.load(cache, weights_only=True)
+        paths, feats = stored["paths"], stored["feats"]
+    else:
+        # the whole split (no subset options), minus videos missing on disk
+        full = load_videos(exp.dataset, annotations, split, exp.fold, **({"root": root} if root.is_dir() else {}))
+        ds = ClipDataset(full, root, cfg, train=False, test_clips=clips, seed=seed, failure_log=workdir / "failures")
+        feats, _ = _views(net, ds, recipe, dev)
+        paths = [r.path for r in full.records]
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        torch.save({"paths": paths, "feats": feats}, tmp)
+        tmp.replace(cache)
+    where = {p: i for i, p in enumerate(paths)}
+    missing = [r.path for r in videos.records if r.path not in where]
+    if missing:
+        raise VsslError(f"{exp.name}: {len(missing)} videos missing from the feature cache {cache} "
+                        f"(e.g. {missing[0]}); delete it and rerun")
+    index = torch.tensor([where[r.path] for r in videos.records])
+    n = len(videos.classes) if getattr(videos, "classes", None) else 0
+    labels = torch.stack([encode_label(r.label, getattr(videos, "task", None), n) for r in videos.records])
+    return feats[index], labels
 
 
 def severe_command(args) -> int:
