@@ -38,15 +38,40 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _global_logsumexp(x: torch.Tensor, dim: int, distributed: bool) -> torch.Tensor:
-    """logsumexp over ``dim`` of the tensor concatenated along ``dim`` across processes."""
-    m = x.amax(dim=dim, keepdim=True)
+def _sinkhorn_scaling(scores: torch.Tensor, eps: float, iters: int, distributed: bool | None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sinkhorn-Knopp through scaling vectors: returns (K0, u, v) with Q = diag(u) K0 diag(v).
+
+    ``K0 = exp((s - rowmax) / eps)`` is computed once in fp32 (every row holds an exact 1, so no row
+    underflows); the reference's start ``exp(s / eps)`` (up to the global max, all-reduced with MAX
+    under DDP) is carried by the initial ``u = exp((rowmax - max) / eps)``, so the iterates are the
+    reference's. Each iteration reads K0 twice (``K0^T u`` and ``K0 v``) instead of ~14 passes of the
+    log-domain form. The per-prototype sums ``K0^T u`` are all-reduced (SUM), so balancing is over
+    the global batch; the global total of the reference cancels in the column step. Column sums
+    are clamped at 1e-30 so that a prototype with no mass left in fp32 (very small eps) gets a large
+    but finite scale instead of inf/nan.
+    """
+    if distributed is None:
+        distributed = _distributed()
+    s = scores.detach().float()
+    n, k = s.shape
+    row_max = s.amax(dim=1, keepdim=True)
+    g_max = row_max.amax().reshape(1) if n else torch.full((1,), -torch.inf, device=s.device)
+    n_all = torch.tensor([float(n)], device=s.device)
     if distributed:
-        dist.all_reduce(m, op=dist.ReduceOp.MAX)
-    s = (x - m).exp().sum(dim=dim, keepdim=True)
-    if distributed:
-        dist.all_reduce(s, op=dist.ReduceOp.SUM)
-    return m + s.log()
+        dist.all_reduce(g_max, op=dist.ReduceOp.MAX)
+        dist.all_reduce(n_all, op=dist.ReduceOp.SUM)
+    k0 = (s - row_max).div_(eps).exp_()  # the only (N, K) buffer; s may alias the caller's scores
+    u = ((row_max.squeeze(1) - g_max) / eps).exp()
+    col_mass = n_all / k  # each prototype gets N_global / K
+    v = torch.ones(k, device=s.device)
+    for _ in range(iters):
+        col = k0.t() @ u
+        if distributed:
+            dist.all_reduce(col, op=dist.ReduceOp.SUM)
+        v = col_mass / col.clamp_min(1e-30)
+        u = 1.0 / (k0 @ v)  # each sample sums to 1 (K0 v >= the row's 1 * v_j > 0)
+    return k0, u, v
 
 
 @torch.no_grad()
@@ -57,8 +82,10 @@ def sinkhorn(scores: torch.Tensor, eps: float = 0.05, iters: int = 10, distribut
     (N/K, with N the number of samples over all processes) and every sample distributes a mass of 1,
     ending on the per-sample step (SwAV, Caron et al., NeurIPS 2020, ``facebookresearch/swav:
     main_swav.py distributed_sinkhorn``; SIGMA ``utils.py sinkhorn`` uses eps 0.05 on K400, 0.03 on
-    SSv2, 10 iterations). Runs in the log domain in float32, so small ``eps`` cannot overflow
-    (the reference exponentiates directly and overflows below eps ~ 0.012).
+    SSv2, 10 iterations). Iterates on the row/column scaling vectors of ``exp((scores - max) / eps)``
+    computed once in float32 (see ``_sinkhorn_scaling``): two reads of the (N, K) matrix per
+    iteration; small ``eps`` cannot overflow (the reference exponentiates directly and overflows
+    below eps ~ 0.012), and underflow is handled by a per-row shift.
 
     Args:
         scores: (N, K) similarities of this process's samples to the prototypes.
@@ -70,17 +97,16 @@ def sinkhorn(scores: torch.Tensor, eps: float = 0.05, iters: int = 10, distribut
     Returns:
         Q (N, K): every row sums to 1; every column sums to (global N)/K once converged.
     """
-    if distributed is None:
-        distributed = _distributed()
-    log_q = scores.detach().float() / eps
-    n = torch.tensor([float(log_q.shape[0])], device=log_q.device)
-    if distributed:
-        dist.all_reduce(n, op=dist.ReduceOp.SUM)
-    log_col_mass = torch.log(n / log_q.shape[1])  # each prototype gets N_global / K
-    for _ in range(iters):
-        log_q = log_q - _global_logsumexp(log_q, 0, distributed) + log_col_mass
-        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True)  # each sample sums to 1
-    return log_q.exp()
+    k0, u, v = _sinkhorn_scaling(scores, eps, iters, distributed)
+    return k0.mul_(v).mul_(u[:, None])
+
+
+@torch.no_grad()
+def sinkhorn_labels(scores: torch.Tensor, eps: float = 0.05, iters: int = 10,
+                    distributed: bool | None = None) -> torch.Tensor:
+    """``sinkhorn(scores, eps, iters).argmax(dim=1)`` without building Q (u does not move a row's argmax)."""
+    k0, _, v = _sinkhorn_scaling(scores, eps, iters, distributed)
+    return k0.mul_(v).argmax(dim=1)
 
 
 def swapped_prediction_loss(s_t: torch.Tensor, s_p: torch.Tensor, eps: float = 0.05, iters: int = 10,
@@ -97,8 +123,8 @@ def swapped_prediction_loss(s_t: torch.Tensor, s_p: torch.Tensor, eps: float = 0
         histogram / log K; 1 = uniform usage), ``distinct_labels`` (fraction of the K prototypes
         used by the prediction labels, capped by M), ``agreement`` (y_T == y_P).
     """
-    y_t = sinkhorn(s_t, eps, iters).argmax(dim=1)
-    y_p = sinkhorn(s_p, eps, iters).argmax(dim=1)
+    y_t = sinkhorn_labels(s_t, eps, iters)
+    y_p = sinkhorn_labels(s_p, eps, iters)
     loss_t = F.cross_entropy(s_t / temperature, y_p)
     loss_p = F.cross_entropy(s_p / temperature, y_t)
     with torch.no_grad():
