@@ -42,14 +42,16 @@ def _sinkhorn_scaling(scores: torch.Tensor, eps: float, iters: int, distributed:
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sinkhorn-Knopp through scaling vectors: returns (K0, u, v) with Q = diag(u) K0 diag(v).
 
-    ``K0 = exp((s - rowmax) / eps)`` is computed once in fp32 (every row holds an exact 1, so no row
-    underflows); the reference's start ``exp(s / eps)`` (up to the global max, all-reduced with MAX
-    under DDP) is carried by the initial ``u = exp((rowmax - max) / eps)``, so the iterates are the
-    reference's. Each iteration reads K0 twice (``K0^T u`` and ``K0 v``) instead of ~14 passes of the
+    ``K0 = exp((s - rowmax - colmax) / eps)`` is computed once in fp32, where ``colmax`` is the
+    column max of ``s - rowmax`` (all-reduced with MAX under DDP): every entry is <= 1 and every row
+    and every prototype holds an exact 1, so none underflows entirely at small eps. The column shift
+    is absorbed by ``v`` (recomputed from scratch by each column step); the reference's start
+    ``exp(s / eps)`` (up to the global max, all-reduced with MAX under DDP) is carried by the initial
+    ``u = exp((rowmax - max) / eps)``, so the iterates are the reference's. Each iteration reads K0 twice (``K0^T u`` and ``K0 v``) instead of ~14 passes of the
     log-domain form. The per-prototype sums ``K0^T u`` are all-reduced (SUM), so balancing is over
     the global batch; the global total of the reference cancels in the column step. Column sums
-    are clamped at 1e-30 so that a prototype with no mass left in fp32 (very small eps) gets a large
-    but finite scale instead of inf/nan.
+    are clamped at 1e-30 so that a prototype whose mass still underflows in fp32 (only in the first
+    column step, from rows whose initial ``u`` underflowed) gets a large but finite scale.
     """
     if distributed is None:
         distributed = _distributed()
@@ -61,7 +63,11 @@ def _sinkhorn_scaling(scores: torch.Tensor, eps: float, iters: int, distributed:
     if distributed:
         dist.all_reduce(g_max, op=dist.ReduceOp.MAX)
         dist.all_reduce(n_all, op=dist.ReduceOp.SUM)
-    k0 = (s - row_max).div_(eps).exp_()  # the only (N, K) buffer; s may alias the caller's scores
+    k0 = s - row_max  # the only (N, K) buffer (s may alias the caller's scores)
+    col_max = k0.amax(dim=0) if n else torch.zeros(k, device=s.device)
+    if distributed:
+        dist.all_reduce(col_max, op=dist.ReduceOp.MAX)
+    k0.sub_(col_max).div_(eps).exp_()  # <= 1, with an exact 1 in every row and (globally) every column
     u = ((row_max.squeeze(1) - g_max) / eps).exp()
     col_mass = n_all / k  # each prototype gets N_global / K
     v = torch.ones(k, device=s.device)
