@@ -22,8 +22,8 @@ from torch import nn
 
 from vssl.data import transforms as TF
 from vssl.errors import ConfigError
-from vssl.methods.masking import gather_tokens, pixel_targets, tube_mask
-from vssl.models.vit import Block, sinusoid_table
+from vssl.methods.masking import pixel_targets, tube_mask
+from vssl.models.vit import Block, gather_rows, sinusoid_table, visible_indices
 
 if TYPE_CHECKING:
     from vssl.config import RunConfig
@@ -106,18 +106,44 @@ class VideoMAE(nn.Module):
             self._pos[key] = sinusoid_table(num, self.cfg.decoder_dim).to(device)[None]
         return self._pos[key]
 
-    def predict(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None) -> torch.Tensor:
         """Normalised clips (B, C, T, H, W) and mask (B, N) -> decoder output for masked tokens
-        (B, N_masked, out_dim), in token order."""
+        (B, N_masked, out_dim), in token order.
+
+        ``num_masked``: masked tokens per sample; None = read from the mask on CPU, else the count
+        ``make_mask`` gives (no host synchronisation on a GPU; a foreign mask there must pass it).
+        """
         b = x.shape[0]
-        tokens = self.encoder_norm(self.backbone.forward_tokens(x, ~mask))  # visible tokens only
+        order, num_masked = self.token_order(x, mask, num_masked)
+        num_visible = mask.shape[1] - num_masked
+        tokens = self.encoder_norm(self.backbone.forward_tokens(x, order[:, :num_visible]))  # visible only
         tokens = self.encoder_to_decoder(tokens)
-        pos = self.decoder_pos(mask.shape[1], x.device).to(tokens.dtype).expand(b, -1, -1)
-        num_masked = int(mask[0].sum())
+        pos = self.decoder_pos(mask.shape[1], x.device).to(tokens.dtype)[0]
         # visible tokens first, masked after, each group in original order (no unshuffle needed)
-        x_dec = torch.cat([tokens + gather_tokens(pos, ~mask),
-                           self.mask_token.to(tokens.dtype) + gather_tokens(pos, mask)], dim=1)
+        x_dec = torch.cat([tokens + pos[order[:, :num_visible]],
+                           self.mask_token.to(tokens.dtype) + pos[order[:, num_visible:]]], dim=1)
         return self.decoder(x_dec, num_masked)
+
+    def masked_count(self, x: torch.Tensor) -> int:
+        """Masked tokens per sample of ``make_mask(x)`` (``tube_mask``'s exact count)."""
+        t, h, w = self.backbone.grid(x.shape)
+        return t * int(self.cfg.mask_ratio * h * w)
+
+    def token_order(self, x: torch.Tensor, mask: torch.Tensor, num_masked: int | None = None
+                    ) -> tuple[torch.Tensor, int]:
+        """(B, N) int64 token indices, the visible ones first then the masked ones (each in token
+        order), and the masked count, without a host synchronisation when ``num_masked`` is known
+        or the mask is on a GPU (then ``make_mask``'s count is assumed; checked on CPU)."""
+        if num_masked is None:
+            if mask.device.type == "cpu":
+                counts = mask.sum(1)
+                if bool((counts != counts[0]).any()):
+                    raise ValueError("mask must hide the same number of tokens in every sample")
+                num_masked = int(counts[0])
+            else:
+                num_masked = self.masked_count(x)
+        order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)  # False (visible) first
+        return order, num_masked
 
     def make_mask(self, x: torch.Tensor) -> torch.Tensor:
         return tube_mask(x.shape[0], self.backbone.grid(x.shape), self.cfg.mask_ratio, x.device)
@@ -125,11 +151,12 @@ class VideoMAE(nn.Module):
     def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         x01 = self.augment(batch["video"])
         mask = self.make_mask(x01)
-        pred = self.predict(TF.normalize(x01), mask)
+        num_masked = self.masked_count(x01)
+        pred = self.predict(TF.normalize(x01), mask, num_masked)
         with torch.no_grad():
             target = pixel_targets(x01, self.backbone.tubelet_size, self.backbone.patch_size,
                                    self.cfg.normalize_target)
-            target = gather_tokens(target, mask)
+            target = gather_rows(target, visible_indices(mask, num_masked))  # the masked tubes, in order
         loss = F.mse_loss(pred.float(), target)
         return loss, {"loss": loss.item(), "mask_ratio": mask.float().mean().item()}
 

@@ -41,6 +41,31 @@ def sinusoid_table(num_positions: int, dim: int) -> Tensor:
     return table.float()
 
 
+CHECK_VISIBLE = False  # check the equal-count rule of bool masks on GPUs too (one host sync per call)
+
+
+def visible_indices(keep: Tensor, n: int | None = -1) -> Tensor:
+    """Indices (B, n) of the True entries of a bool (B, N) mask, in token order, without ``nonzero``.
+
+    ``n``: the known count per row (no host synchronisation); -1 = read it from the mask (free on
+    CPU, a sync on a GPU), checking that every row keeps the same count on CPU or with
+    ``CHECK_VISIBLE``; None = the same without any check (under ``torch.compile``).
+    A stable descending argsort puts a row's True entries first, in their original order.
+    """
+    if n is None or n < 0:
+        check = n is not None and (keep.device.type == "cpu" or CHECK_VISIBLE)
+        counts = keep.sum(1)
+        if check and bool((counts != counts[0]).any()):
+            raise ValueError("visible mask must keep the same number of tokens in every sample")
+        n = int(counts[0]) if keep.shape[0] else 0
+    return torch.argsort(keep.to(torch.uint8), dim=1, descending=True, stable=True)[:, :n]
+
+
+def gather_rows(x: Tensor, idx: Tensor) -> Tensor:
+    """(B, N, D) and int64 (B, n) -> (B, n, D): ``x[b, idx[b]]`` (``torch.gather``, no host sync)."""
+    return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
 def init_weights(m: nn.Module) -> None:
     """VideoMAE's ``_init_weights``: xavier-uniform Linear, zero biases, unit LayerNorm; convs keep defaults.
 
@@ -167,7 +192,10 @@ class VisionTransformer(nn.Module):
     def forward_tokens(self, x: Tensor, visible: Tensor | None = None) -> Tensor:
         """(B, C, T, H, W) -> (B, N, D) after the last block, before any final norm.
 
-        ``visible``: optional bool (B, N), True = keep; every sample must keep the same number of tokens.
+        ``visible``: optional bool (B, N), True = keep; every sample must keep the same number of tokens
+        (checked on CPU, or everywhere with ``vssl.models.vit.CHECK_VISIBLE``). Or int64 (B, n): the
+        indices of the kept tokens (``visible_indices``), which needs no host synchronisation (a bool
+        mask on a GPU costs one, to read the count). Kept tokens stay in token order.
         Positions are added before masking, as in VideoMAE.
         """
         grid = self.grid(x.shape)
@@ -175,14 +203,16 @@ class VisionTransformer(nn.Module):
         x = x + self.pos_embed(grid, x.device, x.dtype)
         if visible is not None:
             B, N, D = x.shape
-            if visible.shape != (B, N):
-                raise ValueError(f"visible mask has shape {tuple(visible.shape)}, expected {(B, N)}")
-            visible = visible.to(device=x.device, dtype=torch.bool)
-            if not torch.compiler.is_compiling():
-                counts = visible.sum(1)
-                if bool((counts != counts[0]).any()):
-                    raise ValueError("visible mask must keep the same number of tokens in every sample")
-            x = x[visible].reshape(B, -1, D)  # boolean indexing keeps token order per sample
+            if visible.dtype != torch.bool and not visible.is_floating_point():
+                if visible.dim() != 2 or visible.shape[0] != B:
+                    raise ValueError(f"visible indices have shape {tuple(visible.shape)}, expected ({B}, n)")
+                idx = visible.to(x.device)
+            else:
+                if visible.shape != (B, N):
+                    raise ValueError(f"visible mask has shape {tuple(visible.shape)}, expected {(B, N)}")
+                visible = visible.to(device=x.device, dtype=torch.bool)
+                idx = visible_indices(visible, None if torch.compiler.is_compiling() else -1)
+            x = gather_rows(x, idx)
         for blk in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(blk, x, use_reentrant=False)
