@@ -15,6 +15,9 @@ decoding the same random clip. The rate is clips per CPU-second of the process (
 core does not count; the ratio is the median of the per-clip ratios:
 - ``vssl-pyav``, ``vssl-torchcodec``, ``vssl-decord``: ``vssl.data.video.VideoReader`` with that
   backend (the optional ones only when importable) and ``short_side``;
+- ``vssl-pyav-dts-index``: vssl-pyav with the keyframe index as it was before issue 7's fix (MP4
+  index DTS read as PTS: keyframes 2 frames early with libx264's B-frames), the baseline of that fix;
+  the PyAV rows also report the frames decoded per clip (``VideoReader.last_decoded``);
 - ``decord-plain`` (the baseline): ``decord.VideoReader(path, num_threads=1).get_batch(indices)`` at
   the native size, then the same crop and augmentation.
 
@@ -101,9 +104,24 @@ def augment(frames: torch.Tensor, load: int, crop: int) -> torch.Tensor:
     return TF.horizontal_flip(clip, 0.5)
 
 
-def vssl_clip(path: str, backend: str, load: int, crop: int, rng, start: float | None = None) -> torch.Tensor:
+DECODED: dict[str, list[int]] = {}  # reader -> frames decoded per clip (PyAV readers)
+
+
+def dts_keyframes(impl) -> list[int]:
+    """The PyAV reader's keyframe index before issue 7's fix: MP4 index DTS read as PTS (with B-frames
+    the keyframes appear 2 frames early, e.g. [-2, 14, 30], and the reader re-seeks needlessly)."""
+    entries = impl.stream.index_entries if impl.time_base else []
+    return sorted(round((e.timestamp - impl.start_pts) * impl.time_base * impl.fps) for e in entries if e.is_keyframe)
+
+
+def vssl_clip(path: str, backend: str, load: int, crop: int, rng, start: float | None = None,
+              dts_index: bool = False) -> torch.Tensor:
     with VideoReader(path, backend, threads=0, short_side=load) as reader:
+        if dts_index:  # the baseline of the keyframe fix: the old (DTS) keyframe index
+            reader._impl._keyframe_cache = dts_keyframes(reader._impl)
         frames = reader.get_frames(clip_indices(reader.num_frames, rng, start))
+        if backend == "pyav":
+            DECODED.setdefault(f"vssl-pyav{'-dts-index' if dts_index else ''}", []).append(reader.last_decoded)
     return augment(frames, load, crop)
 
 
@@ -162,7 +180,8 @@ def main(argv=None) -> list[dict]:
         files = [f for f in files if f[0] in args.files.split(",")]
     seconds = 2.0 if args.smoke else 10.0
     backends = available_backends()
-    readers = [f"vssl-{b}" for b in backends] + (["decord-plain"] if "decord" in backends else [])
+    readers = ([f"vssl-{b}" for b in backends] + ["vssl-pyav-dts-index"]
+               + (["decord-plain"] if "decord" in backends else []))
     print(f"# data_pipeline ({size_name}: {clips} clips per reader and file, {pin}) on {hardware()}", flush=True)
     print(f"  readers: {', '.join(readers)}", flush=True)
     tmp = tempfile.TemporaryDirectory(prefix="vssl-bench-") if args.dir is None else None
@@ -178,10 +197,12 @@ def main(argv=None) -> list[dict]:
             walls: dict[str, list[float]] = {r: [] for r in readers}
             rng = np.random.default_rng(0)
             fns = {f"vssl-{b}": (lambda s, b=b: vssl_clip(str(path), b, load, crop, rng, s)) for b in backends}
+            fns["vssl-pyav-dts-index"] = lambda s: vssl_clip(str(path), "pyav", load, crop, rng, s, dts_index=True)
             if "decord-plain" in readers:
                 fns["decord-plain"] = lambda s: decord_plain_clip(str(path), load, crop, rng, s)
             for fn in fns.values():  # warm-up (imports, first open)
                 fn(0.5)
+            DECODED.clear()
             # round-robin, one clip each, the same random clip for every reader of a round: the
             # decode cost depends on the clip's distance from its keyframe, and load changes from
             # other processes then hit every reader alike
@@ -195,13 +216,17 @@ def main(argv=None) -> list[dict]:
             # count the moments another process holds the core), from the median clip; the ratio
             # is the median of the per-clip ratios (paired on the same clip)
             rate = {r: 1.0 / float(np.median(t)) for r, t in times.items()}
-            base = times.get("decord-plain")
+            base = np.array(times["decord-plain"]) if "decord-plain" in times else None
+            old = np.array(times["vssl-pyav-dts-index"])
             for r in readers:
-                ratio = float(np.median(np.array(base) / np.array(times[r]))) if base else None
+                ratio = float(np.median(base / np.array(times[r]))) if base is not None else None
+                decoded = DECODED.get(r)
                 rows.append({"file": name, "short_side": load, "crop": crop, "reader": r, "clips_s": rate[r],
                              "ms_clip": 1e3 / rate[r], "mean_ms_clip": 1e3 * float(np.mean(times[r])),
                              "wall_clips_s": 1.0 / float(np.median(walls[r])),
-                             "vs_decord_plain": ratio})
+                             "vs_decord_plain": ratio,
+                             "vs_pyav_dts_index": float(np.median(old / np.array(times[r]))),
+                             "decoded_per_clip": float(np.mean(decoded)) if decoded else None})
         if args.profile:
             name, (w, h), gop, load, crop = files[0]
             path = root / f"{name}.mp4"
@@ -219,10 +244,12 @@ def main(argv=None) -> list[dict]:
         if tmp is not None:
             tmp.cleanup()
     print(markdown_table(["file", "short side -> crop", "reader", "clips per CPU-s (1 core)", "CPU ms/clip",
-                          "clips/s wall", "vs decord-plain"],
+                          "clips/s wall", "vs decord-plain", "vs pyav-dts-index", "frames decoded/clip"],
                          [[r["file"], f"{r['short_side']} -> {r['crop']}", r["reader"], f"{r['clips_s']:.1f}",
                            f"{r['ms_clip']:.1f}", f"{r['wall_clips_s']:.1f}",
-                           f"{r['vs_decord_plain']:.2f}x" if r["vs_decord_plain"] else "n/a"]
+                           f"{r['vs_decord_plain']:.2f}x" if r["vs_decord_plain"] else "n/a",
+                           f"{r['vs_pyav_dts_index']:.2f}x",
+                           f"{r['decoded_per_clip']:.1f}" if r["decoded_per_clip"] else ""]
                           for r in rows]))
     write_json(args.json, {"benchmark": "data_pipeline", "size": size_name, "hardware": hardware(), "pin": pin,
                            "rows": rows})

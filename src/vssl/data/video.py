@@ -223,12 +223,19 @@ class _PyAVReader:
                 self._eof_frame = (idx, self._to_array(frame))
 
     def _keyframes(self) -> list[int]:
-        """Frame indices of the keyframes from the container index ([] when it has none)."""
+        """Frame indices of the keyframes from the container index ([] when it has none).
+
+        MP4 (and most containers') index timestamps are decode timestamps: with B-frames a frame's
+        DTS runs ``start_pts - first DTS`` (libx264: 2 frames) before its PTS, so the index is
+        shifted by that delay to give display indices ([0, 16, 32] instead of [-2, 14, 30]), the
+        frames a seek to a presentation time lands on (``container.seek`` compares PTS). Without the
+        shift ``_worth_seeking`` saw a keyframe 2 frames early and re-seeked, decoding up to a GOP twice.
+        """
         if self._keyframe_cache is None:
-            entries = self.stream.index_entries if self.time_base else []
-            self._keyframe_cache = sorted(
-                round((e.timestamp - self.start_pts) * self.time_base * self.fps)
-                for e in entries if e.is_keyframe)
+            entries = list(self.stream.index_entries) if self.time_base else []
+            first_dts = min((e.timestamp for e in entries), default=self.start_pts)
+            self._keyframe_cache = sorted(round((e.timestamp - first_dts) * self.time_base * self.fps)
+                                          for e in entries if e.is_keyframe)
         return self._keyframe_cache
 
     def _worth_seeking(self, previous: int, following: int) -> bool:
