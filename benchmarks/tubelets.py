@@ -117,13 +117,17 @@ def main(argv=None) -> list[dict]:
           f"{cfg.motion} motion, {cfg.transform}, timed by {clock}) on {hardware()}", flush=True)
 
     # interleave the CPU rows so that machine load hits both alike
-    times = {"vssl_cpu": [], "baseline_cpu": []}
-    synth(clips), baseline_tubelets(clips_np, cfg, rng)  # warm-up
+    full = TubeletSynthesizer(cfg, window=False)  # the whole-frame path (vssl before the windows)
+    times = {"vssl_cpu": [], "baseline_cpu": [], "full_frame_cpu": []}
+    synth(clips), full(clips), baseline_tubelets(clips_np, cfg, rng)  # warm-up
     for _ in range(steps):
         times["vssl_cpu"] += time_calls(lambda: synth(clips), 1, 0, "cpu")
         times["baseline_cpu"] += time_calls(lambda: baseline_tubelets(clips_np, cfg, rng), 1, 0, "cpu")
+        times["full_frame_cpu"] += time_calls(lambda: full(clips), 1, 0, "cpu")
     rows = [{"impl": "baseline (per-sample numpy/PIL)", "device": "cpu", "s": median(times["baseline_cpu"])},
-            {"impl": "vssl TubeletSynthesizer", "device": "cpu", "s": median(times["vssl_cpu"])}]
+            {"impl": "vssl TubeletSynthesizer", "device": "cpu", "s": median(times["vssl_cpu"])},
+            {"impl": "vssl TubeletSynthesizer(window=False) (whole frame)", "device": "cpu",
+             "s": median(times["full_frame_cpu"])}]
     device = torch.device(args.device)
     if device.type == "cuda":
         on_dev = clips.to(device)
@@ -133,9 +137,12 @@ def main(argv=None) -> list[dict]:
             torch.from_numpy(v1).to(device), torch.from_numpy(v2).to(device)
 
         gpu = time_calls(lambda: synth(on_dev), steps * 4, 3, device)
+        gpu_full = time_calls(lambda: full(on_dev), steps * 4, 3, device)
         rt = time_calls(baseline_roundtrip, steps, 1, device)
         rows += [{"impl": "baseline + host copies", "device": "cpu<->cuda", "s": median(rt)},
-                 {"impl": "vssl TubeletSynthesizer", "device": "cuda", "s": median(gpu)}]
+                 {"impl": "vssl TubeletSynthesizer", "device": "cuda", "s": median(gpu)},
+                 {"impl": "vssl TubeletSynthesizer(window=False) (whole frame)", "device": "cuda",
+                  "s": median(gpu_full)}]
     base = rows[0]["s"]
     for r in rows:
         r["clips_s"] = batch / r["s"]

@@ -157,3 +157,20 @@ def test_patch_coordinates_invert_the_placement():
     torch.testing.assert_close(u[16, 14], torch.tensor([0.0, 1.0]), atol=1e-5, rtol=0)  # patch bottom now on the left
     u = patch_coordinates(centres, half, one(0.0), one(0.5), one(0.0), 32, 32)[0, 0, 0]
     torch.testing.assert_close(u[18, 17], torch.tensor([0.0, 1.0]))  # x-shear: bottom edge moved by 0.5 * 2 px
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_windowed_synthesis_matches_the_full_frame_reference(seed):
+    cfgs = [TubeletConfig(), TubeletConfig(transform="scale+shear+rotation", num_tubelets=3),
+            TubeletConfig(motion="linear", appearance_control=True), opaque(motion="none", transform="none")]
+    x = clips(b=5, t=8, h=48, w=40, seed=seed)
+    partner = torch.tensor([1, 2, 3, 4, 0])
+    for cfg in cfgs:
+        torch.manual_seed(seed)
+        ref = TubeletSynthesizer(cfg, window=False)(x, partner)
+        torch.manual_seed(seed)
+        got = TubeletSynthesizer(cfg)(x, partner)
+        assert got[2]["window"] is not None and ref[2]["window"] is None
+        torch.testing.assert_close(got[0], ref[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(got[1], ref[1], atol=1e-5, rtol=0)
+        torch.testing.assert_close(got[2]["alpha"], ref[2]["alpha"], atol=1e-6, rtol=0)

@@ -165,8 +165,18 @@ def trajectories(batch: int, num: int, frames: int, size: torch.Tensor, height: 
     return (offset + extent * pts)[..., pick].transpose(2, 3)
 
 
+def _placement(half: torch.Tensor, angle: torch.Tensor, shx: torch.Tensor, shy: torch.Tensor):
+    """The 2x2 map ``M_t = R(angle) @ Shy @ Shx @ diag(half)`` as (m00, m01, m10, m11), each (B, N, T)."""
+    th = angle * math.pi / 180
+    cos, sin = th.cos(), th.sin()
+    a, b, c, d = torch.ones_like(shx), shx, shy, 1 + shy * shx  # Shy @ Shx = [[1, shx], [shy, 1 + shy*shx]]
+    m00, m01 = (cos * a - sin * c) * half[..., 0], (cos * b - sin * d) * half[..., 1]
+    m10, m11 = (sin * a + cos * c) * half[..., 0], (sin * b + cos * d) * half[..., 1]
+    return m00, m01, m10, m11
+
+
 def patch_coordinates(centres: torch.Tensor, half: torch.Tensor, angle: torch.Tensor, shx: torch.Tensor,
-                      shy: torch.Tensor, height: int, width: int) -> torch.Tensor:
+                      shy: torch.Tensor, height: int, width: int, origin: torch.Tensor | None = None) -> torch.Tensor:
     """Where every output pixel falls in each tubelet's patch, for every frame.
 
     Frame t places the patch by ``x = c_t + M_t u`` with ``M_t = R(angle) @ Shy @ Shx @ diag(half)``
@@ -177,23 +187,48 @@ def patch_coordinates(centres: torch.Tensor, half: torch.Tensor, angle: torch.Te
         centres: (B, N, T, 2) box centres in pixels (x, y).
         half: (B, N, T, 2) half box sizes in pixels.
         angle: (B, N, T) degrees (positive = clockwise on screen); shx, shy: (B, N, T) shear factors.
+        height, width: the frame, or with ``origin`` the window, in pixels.
+        origin: optional (B, N, T, 2) integer-valued float pixel (x, y) of each window's top-left
+            pixel: u is then computed for that ``height`` x ``width`` window of the frame only
+            (the same values as the full frame's at those pixels).
 
     Returns:
         u: (B, N, T, H, W, 2).
     """
-    th = angle * math.pi / 180
-    cos, sin = th.cos(), th.sin()
-    a, b, c, d = torch.ones_like(shx), shx, shy, 1 + shy * shx  # Shy @ Shx = [[1, shx], [shy, 1 + shy*shx]]
-    m00, m01 = (cos * a - sin * c) * half[..., 0], (cos * b - sin * d) * half[..., 1]
-    m10, m11 = (sin * a + cos * c) * half[..., 0], (sin * b + cos * d) * half[..., 1]
+    m00, m01, m10, m11 = _placement(half, angle, shx, shy)
     det = (m00 * m11 - m01 * m10)[..., None, None]
     dev = centres.device
     xs = torch.arange(width, device=dev, dtype=torch.float) + 0.5
     ys = torch.arange(height, device=dev, dtype=torch.float) + 0.5
-    dx = xs.view(1, 1, 1, 1, width) - centres[..., 0, None, None]  # (B, N, T, 1, W)
-    dy = ys.view(1, 1, 1, height, 1) - centres[..., 1, None, None]  # (B, N, T, H, 1)
+    if origin is None:
+        dx = xs.view(1, 1, 1, 1, width) - centres[..., 0, None, None]  # (B, N, T, 1, W)
+        dy = ys.view(1, 1, 1, height, 1) - centres[..., 1, None, None]  # (B, N, T, H, 1)
+    else:  # integer + half-integer pixel centres are exact in float32: the same dx, dy as the full frame
+        dx = (origin[..., 0, None, None] + xs.view(width)) - centres[..., 0, None, None]
+        dy = (origin[..., 1, None, None] + ys.view(height, 1)) - centres[..., 1, None, None]
     e = lambda m: m[..., None, None]  # noqa: E731  (B, N, T) -> (B, N, T, 1, 1)
     return torch.stack([(e(m11) * dx - e(m01) * dy) / det, (-e(m10) * dx + e(m00) * dy) / det], -1)
+
+
+def tubelet_windows(centres: torch.Tensor, half: torch.Tensor, angle: torch.Tensor, shx: torch.Tensor,
+                    shy: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, int, int]:
+    """One fixed-size window per tubelet and frame that holds every pixel the tubelet can cover.
+
+    The placed patch ``c_t + M_t [-1, 1]^2`` lies within ``c_t +- (|m00| + |m01|, |m10| + |m11|)``;
+    pixel i (centre i + 0.5) can be inside only if it lies in that box. The window size is the
+    largest such box of the batch (+ 2 px margin, at most the frame; one host sync), and each
+    window is shifted to lie inside the frame.
+
+    Returns:
+        origin (B, N, T, 2) float top-left pixel (x, y), window height, window width.
+    """
+    m00, m01, m10, m11 = _placement(half, angle, shx, shy)
+    ext = torch.stack([m00.abs() + m01.abs(), m10.abs() + m11.abs()], -1)  # (B, N, T, 2) half extents
+    ex, ey = ext.flatten(0, 2).amax(0).tolist()
+    ww, wh = min(width, math.ceil(2 * ex) + 3), min(height, math.ceil(2 * ey) + 3)
+    limit = torch.tensor([width - ww, height - wh], device=centres.device, dtype=torch.float)
+    origin = torch.minimum((centres - ext - 0.5).floor().clamp(min=0), limit)
+    return origin, wh, ww
 
 
 def alpha_shape(u: torch.Tensor, shape: torch.Tensor, soft: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
@@ -216,13 +251,21 @@ class TubeletSynthesizer:
     derangement, so always another sample) with the same tubelets (positions, patch pixels, alphas,
     transformations). Without ``appearance_control`` the tubelet pixels are identical in both views.
     ``info`` holds ``alpha`` (B, N, T, H, W), ``centres`` (B, N, T, 2) px, ``sizes`` (B, N, 2) px,
-    ``angle`` (B, N, T) degrees, ``source_frame`` (B, N), ``patches`` (B, N, C, T, H, W) (view 1's
-    warped patch colours) and ``partner`` (B,); tubelets are in drawing order (largest first).
+    ``angle`` (B, N, T) degrees, ``source_frame`` (B, N), ``patches`` (B, N, C, T, h, w) (view 1's
+    warped patch colours in each tubelet's window), ``window`` (B, N, T, 2) the windows' top-left
+    pixels (x, y) (None with ``window=False``, where the windows are the whole frame) and
+    ``partner`` (B,); tubelets are in drawing order (largest first).
     Pass ``partner`` to choose view 2's backgrounds yourself.
+
+    ``window`` (default True): evaluate coordinates, alpha and texture only in one window per
+    tubelet and frame that bounds the placed patch (a fixed size per batch, read with one host
+    sync) and paste it back; False evaluates the whole frame for every tubelet (the reference,
+    the same result up to float rounding).
     """
 
-    def __init__(self, cfg: TubeletConfig | None = None):
+    def __init__(self, cfg: TubeletConfig | None = None, window: bool = True):
         self.cfg = cfg or TubeletConfig()
+        self.window = window
         self.transforms = self.cfg.transforms()  # validates
 
     @torch.no_grad()
@@ -265,41 +308,65 @@ class TubeletSynthesizer:
         order = (half[..., 0] * half[..., 1]).mean(2).argsort(dim=1, descending=True)
         size, centres, half, angle, shx, shy = (v[bi, order] for v in (size, centres, half, angle, shx, shy))
 
-        u = patch_coordinates(centres, half, angle, shx, shy, h, w)  # (B, N, T, H, W, 2)
-
         # alpha: shape and soft edge per tubelet, opacity interpolated between key frames
         shape = torch.multinomial(torch.tensor(cfg.shape_probs, device=dev, dtype=torch.float), b * n, True).view(b, n)
         soft = torch.rand(b, n, device=dev) < cfg.soft_edge_prob
         turn = _uniform((b, n), cfg.soft_edge_range[0], cfg.soft_edge_range[1], dev)
-        view = lambda x: x.view(b, n, 1, 1, 1)  # noqa: E731
-        alpha = alpha_shape(u, view(shape), view(soft), view(turn))
         keys = sample_key_frames(b, t, cfg.key_frame_probs, dev)
         opacity = interpolate_key_frames(_uniform((b, n, t), cfg.opacity[0], cfg.opacity[1], dev), keys)
-        alpha = alpha * opacity[..., None, None]  # (B, N, T, H, W)
-
         # static patch texture: the box of a random frame s of clip 1 (or of clip 2 for the control)
         src = torch.randint(t, (b, n), device=dev)
+
+        # Coordinates, alpha and texture are evaluated in one window per tubelet and frame (the
+        # bounding box of the placed patch, the same size for the whole batch) instead of the whole
+        # frame, then pasted back; ``window=False`` evaluates the whole frame (the reference).
+        if self.window:
+            origin, wh, ww = tubelet_windows(centres, half, angle, shx, shy, h, w)
+        else:
+            origin, wh, ww = None, h, w
+        u = patch_coordinates(centres, half, angle, shx, shy, wh, ww, origin)  # (B, N, T, wh, ww, 2)
+        view = lambda x: x.view(b, n, 1, 1, 1)  # noqa: E731
+        alpha = alpha_shape(u, view(shape), view(soft), view(turn))
+        alpha = alpha * opacity[..., None, None]  # (B, N, T, wh, ww)
+
         box_c = centres[bi, torch.arange(n, device=dev).view(1, n), src]  # (B, N, 2)
         # grid_sample coordinates of the source box: 2 * (centre + u * size / 2) / frame - 1, in one pass
         frame = torch.tensor([w, h], device=dev, dtype=torch.float)
         offset, scale = (2 * box_c / frame - 1), size / frame
-        grid = torch.addcmul(offset[:, :, None, None, None], u, scale[:, :, None, None, None]).view(b * n, t * h, w, 2)
+        grid = torch.addcmul(offset[:, :, None, None, None], u, scale[:, :, None, None, None]).view(b * n, t * wh, ww, 2)
 
         def patches(video: torch.Tensor) -> torch.Tensor:
             frames = video.permute(0, 2, 1, 3, 4)[bi, src].reshape(b * n, c, h, w)
             out = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            return out.view(b, n, c, t, h, w)
+            return out.view(b, n, c, t, wh, ww)
 
         p1 = patches(clips)
         p2 = patches(other) if cfg.appearance_control else p1
 
         view1, view2 = clips.clone(), other.clone()
-        for k in range(n):  # alpha compositing, one fused lerp per tubelet and view
-            a_k = alpha[:, k].unsqueeze(1)  # (B, 1, T, H, W)
-            view1.lerp_(p1[:, k], a_k)
-            view2.lerp_(p2[:, k], a_k)
-        info = {"alpha": alpha, "centres": centres, "sizes": size, "angle": angle, "source_frame": src,
-                "partner": partner, "patches": p1}
+        if origin is None:
+            for k in range(n):  # alpha compositing, one fused lerp per tubelet and view
+                a_k = alpha[:, k].unsqueeze(1)  # (B, 1, T, H, W)
+                view1.lerp_(p1[:, k], a_k)
+                view2.lerp_(p2[:, k], a_k)
+            full_alpha = alpha
+        else:
+            # flat pixel index of every window pixel: (B, N, T, wh * ww); windows lie inside the frame
+            o = origin.long()
+            rows = o[..., 1, None] + torch.arange(wh, device=dev)  # (B, N, T, wh)
+            cols = o[..., 0, None] + torch.arange(ww, device=dev)  # (B, N, T, ww)
+            index = (rows[..., :, None] * w + cols[..., None, :]).flatten(-2)
+            flat1, flat2 = view1.view(b, c, t, h * w), view2.view(b, c, t, h * w)
+            for k in range(n):  # alpha compositing in the window, in drawing order, pasted back
+                idx = index[:, k].unsqueeze(1)  # (B, 1, T, wh * ww)
+                a_k = alpha[:, k].flatten(-2).unsqueeze(1)
+                idx_c = idx.expand(b, c, t, wh * ww)
+                for flat, p in ((flat1, p1), (flat2, p2)):
+                    win = flat.gather(3, idx_c).lerp_(p[:, k].flatten(-2), a_k)
+                    flat.scatter_(3, idx_c, win)
+            full_alpha = alpha.new_zeros(b, n, t, h * w).scatter_(3, index, alpha.flatten(-2)).view(b, n, t, h, w)
+        info = {"alpha": full_alpha, "centres": centres, "sizes": size, "angle": angle, "source_frame": src,
+                "partner": partner, "patches": p1, "window": origin}
         return view1, view2, info
 
 
