@@ -17,6 +17,7 @@ Reference: ``fmthoker/tubelet-contrast: pyvrl/models/pretraining/tubeletcontrast
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 
@@ -211,24 +212,45 @@ def patch_coordinates(centres: torch.Tensor, half: torch.Tensor, angle: torch.Te
 
 
 def tubelet_windows(centres: torch.Tensor, half: torch.Tensor, angle: torch.Tensor, shx: torch.Tensor,
-                    shy: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, int, int]:
-    """One fixed-size window per tubelet and frame that holds every pixel the tubelet can cover.
+                    shy: torch.Tensor, height: int, width: int, buckets: tuple[float, ...] = (0.5, 0.8, 1.0)
+                    ) -> tuple[torch.Tensor, list[tuple[list[int], int, int]]]:
+    """Windows that hold every pixel a tubelet can cover, grouped into a few fixed sizes.
 
     The placed patch ``c_t + M_t [-1, 1]^2`` lies within ``c_t +- (|m00| + |m01|, |m10| + |m11|)``;
-    pixel i (centre i + 0.5) can be inside only if it lies in that box. The window size is the
-    largest such box of the batch (+ 2 px margin, at most the frame; one host sync), and each
-    window is shifted to lie inside the frame.
+    pixel i (centre i + 0.5) can be inside only if it lies in that box. Tubelets are sorted by their
+    largest box over the clip and cut into ``buckets`` (cumulative fractions of the tubelets); each
+    bucket gets the window size of its largest box (+ 3 px margin, at most the frame), so one large
+    rotated tubelet does not size every window of the batch. One host sync. Each frame's window is
+    shifted to lie inside the frame.
+
+    Args:
+        centres, half, angle, shx, shy: as for :func:`patch_coordinates`, (B, N, T, ...).
 
     Returns:
-        origin (B, N, T, 2) float top-left pixel (x, y), window height, window width.
+        origin (B, N, T, 2) float top-left pixel (x, y) of each tubelet's window per frame (for its
+        bucket's size), and per bucket (flat tubelet indices b * N + n, window height, window width).
     """
     m00, m01, m10, m11 = _placement(half, angle, shx, shy)
     ext = torch.stack([m00.abs() + m01.abs(), m10.abs() + m11.abs()], -1)  # (B, N, T, 2) half extents
-    ex, ey = ext.flatten(0, 2).amax(0).tolist()
-    ww, wh = min(width, math.ceil(2 * ex) + 3), min(height, math.ceil(2 * ey) + 3)
-    limit = torch.tensor([width - ww, height - wh], device=centres.device, dtype=torch.float)
+    need = (2 * ext.amax(2)).ceil() + 3  # (B, N, 2) window (w, h) per tubelet
+    b, n = need.shape[:2]
+    flat = need.view(b * n, 2)
+    order = (flat[:, 0] * flat[:, 1]).argsort()
+    sizes, order = flat[order].tolist(), order.tolist()
+    groups, start = [], 0
+    for f in buckets:
+        end = max(start, min(len(order), math.ceil(f * len(order))))
+        if end > start:
+            ww = min(width, int(max(sz[0] for sz in sizes[start:end])))
+            wh = min(height, int(max(sz[1] for sz in sizes[start:end])))
+            groups.append((sorted(order[start:end], key=lambda i: (i % n, i)), wh, ww))  # by slot, then sample
+        start = end
+    win = torch.zeros(b * n, 2, device=centres.device)
+    for items, wh, ww in groups:
+        win[items] = torch.tensor([float(ww), float(wh)], device=centres.device)
+    limit = torch.tensor([width, height], device=centres.device, dtype=torch.float) - win.view(b, n, 1, 2)
     origin = torch.minimum((centres - ext - 0.5).floor().clamp(min=0), limit)
-    return origin, wh, ww
+    return origin, groups
 
 
 def alpha_shape(u: torch.Tensor, shape: torch.Tensor, soft: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
@@ -252,14 +274,15 @@ class TubeletSynthesizer:
     transformations). Without ``appearance_control`` the tubelet pixels are identical in both views.
     ``info`` holds ``alpha`` (B, N, T, H, W), ``centres`` (B, N, T, 2) px, ``sizes`` (B, N, 2) px,
     ``angle`` (B, N, T) degrees, ``source_frame`` (B, N), ``patches`` (B, N, C, T, h, w) (view 1's
-    warped patch colours in each tubelet's window), ``window`` (B, N, T, 2) the windows' top-left
+    warped patch colours; with ``window`` a list per window size of (flat tubelet indices b * N + n,
+    (G, C, T, h * w) colours of their windows)), ``window`` (B, N, T, 2) the windows' top-left
     pixels (x, y) (None with ``window=False``, where the windows are the whole frame) and
     ``partner`` (B,); tubelets are in drawing order (largest first).
     Pass ``partner`` to choose view 2's backgrounds yourself.
 
     ``window`` (default True): evaluate coordinates, alpha and texture only in one window per
-    tubelet and frame that bounds the placed patch (a fixed size per batch, read with one host
-    sync) and paste it back; False evaluates the whole frame for every tubelet (the reference,
+    tubelet and frame that bounds the placed patch (a few fixed sizes per batch, read with one host
+    sync; tubelets grouped by size) and paste it back; False evaluates the whole frame for every tubelet (the reference,
     the same result up to float rounding).
     """
 
@@ -317,57 +340,89 @@ class TubeletSynthesizer:
         # static patch texture: the box of a random frame s of clip 1 (or of clip 2 for the control)
         src = torch.randint(t, (b, n), device=dev)
 
-        # Coordinates, alpha and texture are evaluated in one window per tubelet and frame (the
-        # bounding box of the placed patch, the same size for the whole batch) instead of the whole
-        # frame, then pasted back; ``window=False`` evaluates the whole frame (the reference).
-        if self.window:
-            origin, wh, ww = tubelet_windows(centres, half, angle, shx, shy, h, w)
-        else:
-            origin, wh, ww = None, h, w
-        u = patch_coordinates(centres, half, angle, shx, shy, wh, ww, origin)  # (B, N, T, wh, ww, 2)
-        view = lambda x: x.view(b, n, 1, 1, 1)  # noqa: E731
-        alpha = alpha_shape(u, view(shape), view(soft), view(turn))
-        alpha = alpha * opacity[..., None, None]  # (B, N, T, wh, ww)
-
         box_c = centres[bi, torch.arange(n, device=dev).view(1, n), src]  # (B, N, 2)
         # grid_sample coordinates of the source box: 2 * (centre + u * size / 2) / frame - 1, in one pass
         frame = torch.tensor([w, h], device=dev, dtype=torch.float)
         offset, scale = (2 * box_c / frame - 1), size / frame
-        grid = torch.addcmul(offset[:, :, None, None, None], u, scale[:, :, None, None, None]).view(b * n, t * wh, ww, 2)
+        view1, view2 = clips.clone(), other  # clips[partner] is already a fresh copy
+        if not self.window:  # the whole frame for every tubelet (the reference)
+            u = patch_coordinates(centres, half, angle, shx, shy, h, w)  # (B, N, T, H, W, 2)
+            view = lambda x: x.view(b, n, 1, 1, 1)  # noqa: E731
+            alpha = alpha_shape(u, view(shape), view(soft), view(turn)) * opacity[..., None, None]
+            grid = torch.addcmul(offset[:, :, None, None, None], u, scale[:, :, None, None, None]).view(b * n, t * h, w, 2)
 
-        def patches(video: torch.Tensor) -> torch.Tensor:
-            frames = video.permute(0, 2, 1, 3, 4)[bi, src].reshape(b * n, c, h, w)
-            out = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            return out.view(b, n, c, t, wh, ww)
+            def patches(video: torch.Tensor) -> torch.Tensor:
+                frames = video.permute(0, 2, 1, 3, 4)[bi, src].reshape(b * n, c, h, w)
+                out = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+                return out.view(b, n, c, t, h, w)
 
-        p1 = patches(clips)
-        p2 = patches(other) if cfg.appearance_control else p1
-
-        view1, view2 = clips.clone(), other.clone()
-        if origin is None:
+            p1 = patches(clips)
+            p2 = patches(other) if cfg.appearance_control else p1
             for k in range(n):  # alpha compositing, one fused lerp per tubelet and view
                 a_k = alpha[:, k].unsqueeze(1)  # (B, 1, T, H, W)
                 view1.lerp_(p1[:, k], a_k)
                 view2.lerp_(p2[:, k], a_k)
-            full_alpha = alpha
+            info = {"alpha": alpha, "patches": p1, "window": None}
         else:
-            # flat pixel index of every window pixel: (B, N, T, wh * ww); windows lie inside the frame
-            o = origin.long()
-            rows = o[..., 1, None] + torch.arange(wh, device=dev)  # (B, N, T, wh)
-            cols = o[..., 0, None] + torch.arange(ww, device=dev)  # (B, N, T, ww)
-            index = (rows[..., :, None] * w + cols[..., None, :]).flatten(-2)
-            flat1, flat2 = view1.view(b, c, t, h * w), view2.view(b, c, t, h * w)
-            for k in range(n):  # alpha compositing in the window, in drawing order, pasted back
-                idx = index[:, k].unsqueeze(1)  # (B, 1, T, wh * ww)
-                a_k = alpha[:, k].flatten(-2).unsqueeze(1)
-                idx_c = idx.expand(b, c, t, wh * ww)
-                for flat, p in ((flat1, p1), (flat2, p2)):
-                    win = flat.gather(3, idx_c).lerp_(p[:, k].flatten(-2), a_k)
-                    flat.scatter_(3, idx_c, win)
-            full_alpha = alpha.new_zeros(b, n, t, h * w).scatter_(3, index, alpha.flatten(-2)).view(b, n, t, h, w)
-        info = {"alpha": full_alpha, "centres": centres, "sizes": size, "angle": angle, "source_frame": src,
-                "partner": partner, "patches": p1, "window": origin}
+            info = self._windowed(clips, other, view1, view2, centres, half, angle, shx, shy, shape, soft, turn,
+                                  opacity, src, offset, scale)
+        info.update({"centres": centres, "sizes": size, "angle": angle, "source_frame": src, "partner": partner})
         return view1, view2, info
+
+    def _windowed(self, clips, other, view1, view2, centres, half, angle, shx, shy, shape, soft, turn, opacity,
+                  src, offset, scale) -> dict:
+        """Coordinates, alpha and texture in each tubelet's window (:func:`tubelet_windows`), a few
+        window sizes per batch, composited into ``view1``/``view2`` in place in drawing order."""
+        b, c, t, h, w = clips.shape
+        n, dev = centres.shape[1], clips.device
+        origin, groups = tubelet_windows(centres, half, angle, shx, shy, h, w)
+        flat = lambda x: x.flatten(0, 1)  # noqa: E731  (B, N, ...) -> (B*N, ...)
+        centres, half, angle, shx, shy, origin, opacity = map(flat, (centres, half, angle, shx, shy, origin, opacity))
+        shape, soft, turn, offset, scale, src = map(flat, (shape, soft, turn, offset, scale, src))
+        frames1 = clips.permute(0, 2, 1, 3, 4)  # (B, T, C, H, W) views
+        frames2 = other.permute(0, 2, 1, 3, 4) if self.cfg.appearance_control else None
+        out1, out2 = view1.view(-1), view2.view(-1)
+        full_alpha = clips.new_zeros(b * n * t * h * w)
+        work = []  # per group: items, alpha (G, T, wh*ww), patches, flat pixel index in a frame
+        for items, wh, ww in groups:
+            it = torch.tensor(items, device=dev)
+            o = origin[it]  # (G, T, 2)
+            u = patch_coordinates(centres[it], half[it], angle[it], shx[it], shy[it], wh, ww, o)  # (G, T, wh, ww, 2)
+            g = len(items)
+            alpha = alpha_shape(u, shape[it].view(g, 1, 1, 1), soft[it].view(g, 1, 1, 1), turn[it].view(g, 1, 1, 1))
+            alpha = (alpha * opacity[it][..., None, None]).flatten(2)  # (G, T, wh*ww)
+            grid = torch.addcmul(offset[it][:, None, None, None], u, scale[it][:, None, None, None]).view(g, t * wh, ww, 2)
+            bb, ss = it // n, src[it]
+
+            def sample(frames, grid=grid, bb=bb, ss=ss, g=g, wh=wh, ww=ww):
+                out = F.grid_sample(frames[bb, ss], grid, mode="bilinear", padding_mode="border", align_corners=False)
+                return out.view(g, c, t, wh * ww)
+
+            p1 = sample(frames1)
+            p2 = sample(frames2) if frames2 is not None else p1
+            o = o.long()
+            pix = ((o[..., 1, None] + torch.arange(wh, device=dev)).unsqueeze(-1) * w
+                   + (o[..., 0, None] + torch.arange(ww, device=dev)).unsqueeze(-2)).flatten(-2)  # (G, T, wh*ww)
+            full_alpha.scatter_(0, ((it.view(g, 1, 1) * t + torch.arange(t, device=dev).view(1, t, 1)) * (h * w)
+                                    + pix).flatten(), alpha.flatten())
+            work.append((items, alpha, p1, p2, pix))
+        chan = (torch.arange(c, device=dev).view(1, c, 1) * t + torch.arange(t, device=dev).view(1, 1, t)) * (h * w)
+        for k in range(n):  # drawing order: slot k of every sample before slot k + 1
+            for items, alpha, p1, p2, pix in work:
+                slots = [i % n for i in items]  # sorted: this slot's items are one slice
+                lo, hi = bisect.bisect_left(slots, k), bisect.bisect_right(slots, k)
+                if lo == hi:
+                    continue
+                bb = torch.tensor([i // n for i in items[lo:hi]], device=dev)  # distinct samples: no overlap
+                # flat index into (B, C, T, H, W): ((b * C + ch) * T + t) * HW + pixel
+                idx = ((bb * (c * t * h * w)).view(-1, 1, 1, 1) + chan.unsqueeze(-1)
+                       + pix[lo:hi].unsqueeze(1)).flatten()
+                a = alpha[lo:hi].unsqueeze(1)  # (S, 1, T, wh*ww)
+                for out, p in ((out1, p1), (out2, p2)):
+                    win = out.take(idx).view(hi - lo, c, t, -1).lerp_(p[lo:hi], a)
+                    out.scatter_(0, idx, win.flatten())
+        return {"alpha": full_alpha.view(b, n, t, h, w), "patches": [(items, p1) for items, _, p1, _, _ in work],
+                "window": origin.view(b, n, t, 2)}
 
 
 def render_examples(clips: torch.Tensor, cfg: TubeletConfig | None, path, num_samples: int = 4,
