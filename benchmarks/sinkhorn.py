@@ -7,8 +7,8 @@ and prediction scores), 10 iterations each. The log-domain loop touches the matr
 per iteration (amax, subtract, exp, sum, subtract, add; then logsumexp and subtract along the other
 dim), ~300 GB per step, ~100 ms at the H100's ~3 TB/s: by itself about the whole SIGMA target's step
 budget (64 clips / 600 clips/s = 107 ms). The scaling form (``Q = diag(u) exp(S/eps) diag(v)``,
-alternating ``v = (N/K) / (Q^T u)``, ``u = 1 / (Q v)``; the same fixed point) moves ~3 + 2 * iters
-passes, ~25 GB per step.
+alternating ``v = (N/K) / (Q^T u)``, ``u = 1 / (Q v)``; the same fixed point) makes ~8 + 2 * iters
+passes per call (building the shifted kernel, the iterations, the final scaling), ~60 GB per step.
 
 This script checks that both give the same assignments and hard labels and times them (CPU by
 default, --device cuda on a GPU). vssl's ``sinkhorn`` is in vssl.methods.sigma.
