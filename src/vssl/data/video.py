@@ -190,11 +190,13 @@ class _PyAVReader:
     def _to_array(self, frame):
         """The frame's yuv420p planes (converted later, for the whole clip at once), else RGB.
 
-        ``frame.to_ndarray(format="rgb24")`` builds a new swscale context for every frame (~0.4-0.8 ms
-        even at 32x32); copying the planes costs ~5 us and the batched conversion in
-        :func:`_yuv420p_to_rgb` a few more (BENCHMARKS.md).
+        At native size, ``frame.to_ndarray(format="rgb24")`` builds a new swscale context for every
+        frame (~0.4-0.8 ms even at 32x32); copying the planes costs ~5 us and the batched conversion in
+        :func:`_yuv420p_to_rgb` a few more. Reduced-size output keeps swscale, which resizes while
+        converting.
         """
-        if frame.format.name == "yuv420p" and frame.color_range != 2:  # limited range, the H.264 default
+        # swscale resizes while it converts (BENCHMARKS.md: faster than converting, then resizing)
+        if not self._resize and frame.format.name == "yuv420p" and frame.color_range != 2:  # limited range
             h, w = frame.height, frame.width
             y, u, v = (np.frombuffer(p, np.uint8).reshape(-1, p.line_size) for p in frame.planes)
             return (y[:h, :w], u[:(h + 1) // 2, :(w + 1) // 2], v[:(h + 1) // 2, :(w + 1) // 2],

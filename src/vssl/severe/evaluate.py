@@ -37,6 +37,31 @@ def run_views(fn: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, tran
     return torch.cat(outs), torch.cat(labels)
 
 
+def frozen_features(net, pool: str = "mean") -> Callable[[torch.Tensor], torch.Tensor]:
+    """The feature function of a frozen backbone for the linear/kNN probes.
+
+    ``pool="mean"`` is the usual global average pool (``net(x)``, (B, D)). ``pool="time"`` averages over
+    space only and keeps the temporal axis, (B, D * t): a linear probe on globally pooled features of
+    small networks cannot read motion (reference/pilot-synthetic-tubelet.md: direction 0.27 with the
+    global pool, 0.40 with the time-keeping pool), so the synthetic ``quick`` protocol keeps time.
+    """
+    if pool == "mean":
+        return net
+    if pool != "time":
+        raise ValueError(f"pool must be 'mean' or 'time', got {pool!r}")
+
+    def time_pooled(x: torch.Tensor) -> torch.Tensor:
+        if hasattr(net, "forward_tokens"):  # ViT: tokens are ordered t, h, w
+            t, h, w = net.grid(x.shape)
+            tokens = net.forward_tokens(x)
+            tokens = net.fc_norm(tokens) if hasattr(net, "fc_norm") else tokens
+            return tokens.reshape(x.shape[0], t, h * w, -1).mean(2).flatten(1)
+        fmap = net.forward_features(x)  # CNN: (B, D, t, h, w)
+        return fmap.mean((3, 4)).transpose(1, 2).flatten(1)
+
+    return time_pooled
+
+
 def ensemble(views: torch.Tensor, task: str, how: str = "mean") -> torch.Tensor:
     """Per-video scores from per-view outputs (N, V, ...).
 

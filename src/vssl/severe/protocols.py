@@ -10,7 +10,8 @@ A :class:`Protocol` resolves to a :class:`Recipe` per experiment (``protocol.rec
   UCF-RC: Adam 5e-5, wd 1e-3, 100 epochs, our log-count head (see ``heads.py``).
   Deviation: the **last** weights are tested (no best-on-test checkpoint selection, §2.5/§7.1).
 - ``quick``: the synthetic benchmark on CPU (``vssl demo``): frozen backbone, 16x32x32 clips, pooled
-  features of 1 train / 2 test clips extracted once per model and video (cached), a linear head.
+  features of 1 train / 2 test clips extracted once per model and video (cached), pooled over space
+  but not time (``pool="time"``, as the pilot's better probe), a linear head.
   Cheap enough for 7 models x 8 experiments x 2 seeds in minutes on 2 cores.
 - ``quick-ft``: the synthetic benchmark with fine-tuning: 16x32x32 clips, 300 Adam steps (lr 1e-3,
   x0.3 at 60% and 85%), batch 8, 2 test clips (minutes per experiment on CPU: the longer runs).
@@ -68,6 +69,7 @@ class Recipe:
     ensemble: str = "mean"  # mean (of softmax / log-count) | max (of sigmoid, Charades)
     # frozen-feature protocols
     feature_clips: int = 2  # uniform clips per train video for cached features
+    pool: str = "mean"  # frozen features: mean (global average) | time (space-pooled, time kept; see evaluate.py)
     head_epochs: int = 200  # full-batch epochs of the linear head on cached features
     knn_k: int = 200
     knn_tau: float = 0.07
@@ -144,12 +146,12 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
              Recipe(mode="finetune", num_frames=32, fps=16.0, load_size=128, crop_size=112, num_workers=4),
              per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}, use_paper_recipe=True),
     Protocol("quick", "SynthSEVERE on CPU: frozen backbone, linear head on cached features of 16x32x32 clips",
-             Recipe(mode="linear", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=36, crop_size=32,
-                    optimizer="adam", lr=1e-2, weight_decay=1e-4, test_clips=2, feature_clips=1,
+             Recipe(mode="linear", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=32, crop_size=32,
+                    optimizer="adam", lr=1e-2, weight_decay=1e-4, test_clips=2, feature_clips=1, pool="time",
                     eval_batch_size=32),
              per_task={"counting": _COUNTING}),
     Protocol("quick-ft", "SynthSEVERE on CPU: fine-tuning, 16x32x32, 300 Adam steps, batch 8, 2 test clips",
-             Recipe(mode="finetune", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=36,
+             Recipe(mode="finetune", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=32,
                     crop_size=32, optimizer="adam", lr=1e-3, weight_decay=1e-4, batch_size=8, steps=300,
                     milestones=(0.6, 0.85), gamma=0.3, crop_scale=(0.3, 1.0), test_clips=2,
                     feature_clips=2, eval_batch_size=32),

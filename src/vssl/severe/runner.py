@@ -138,8 +138,11 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
     train, test, root = load_splits(exp, data_root)
     cfg = data_config(exp, recipe, root)
     num_classes = len(train.classes) if exp.task != "counting" else 0
-    seed_everything(seed)
+    # Random init is one fixed network (seed 0), like a pretrained one: seeds vary what happens
+    # downstream (clips, head, fine-tuning), and frozen features of "none" are extracted once.
+    seed_everything(0)
     net = build_backbone(backbone, checkpoint)
+    seed_everything(seed)
     dev = resolve_device(device)
     test_ds = ClipDataset(test, root, cfg, train=False, test_clips=recipe.test_clips, seed=seed,
                           failure_log=workdir / "failures")
@@ -271,19 +274,18 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
 
     Features are cached per model and per *video* of the whole split (``<model dir>/features``), so the
     experiments that share videos (Gym99, its 10^3 subset, FX-S1 and UB-S1 all read the Gym99 lists)
-    decode and embed each video once; labels come from ``videos`` (subsets relabel). Random-init
-    backbones are cached per seed (their weights differ per seed).
+    decode and embed each video once; labels come from ``videos`` (subsets relabel). The clips of a
+    test view do not depend on the seed, so the cache serves every seed.
     """
     from vssl.data.dataset import ClipDataset, encode_label
     from vssl.data.datasets import load_videos
 
     fields = {k: getattr(recipe, k) for k in ("num_frames", "fps", "stride", "sampling", "load_size", "crop_size",
-                                              "test_crops")}
+                                              "test_crops", "pool")}
     annotations = exp.annotation_dir(data_root)
     fields.update(clips=clips, dataset=exp.dataset, split=split, fold=exp.fold, annotations=str(annotations.resolve()))
     tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
-    suffix = f"-seed{seed}" if not checkpoint else ""
-    cache = workdir.parent / "features" / f"{exp.dataset}-{split}-{tag}{suffix}.pt"
+    cache = workdir.parent / "features" / f"{exp.dataset}-{split}-{tag}.pt"
     if cache.is_file():
         stored = torch.load(cache, weights_only=True)
         paths, feats = stored["paths"], stored["feats"]
@@ -291,7 +293,9 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
         # the whole split (no subset options), minus videos missing on disk
         full = load_videos(exp.dataset, annotations, split, exp.fold, **({"root": root} if root.is_dir() else {}))
         ds = ClipDataset(full, root, cfg, train=False, test_clips=clips, seed=seed, failure_log=workdir / "failures")
-        feats, _ = _views(net, ds, recipe, dev)
+        from vssl.severe.evaluate import frozen_features
+
+        feats, _ = _views(frozen_features(net, recipe.pool), ds, recipe, dev)
         paths = [r.path for r in full.records]
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp")
