@@ -1,0 +1,33 @@
+"""`vssl demo` end to end at a toy size: generate, pretrain, evaluate, report; a rerun reuses everything."""
+
+from __future__ import annotations
+
+import pytest
+
+from vssl.demo import MODELS, Budget, run_demo
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_and_resume(tmp_path):
+    models = [m for m in MODELS if m.name in ("random init (R(2+1)D)", "tubelet contrast", "VideoMAE")]
+    budget = Budget("tiny", pretrain_steps=3, seeds=(1, 2), scale=0.06)
+    logs: list[str] = []
+    result = run_demo(tmp_path, budget=budget, models=models, log=logs.append)
+    (table,) = result["tables"]
+    assert {row.model for row in table.rows} == {m.name for m in models}
+    assert len(table.columns) == 8
+    for row in table.rows:  # every experiment measured over both seeds
+        assert all(row.cells[c.key].n == 2 for c in table.columns), row.model
+        assert row.mean is not None and row.rank is not None
+    for name in ("report.md", "report.html"):
+        assert (tmp_path / name).stat().st_size > 500
+    assert list((tmp_path / "plots").glob("*.png"))
+    html = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64" in html and "tubelet contrast" in html
+    # pretrained backbones were exported and load with no missing keys
+    assert (tmp_path / "pretrain" / "tubelet-contrast" / "backbone.pt").is_file()
+
+    logs.clear()
+    again = run_demo(tmp_path, budget=budget, models=models, log=logs.append)
+    assert any("reuse" in line for line in logs) and not any(line.startswith("run ") for line in logs)
+    assert again["tables"][0].rows[0].mean == table.rows[0].mean
