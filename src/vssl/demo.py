@@ -51,10 +51,10 @@ class Budget:
 
 
 BUDGETS = {
-    "quick": Budget("tiny", pretrain_steps=40, seeds=(1, 2)),
-    "default": Budget("tiny", pretrain_steps=300, seeds=(1, 2)),
-    # the documented longer run: 2x the videos (test sets of 350-1150 clips), 800 pretraining steps
-    "long": Budget("tiny", pretrain_steps=800, seeds=(1, 2, 3), scale=2.0),
+    "quick": Budget("tiny", pretrain_steps=30, seeds=(1, 2), scale=0.5),
+    "default": Budget("tiny", pretrain_steps=100, seeds=(1, 2)),
+    # the documented longer run: 2x the videos (test sets of 350-1150 clips), 5x the pretraining
+    "long": Budget("tiny", pretrain_steps=500, seeds=(1, 2, 3), scale=2.0),
 }
 
 

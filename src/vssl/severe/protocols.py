@@ -10,7 +10,8 @@ A :class:`Protocol` resolves to a :class:`Recipe` per experiment (``protocol.rec
   UCF-RC: Adam 5e-5, wd 1e-3, 100 epochs, our log-count head (see ``heads.py``).
   Deviation: the **last** weights are tested (no best-on-test checkpoint selection, §2.5/§7.1).
 - ``quick``: the synthetic benchmark on CPU (``vssl demo``): frozen backbone, 16x32x32 clips, pooled
-  features of 1 train / 2 test clips extracted once per model and video (cached), pooled over space
+  features of one clip per video (16 frames spanning the whole synthetic video) extracted once per
+  model and video (cached), pooled over space
   but not time (``pool="time"``, as the pilot's better probe), a linear head.
   Cheap enough for 7 models x 8 experiments x 2 seeds in minutes on 2 cores.
 - ``quick-ft``: the synthetic benchmark with fine-tuning: 16x32x32 clips, 300 Adam steps (lr 1e-3,
@@ -147,7 +148,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
              per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}, use_paper_recipe=True),
     Protocol("quick", "SynthSEVERE on CPU: frozen backbone, linear head on cached features of 16x32x32 clips",
              Recipe(mode="linear", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=32, crop_size=32,
-                    optimizer="adam", lr=1e-2, weight_decay=1e-4, test_clips=2, feature_clips=1, pool="time",
+                    optimizer="adam", lr=1e-2, weight_decay=1e-4, test_clips=1, feature_clips=1, pool="time",
                     eval_batch_size=32),
              per_task={"counting": _COUNTING}),
     Protocol("quick-ft", "SynthSEVERE on CPU: fine-tuning, 16x32x32, 300 Adam steps, batch 8, 2 test clips",
