@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="vssl-demo")
     p.add_argument("--preset", default=None, choices=["tiny", "small", "base"],
                    help="SynthSEVERE preset (default: tiny; small with --long)")
-    p.add_argument("--quick", action="store_true", help="fewer steps (under 3 minutes on 2 cores)")
-    p.add_argument("--long", action="store_true", help="the documented longer run (tens of minutes)")
+    p.add_argument("--quick", action="store_true", help="half the videos and 30 pretraining steps: a smoke run of the whole pipeline")
+    p.add_argument("--long", action="store_true", help="the documented longer run: 2x the videos, 500 steps, 3 seeds (~27 min on 2 cores)")
     p.add_argument("--seeds", default=None)
     p.add_argument("--device", default="auto")
     p.set_defaults(_call=("vssl.demo", "demo_command"))
