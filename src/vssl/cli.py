@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job on the built-in synthetic benchmark")
     p.add_argument("--out", default="vssl-demo")
     p.add_argument("--preset", default=None, choices=["tiny", "small", "base"],
-                   help="SynthSEVERE preset (default: tiny; small with --long)")
+                   help="SynthSEVERE preset (default: tiny)")
     p.add_argument("--quick", action="store_true", help="half the videos and 30 pretraining steps: a smoke run of the whole pipeline")
     p.add_argument("--long", action="store_true", help="the documented longer run: 2x the videos, 500 steps, 3 seeds (~27 min on 2 cores)")
     p.add_argument("--seeds", default=None)
