@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="tiny", choices=["tiny", "small", "base"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="0 = all cores")
+    p.add_argument("--masks", action="store_true",
+                   help="also write per-frame object masks in the DAVIS-2017 folder layout (for `vssl viz segment`)")
     p.set_defaults(_call=("vssl.data.synthetic", "synth_command"))
 
     # SEVERE ---------------------------------------------------------------------------------------
@@ -90,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-csv", default=None, help="published rows to place beside measured ones")
     p.add_argument("--output", "-o", default=None, help="write to this file instead of stdout")
     p.add_argument("--plots", default=None, help="directory for per-factor PNG plots")
+    p.add_argument("--analysis", action="store_true",
+                   help="add SEVERE's sensitivity analysis: Kendall tau / Spearman rho of the in-domain column "
+                        "against every other one, per-factor bars and a radar chart")
     p.set_defaults(_call=("vssl.severe.report", "report_command"))
 
     # weights --------------------------------------------------------------------------------------
@@ -103,6 +108,34 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("out")
     w.add_argument("--from", dest="source_format", required=True)
     w.set_defaults(_call=("vssl.models.weights", "convert_command"))
+
+    # visualisation (issue 9) ----------------------------------------------------------------------
+    p = sub.add_parser("viz", help="look at what models learn: tubelets, reconstructions, saliency, segmentation")
+    vsub = p.add_subparsers(dest="viz_command", metavar="SUBCOMMAND", required=True)
+    v = vsub.add_parser("tubelets", help="tubelet-augmented clip pairs as the recipe makes them (GIFs + PNG sheet)")
+    v.add_argument("--config", required=True)
+    v.add_argument("--n", type=int, default=8)
+    v.add_argument("--out", required=True)
+    v.add_argument("--trajectories", action="store_true", help="overlay the tubelet trajectories")
+    v.add_argument("--seed", type=int, default=0)
+    v.set_defaults(_call=("vssl.viz.tubelets", "tubelets_command"))
+    v = vsub.add_parser("reconstruct", help="VideoMAE reconstructions / SIGMA prototype maps of a checkpoint")
+    v.add_argument("--checkpoint", required=True)
+    v.add_argument("--videos", nargs="+", required=True)
+    v.add_argument("--out", required=True)
+    v.add_argument("--seed", type=int, default=0)
+    v.set_defaults(_call=("vssl.viz.reconstruct", "reconstruct_command"))
+    v = vsub.add_parser("saliency", help="spatio-temporal saliency of one or more checkpoints on the same clips")
+    v.add_argument("--checkpoint", nargs="+", required=True)
+    v.add_argument("--videos", nargs="+", required=True)
+    v.add_argument("--out", required=True)
+    v.set_defaults(_call=("vssl.viz.saliency", "saliency_command"))
+    v = vsub.add_parser("segment", help="unsupervised video object segmentation, scored in the DAVIS-2017 convention")
+    v.add_argument("--checkpoint", default=None)
+    v.add_argument("--backbone", default=None)
+    v.add_argument("--davis", required=True, help="folder with JPEGImages/480p and Annotations/480p")
+    v.add_argument("--out", required=True)
+    v.set_defaults(_call=("vssl.viz.segment", "segment_command"))
 
     # demo -----------------------------------------------------------------------------------------
     p = sub.add_parser("demo", help="the main job on the built-in synthetic benchmark")
