@@ -118,23 +118,50 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True)
     v.add_argument("--trajectories", action="store_true", help="overlay the tubelet trajectories")
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. the data paths a recipe leaves as SET_ME")
+    v.add_argument("--device", default="auto")
     v.set_defaults(_call=("vssl.viz.tubelets", "tubelets_command"))
     v = vsub.add_parser("reconstruct", help="VideoMAE reconstructions / SIGMA prototype maps of a checkpoint")
     v.add_argument("--checkpoint", required=True)
     v.add_argument("--videos", nargs="+", required=True)
     v.add_argument("--out", required=True)
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--seed", type=int, default=0, help="seeds the tube mask")
+    v.add_argument("--assign", default="argmax", choices=["argmax", "sinkhorn"],
+                   help="SIGMA: prototype of a token by argmax of its scores, or by Sinkhorn over the clip then argmax")
+    v.add_argument("--frames", type=int, default=None, help="clip length (default: the run's data.num_frames)")
+    v.add_argument("--stride", type=int, default=None, help="frame stride (default: the run's data.stride)")
+    v.add_argument("--size", type=int, default=None, help="crop size (default: the run's data.crop_size)")
+    v.add_argument("--device", default="auto")
     v.set_defaults(_call=("vssl.viz.reconstruct", "reconstruct_command"))
     v = vsub.add_parser("saliency", help="spatio-temporal saliency of one or more checkpoints on the same clips")
     v.add_argument("--checkpoint", nargs="+", required=True)
     v.add_argument("--videos", nargs="+", required=True)
     v.add_argument("--out", required=True)
+    v.add_argument("--backbone", default=None, help="architecture of checkpoints without a run config beside them")
+    v.add_argument("--target", default="auto", choices=["auto", "class", "norm", "top"],
+                   help="score to explain: top class logit (supervised head), pooled-feature norm, or top feature")
+    v.add_argument("--vit-method", default="gradient", choices=["gradient", "rollout"],
+                   help="ViTs: gradient x input per token, or attention rollout")
+    v.add_argument("--frames", type=int, default=None, help="clip length (default: the first run's data.num_frames)")
+    v.add_argument("--stride", type=int, default=None, help="frame stride (default: the first run's data.stride)")
+    v.add_argument("--size", type=int, default=None, help="crop size (default: the first run's data.crop_size)")
+    v.add_argument("--device", default="auto")
     v.set_defaults(_call=("vssl.viz.saliency", "saliency_command"))
     v = vsub.add_parser("segment", help="unsupervised video object segmentation, scored in the DAVIS-2017 convention")
     v.add_argument("--checkpoint", default=None)
     v.add_argument("--backbone", default=None)
     v.add_argument("--davis", required=True, help="folder with JPEGImages/480p and Annotations/480p")
     v.add_argument("--out", required=True)
+    v.add_argument("--assign", default="auto", choices=["auto", "prototypes", "kmeans"],
+                   help="token -> segment: SIGMA prototype argmax or k-means of the tokens (auto: prototypes "
+                        "when the checkpoint has them)")
+    v.add_argument("--clusters", type=int, default=0,
+                   help="segments per video (0: k-means = annotated objects + 1, prototypes = 20)")
+    v.add_argument("--frames", type=int, default=16, help="frames per clip")
+    v.add_argument("--size", type=int, default=0, help="short side fed to the model (0: the frames', at most 224)")
+    v.add_argument("--max-videos", type=int, default=0, help="only the first N videos (0 = all)")
+    v.add_argument("--device", default="auto")
     v.set_defaults(_call=("vssl.viz.segment", "segment_command"))
 
     # demo -----------------------------------------------------------------------------------------
@@ -144,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SynthSEVERE preset (default: tiny)")
     p.add_argument("--quick", action="store_true", help="half the videos and 30 pretraining steps: a smoke run of the whole pipeline")
     p.add_argument("--long", action="store_true", help="the documented longer run: 2x the videos, 500 steps, 3 seeds (~27 min on 2 cores)")
+    p.add_argument("--budget", default=None, choices=["quick", "default", "long", "gpu"],
+                   help="a named budget (vssl.demo.BUDGETS); gpu: 4x corpus, 8x test sets, 1,000 steps of batch 32, "
+                        "3 seeds and a trained-with-labels reference row (minutes on one GPU)")
     p.add_argument("--seeds", default=None)
     p.add_argument("--device", default="auto")
     p.set_defaults(_call=("vssl.demo", "demo_command"))

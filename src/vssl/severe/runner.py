@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from vssl.errors import VsslError
+from vssl.errors import ConfigError, VsslError
 from vssl.severe.experiments import EXPERIMENTS, Experiment, is_synthetic_root, select, synthetic_experiments
 from vssl.severe.protocols import Recipe, get_protocol, steps_per_epoch
 from vssl.severe.results import Result, ResultKey, ResultsStore, checkpoint_sha256
@@ -33,13 +33,22 @@ def default_name(backbone: str, checkpoint: str | Path | None) -> str:
 def available_experiments(data_root: str | Path) -> dict[str, Experiment]:
     """SynthSEVERE's 8 experiments when ``data_root`` holds ``synthsevere.json``, else the real ones."""
     if not Path(data_root).is_dir():
-        raise VsslError(f"--data-root {data_root}: not a directory")
+        raise ConfigError(f"--data-root {data_root}: not a directory")
     return synthetic_experiments(data_root) if is_synthetic_root(data_root) else dict(EXPERIMENTS)
 
 
+#: recipe fields that change how fast a result is computed, never the result: not part of its key
+_SPEED_ONLY = ("num_workers",)
+
+
 def protocol_key(protocol: str, overrides: list[str] | None) -> str:
-    """The protocol name stored with a result; overrides make it a different protocol (``quick(steps=4)``)."""
-    return f"{protocol}({','.join(sorted(overrides))})" if overrides else protocol
+    """The protocol name stored with a result; overrides make it a different protocol (``quick(steps=4)``).
+
+    Overrides of speed-only fields (``num_workers``) are left out: more loader workers on a GPU host give
+    the same result, which must be found again (and skipped) on a rerun with other workers.
+    """
+    kept = sorted(o for o in overrides or () if o.split("=", 1)[0].strip() not in _SPEED_ONLY)
+    return f"{protocol}({','.join(kept)})" if kept else protocol
 
 
 def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: str | Path = ".",
@@ -63,6 +72,10 @@ def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: s
     if isinstance(seeds, (int, str)):
         seeds = [s for s in str(seeds).split(",") if s.strip()]
     exps = select(experiments, available_experiments(data_root))
+    if checkpoint:  # an unreadable or mismatched checkpoint fails now, not after the first experiment's data
+        from vssl.models import build_backbone
+
+        build_backbone(backbone, checkpoint)
     sha = checkpoint_sha256(checkpoint)
     model = name or default_name(backbone, checkpoint)
     pkey = protocol_key(protocol, overrides)
@@ -87,6 +100,9 @@ def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: s
                 if extra["failures"]:
                     log(f"warning: {exp.name}: {extra['failures']} unreadable video loads were skipped "
                         f"(e.g. {extra['failed_paths'][:3]})")
+                if extra["missing"]:
+                    log(f"warning: {exp.name}: {extra['missing']} listed videos are missing on disk and were "
+                        f"left out (e.g. {extra['missing_paths'][:3]})")
                 log(f"done {exp.name} seed {seed}: {exp.metric} = {metrics[exp.metric]:.4g} "
                     f"({timings.get('total_s', 0):.1f} s)")
     return results
@@ -117,6 +133,23 @@ def load_splits(exp: Experiment, data_root: str | Path):
     if not len(train) or not len(test):
         raise VsslError(f"{exp.name}: no videos found for {exp.train_split}/{exp.test_split} under {videos}")
     return train, test, videos
+
+
+def missing_videos(exp: Experiment, data_root: str | Path) -> list[str]:
+    """Videos the experiment's annotations list (train and test split) that are not on disk.
+
+    ``load_splits`` leaves them out, as SEVERE does; this names them, for the run's summary.
+    """
+    from vssl.data.datasets import load_videos
+    from vssl.data.datasets.base import video_exists
+
+    root, ann = exp.video_root(data_root), exp.annotation_dir(data_root)
+    opts = {k: v for k, v in exp.options.items() if k not in ("root", "subset", "num_examples")}
+    missing: list[str] = []
+    for split in dict.fromkeys((exp.train_split, exp.test_split)):
+        missing += [r.path for r in load_videos(exp.dataset, ann, split, exp.fold, **opts).records
+                    if not video_exists(root, r.path)]
+    return list(dict.fromkeys(missing))
 
 
 def data_config(exp: Experiment, recipe: Recipe, video_root: Path):
@@ -165,7 +198,9 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
         metrics.update(mae_constant_baseline=base["mae"], obo_constant_baseline=base["obo"])
     timings.update(eval_s=time.perf_counter() - t1, total_s=time.perf_counter() - t0)
     # train and test datasets share the failure folder: counts and paths cover both
-    extra.update(failures=test_ds.failures, failed_paths=test_ds.failed_paths[:100])
+    missing = missing_videos(exp, data_root)
+    extra.update(failures=test_ds.failures, failed_paths=test_ds.failed_paths[:100], missing=len(missing),
+                 missing_paths=missing[:100])
     return metrics, timings, extra
 
 
@@ -286,8 +321,8 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
     fields.update(clips=clips, dataset=exp.dataset, split=split, fold=exp.fold, annotations=str(annotations.resolve()))
     tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     cache = workdir.parent / "features" / f"{exp.dataset}-{split}-{tag}.pt"
-    if cache.is_file():
-        stored = torch.load(cache, weights_only=True)
+    stored = _read_feature_cache(cache)
+    if stored is not None:
         paths, feats = stored["paths"], stored["feats"]
     else:
         # the whole split (no subset options), minus videos missing on disk
@@ -295,12 +330,13 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
         ds = ClipDataset(full, root, cfg, train=False, test_clips=clips, seed=seed, failure_log=workdir / "failures")
         from vssl.severe.evaluate import frozen_features
 
-        feats, _ = _views(frozen_features(net, recipe.pool), ds, recipe, dev)
+        clip_fields = {k: v for k, v in fields.items() if k != "pool"}
+        feats, _ = _views(frozen_features(net, recipe.pool), _decoded_clips(ds, clip_fields, recipe, workdir),
+                          recipe, dev)
         paths = [r.path for r in full.records]
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        torch.save({"paths": paths, "feats": feats}, tmp)
-        tmp.replace(cache)
+        from vssl.engine.checkpoint import atomic_save
+
+        atomic_save({"paths": paths, "feats": feats}, cache)  # per-process temporary: two runs may race
     where = {p: i for i, p in enumerate(paths)}
     missing = [r.path for r in videos.records if r.path not in where]
     if missing:
@@ -312,6 +348,83 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
     return feats[index], labels
 
 
+#: decoded clips of a split are kept (``<out>/clips``) when they take at most this many bytes
+CLIP_CACHE_BYTES = 1 << 30
+
+
+class _TensorClips(Dataset):
+    """Decoded uint8 clips and labels held in memory, served like a ClipDataset's test items."""
+
+    def __init__(self, video: torch.Tensor, label: torch.Tensor):
+        self.video, self.label = video, label
+
+    def __len__(self) -> int:
+        return len(self.video)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"video": self.video[i], "label": self.label[i]}
+
+
+def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
+    """The test views of ``ds`` decoded once per results folder and reused by every model.
+
+    The frozen protocols embed the same clips of the same videos with every model (the clips do not
+    depend on the model or the seed), so on the synthetic benchmark most of an evaluation's time was
+    decoding the same files again (``vssl demo``: 7 models). Splits whose clips fit in
+    :data:`CLIP_CACHE_BYTES` are decoded once into ``<out>/clips/<dataset>-<split>-<tag>.pt``; larger
+    ones (real data at 112 px, 10 clips) are decoded on the fly as before.
+    """
+    estimate = len(ds) * fields["clips"] * 3 * recipe.num_frames * recipe.load_size ** 2 * 16 // 9
+    if estimate > CLIP_CACHE_BYTES:
+        return ds
+    tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+    path = workdir.parents[2] / "clips" / f"{fields['dataset']}-{fields['split']}-{tag}.pt"
+    stored = _read_feature_cache(path, keys=("video", "label"))
+    if stored is None:
+        from torch.utils.data import DataLoader
+
+        from vssl.engine.checkpoint import atomic_save
+
+        videos, labels = [], []
+        for batch in DataLoader(ds, batch_size=32, shuffle=False, num_workers=recipe.num_workers):
+            videos.append(batch["video"])
+            labels.append(batch["label"])
+        stored = {"video": torch.cat(videos), "label": torch.cat(labels)}
+        atomic_save(stored, path)
+    return _TensorClips(stored["video"], stored["label"])
+
+
+def _read_feature_cache(cache: Path, keys=("paths", "feats")) -> dict | None:
+    """The cached features, or None when absent or unreadable (then they are computed again)."""
+    if not cache.is_file():
+        return None
+    from vssl.engine.checkpoint import load_checkpoint
+
+    try:
+        stored = load_checkpoint(cache)
+        if all(isinstance(stored.get(k), (list, torch.Tensor)) for k in keys):
+            return stored
+    except VsslError as e:
+        print(f"vssl: warning: {e}; extracting the features again")
+    return None
+
+
+def failure_summary(results: list[Result]) -> list[str]:
+    """Lines naming the videos the results could not read (decoding failed) or find (missing on disk)."""
+    lines = []
+    for what, key in (("unreadable, skipped", "failed_paths"), ("missing on disk, left out", "missing_paths")):
+        per_exp: dict[str, list[str]] = {}
+        for r in results:
+            paths = r.extra.get(key) or []
+            per_exp.setdefault(r.key.experiment, [])
+            per_exp[r.key.experiment] += [p for p in paths if p not in per_exp[r.key.experiment]]
+        for exp, paths in per_exp.items():
+            if paths:
+                shown = ", ".join(paths[:20]) + (f", ... (+{len(paths) - 20})" if len(paths) > 20 else "")
+                lines.append(f"{exp}: {len(paths)} videos {what}: {shown}")
+    return lines
+
+
 def severe_command(args) -> int:
     """``vssl severe --backbone NAME [--checkpoint] --data-root DIR --out DIR [--experiments] [--protocol]
     [--seeds] [--name] [--device] [--set k=v]``."""
@@ -320,10 +433,18 @@ def severe_command(args) -> int:
     try:
         seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
     except ValueError:
-        raise VsslError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+        raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+    if not seeds:
+        raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
     if args.checkpoint and not Path(args.checkpoint).is_file():
-        raise VsslError(f"--checkpoint {args.checkpoint}: no such file")
+        raise ConfigError(f"--checkpoint {args.checkpoint}: no such file")
+    from vssl.models import BACKBONES
+
+    if args.backbone not in BACKBONES:
+        raise ConfigError(f"--backbone: unknown backbone {args.backbone!r} (known: {', '.join(BACKBONES)})")
     results = run_severe(args.backbone, args.checkpoint, args.data_root, args.out, args.experiments, args.protocol,
                          seeds, name=args.name, device=args.device, overrides=args.overrides)
     print(render(build_tables(results), "md"), end="")
+    for line in failure_summary(results):
+        print(f"vssl: warning: {line}")
     return 0
