@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", default="auto")
     v.set_defaults(_call=("vssl.viz.reconstruct", "reconstruct_command"))
     v = vsub.add_parser("saliency", help="spatio-temporal saliency of one or more checkpoints on the same clips")
-    v.add_argument("--checkpoint", nargs="+", required=True)
+    v.add_argument("--checkpoint", nargs="+", required=True,
+                   help="run dirs, final.pt or backbone.pt files; random:BACKBONE for a random-init baseline")
     v.add_argument("--videos", nargs="+", required=True)
     v.add_argument("--out", required=True)
     v.add_argument("--backbone", default=None, help="architecture of checkpoints without a run config beside them")
