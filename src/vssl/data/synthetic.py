@@ -4,7 +4,11 @@
 datasets behind 8 downstream experiments, writes them as H.264 mp4 files plus annotation files in
 the real datasets' formats, and describes every experiment in ``synthsevere.json``::
 
-    vssl synth OUT --preset tiny --seed 0 [--workers N]
+    vssl synth OUT --preset tiny --seed 0 [--workers N] [--masks]
+
+``--masks`` (``generate(..., masks=True)``) also writes the videos of one split (default
+``multilabel/test``: 3 objects per video) as JPEG frames with per-frame object-id masks in the
+DAVIS-2017 layout under ``OUT/davis/`` for ``vssl viz segment``; the rest of the output is unchanged.
 
 Every video is rendered from its own seed ``SeedSequence([seed, dataset, split, index])``, so the
 output does not depend on the number of workers or on the order in which videos finish.
@@ -63,8 +67,10 @@ def video_seed(seed: int, dataset: str, split: str, index: int) -> np.random.See
     return np.random.SeedSequence([seed, writers.DATASET_CODE[dataset], writers.SPLIT_CODE[split], index])
 
 
-def render_video(preset: Preset, seed: int, dataset: str, split: str, index: int):
-    """Render one video; returns (uint8 frames (T, S, S, 3), record dict without the path)."""
+def render_video(preset: Preset, seed: int, dataset: str, split: str, index: int, masks: bool = False):
+    """Render one video; returns (uint8 frames (T, S, S, 3), record dict without the path), and with
+    ``masks`` also the object ids (T, S, S) uint8 (1..N in drawing order, 0 background), which cost no
+    random numbers: the frames are the same either way."""
     g = np.random.default_rng(video_seed(seed, dataset, split, index))
     T, S = preset.num_frames(dataset), preset.size
     label = tasks.sample_label(dataset, g, index, T)
@@ -79,22 +85,46 @@ def render_video(preset: Preset, seed: int, dataset: str, split: str, index: int
     if dataset == "counting":
         _, k, start, stop = label
         meta["bounds"] = [int(round(start + 1 + i * (stop - start) / k)) for i in range(k + 1)]
-    return frames, {"split": split, "index": index, "label": label, "T": T, "meta": meta}
+    rec = {"split": split, "index": index, "label": label, "T": T, "meta": meta}
+    if masks:
+        return frames, rec, R.object_ids(T, S, objects, camera)
+    return frames, rec
 
 
 def _work(args) -> list[dict]:
-    out, preset, seed, jobs = args
+    out, preset, seed, jobs, masks = args
     from vssl.data.video import write_video
 
     records = []
     for dataset, split, index in jobs:
-        frames, rec = render_video(preset, seed, dataset, split, index)
+        with_ids = masks == (dataset, split)
+        frames, rec, *ids = render_video(preset, seed, dataset, split, index, masks=with_ids)
         rec["dataset"] = dataset
         rec["name"] = writers.video_name(dataset, split, index, rec["label"])
         rec["path"] = writers.video_relpath(dataset, rec["name"], rec["label"])
         write_video(Path(out) / dataset / "videos" / rec["path"], frames, fps=FPS, gop=preset.gop)
+        if with_ids:
+            writers.write_davis_video(Path(out) / DAVIS_DIR, rec["name"], frames, ids[0])
         records.append(rec)
     return records
+
+
+DAVIS_DIR = "davis"
+MASKS_DEFAULT = "multilabel/test"
+
+
+def _mask_split(masks: bool | str) -> tuple[str, str] | None:
+    """``masks`` option -> (dataset, split) or None: True = the default, "dataset/split" = that one."""
+    if not masks:
+        return None
+    spec = MASKS_DEFAULT if masks is True else str(masks)
+    dataset, _, split = spec.partition("/")
+    if dataset not in DATASETS or split not in ("train", "test"):
+        from vssl.errors import VsslError
+
+        raise VsslError(f"masks: expected True or 'dataset/split' with a dataset of {', '.join(DATASETS)} "
+                        f"and split train or test, got {masks!r}")
+    return dataset, split
 
 
 # --- the whole benchmark ------------------------------------------------------------------------
@@ -107,7 +137,8 @@ def _resolve(preset: str | Preset, scale: float, sizes: dict | None) -> Preset:
 
 
 def generate(out: str | Path, preset: str | Preset = "tiny", seed: int = 0, workers: int = 0,
-             scale: float = 1.0, sizes: dict | None = None, progress: bool = True) -> dict:
+             scale: float = 1.0, sizes: dict | None = None, progress: bool = True,
+             masks: bool | str = False) -> dict:
     """Generate SynthSEVERE into ``out``; returns the description (also written as synthsevere.json).
 
     Args:
@@ -117,14 +148,18 @@ def generate(out: str | Path, preset: str | Preset = "tiny", seed: int = 0, work
         workers: processes; 0 = all cores, 1 = in this process.
         scale: multiply every split size (tests use e.g. 0.1).
         sizes: per-dataset ``(train, test)`` overrides, e.g. ``{"pretrain": (0, 0)}``.
+        masks: also write one split in the DAVIS-2017 layout with object masks under ``out/davis``
+            (``JPEGImages/480p/<video>/00000.jpg``, ``Annotations/480p/<video>/00000.png`` palette PNGs
+            with ids 1..N, ``ImageSets/2017/val.txt``): True = ``multilabel/test``, or "dataset/split".
     """
     out = Path(out)
+    mask_split = _mask_split(masks)
     _prepare_folder(out)
     p = _resolve(preset, scale, sizes)
     name = preset if isinstance(preset, str) else "custom"
     jobs = [(d, split, i) for d in DATASETS for split, n in zip(("train", "test"), p.sizes[d]) for i in range(n)]
     chunk = 24
-    batches = [(str(out), p, seed, jobs[i:i + chunk]) for i in range(0, len(jobs), chunk)]
+    batches = [(str(out), p, seed, jobs[i:i + chunk], mask_split) for i in range(0, len(jobs), chunk)]
     workers = workers or os.cpu_count() or 1
     t0 = time.perf_counter()
     records: list[dict] = []
@@ -152,9 +187,26 @@ def generate(out: str | Path, preset: str | Preset = "tiny", seed: int = 0, work
 
     desc = describe(name, p, seed, by_dataset, seconds=time.perf_counter() - t0, workers=workers)
     desc["preset_config"] = asdict(p)
+    text = readme(desc)
+    if mask_split:
+        desc["davis"] = _write_davis_index(out / DAVIS_DIR, by_dataset[mask_split[0]], mask_split)
+        text += (f"\nObject masks of {'/'.join(mask_split)} in the DAVIS-2017 layout: `{DAVIS_DIR}/` "
+                 f"({desc['davis']['videos']} videos; `vssl viz segment --davis {out / DAVIS_DIR}`).\n")
     (out / "synthsevere.json").write_text(json.dumps(desc, indent=1))
-    (out / "README.md").write_text(readme(desc))
+    (out / "README.md").write_text(text)
     return desc
+
+
+def _write_davis_index(root: Path, records: list[dict], split: tuple[str, str]) -> dict:
+    """``ImageSets/2017/val.txt`` (the masked videos in index order) and the description entry."""
+    names = [r["name"] for r in sorted(records, key=lambda r: r["index"]) if r["split"] == split[1]]
+    lst = root / "ImageSets" / "2017" / "val.txt"
+    lst.parent.mkdir(parents=True, exist_ok=True)
+    lst.write_text("".join(n + "\n" for n in names))
+    return {"root": DAVIS_DIR, "source": "/".join(split), "videos": len(names), "resolution": "480p",
+            "images": "JPEGImages/480p/<video>/%05d.jpg", "annotations": "Annotations/480p/<video>/%05d.png",
+            "note": "object ids 1..N in drawing order (later objects occlude earlier ones), 0 background; "
+                    "frames are the video's frames before H.264 encoding"}
 
 
 def _prepare_folder(out: Path) -> None:
@@ -168,7 +220,7 @@ def _prepare_folder(out: Path) -> None:
 
         raise VsslError(f"{out}: not empty and not a SynthSEVERE folder (no synthsevere.json); "
                         "choose a new or empty folder")
-    for d in DATASETS:
+    for d in (*DATASETS, DAVIS_DIR):
         shutil.rmtree(out / d, ignore_errors=True)
     for f in ("synthsevere.json", "README.md"):
         (out / f).unlink(missing_ok=True)
@@ -206,11 +258,15 @@ def load_description(out: str | Path) -> dict:
 
 
 def synth_command(args) -> int:
-    """``vssl synth OUT --preset P --seed S --workers N``."""
-    desc = generate(args.out, preset=args.preset, seed=args.seed, workers=args.workers)
+    """``vssl synth OUT --preset P --seed S --workers N [--masks]``."""
+    desc = generate(args.out, preset=args.preset, seed=args.seed, workers=args.workers,
+                    masks=bool(getattr(args, "masks", False)))
     n = sum(sum(d["sizes"].values()) for d in desc["datasets"].values())
     print(f"SynthSEVERE '{args.preset}' (seed {args.seed}): {n} videos in {desc['generation_seconds']:.1f} s "
           f"-> {args.out}/synthsevere.json")
+    if "davis" in desc:
+        print(f"object masks: {desc['davis']['videos']} videos of {desc['davis']['source']} in the DAVIS-2017 "
+              f"layout -> {Path(args.out) / DAVIS_DIR}")
     return 0
 
 

@@ -184,18 +184,15 @@ def _texture(texture: str, u: np.ndarray, v: np.ndarray, freq: float) -> np.ndar
     return np.clip(0.5 + 2.0 * w, 0, 1)
 
 
-def draw_object(frames: np.ndarray, app: Appearance, track: Track) -> np.ndarray:
-    """Alpha-composite one object over (T, S, S, 3) frames in place, anti-aliased edges.
-
-    Only the window the object visits during the video is computed (often a fraction of the frame).
-    """
-    T, S = frames.shape[0], frames.shape[1]
+def _object_window(app: Appearance, track: Track, S: int):
+    """The window the object visits during the video and the object coordinates of its pixels:
+    ``((y0, y1, x0, x1), u, v, r)`` with u, v, r of shape (T, h, w) / (T, 1, 1), or None if outside."""
     reach = app.radius * track.scale * 1.6 + 1.5 / S        # bounding radius of every shape + AA edge
     x0, x1 = (np.clip([np.min(track.x - reach), np.max(track.x + reach)], 0, 1) * S).astype(int) + [0, 1]
     y0, y1 = (np.clip([np.min(track.y - reach), np.max(track.y + reach)], 0, 1) * S).astype(int) + [0, 1]
     x1, y1 = min(x1, S), min(y1, S)
     if x1 <= x0 or y1 <= y0:
-        return frames
+        return None
     gx = (np.arange(x0, x1, dtype=np.float32) + 0.5) / S
     gy = (np.arange(y0, y1, dtype=np.float32) + 0.5) / S
     r = (app.radius * track.scale).astype(np.float32)[:, None, None]           # (T,1,1)
@@ -205,14 +202,49 @@ def draw_object(frames: np.ndarray, app: Appearance, track: Track) -> np.ndarray
     s = np.sin(track.angle).astype(np.float32)[:, None, None]
     u = c * dx + s * dy          # rotate the grid by -angle: the object turns by +angle
     v = -s * dx + c * dy
+    return (y0, y1, x0, x1), u, v, r
+
+
+def _coverage(app: Appearance, u: np.ndarray, v: np.ndarray, r: np.ndarray, S: int) -> np.ndarray:
+    """Alpha in [0, 1] of the object at object coordinates u, v: ~1 px soft edge."""
     d = _shape_distance(app.shape, u, v)
-    alpha = np.clip((1.0 - d) * r * S + 0.5, 0, 1)[..., None]                  # ~1 px soft edge
+    return np.clip((1.0 - d) * r * S + 0.5, 0, 1)
+
+
+def draw_object(frames: np.ndarray, app: Appearance, track: Track) -> np.ndarray:
+    """Alpha-composite one object over (T, S, S, 3) frames in place, anti-aliased edges.
+
+    Only the window the object visits during the video is computed (often a fraction of the frame).
+    """
+    S = frames.shape[1]
+    win = _object_window(app, track, S)
+    if win is None:
+        return frames
+    (y0, y1, x0, x1), u, v, r = win
+    alpha = _coverage(app, u, v, r, S)[..., None]
     w = _texture(app.texture, u, v, app.freq)[..., None]
     color = app.color_a * (1 - w) + app.color_b * w
     view = frames[:, y0:y1, x0:x1]
     view *= 1 - alpha
     view += alpha * color
     return frames
+
+
+def object_ids(T: int, size: int, objects: list[tuple[Appearance, Track]],
+               camera: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Per-frame object-id masks uint8 (T, S, S) of a video ``render`` draws: object i (in drawing
+    order) gets id i + 1 where its coverage is at least 0.5, later objects over earlier ones, 0 is the
+    background. Uses no random numbers, so asking for masks never changes the video."""
+    ids = np.zeros((T, size, size), np.uint8)
+    cx, cy = camera
+    for i, (app, track) in enumerate(objects):
+        win = _object_window(app, track.shifted(-cx, -cy), size)
+        if win is None:
+            continue
+        (y0, y1, x0, x1), u, v, r = win
+        view = ids[:, y0:y1, x0:x1]
+        view[_coverage(app, u, v, r, size) >= 0.5] = i + 1
+    return ids
 
 
 def to_uint8(frames: np.ndarray, rng, noise: float = 0.01) -> np.ndarray:

@@ -202,3 +202,17 @@ def write_annotations(dataset: str, ann: Path, records: list[dict], fps: float) 
     records = sorted(records, key=lambda r: (r["split"], r["index"]))
     {"pretrain": write_pretrain, "samples_a": write_ucf, "domain_a": write_ssv2, "domain_b": write_gym,
      "counting": write_ucfrep}.get(dataset, lambda a, r: write_charades(a, r, fps))(ann, records)
+
+
+def write_davis_video(root: Path, name: str, frames: np.ndarray, ids: np.ndarray, quality: int = 95) -> None:
+    """One video in the DAVIS-2017 layout: ``JPEGImages/480p/<name>/00000.jpg`` frames and
+    ``Annotations/480p/<name>/00000.png`` palette PNGs of object ids (vssl.viz.davis reads them)."""
+    from PIL import Image
+
+    from vssl.viz.davis import write_annotation
+
+    img_dir = root / "JPEGImages" / "480p" / name
+    img_dir.mkdir(parents=True, exist_ok=True)
+    for t, (frame, mask) in enumerate(zip(frames, ids)):
+        Image.fromarray(frame).save(img_dir / f"{t:05d}.jpg", quality=quality)
+        write_annotation(root / "Annotations" / "480p" / name / f"{t:05d}.png", mask)
