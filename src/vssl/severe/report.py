@@ -41,6 +41,9 @@ SYNTH_TABLE = tuple(Column(k, k, "task" if k in ("counting", "multilabel") else 
                            counting=(k == "counting")) for k in SYNTH_COLUMNS)
 #: experiment name -> column key (SEVERE names differ from their columns; synthetic names are the columns)
 EXPERIMENT_COLUMN = {**{e.name: e.column for e in EXPERIMENTS.values()}, **{k: k for k in SYNTH_COLUMNS}}
+#: values kept beside the table's columns (not shown, not in Mean/Rank): UCF101 full fine-tuning, the
+#: sensitivity analysis' reference when given (``vssl.severe.analysis``)
+EXTRA_COLUMNS = ("ucf101",)
 
 
 @dataclass
@@ -109,7 +112,7 @@ def build_table(rows, columns: tuple[Column, ...] | None = None) -> Table:
     """
     long: dict[tuple[str, str, str], list[float]] = defaultdict(list)  # (model, protocol, column) -> values
     wide: list[Row] = []
-    all_keys = set(SEVERE_COLUMNS) | set(SYNTH_COLUMNS)
+    all_keys = set(SEVERE_COLUMNS) | set(SYNTH_COLUMNS) | set(EXTRA_COLUMNS)
     for r in rows:
         if hasattr(r, "key"):  # a Result
             col = EXPERIMENT_COLUMN.get(r.key.experiment, r.key.experiment)
@@ -163,7 +166,7 @@ def read_published_csv(path: str | Path) -> list[dict]:
     out = []
     for lineno, rec in enumerate(reader, start=2):
         row = {"model": rec["model"], "source": rec.get("source") or "published"}
-        for k in set(SEVERE_COLUMNS) | set(SYNTH_COLUMNS):
+        for k in set(SEVERE_COLUMNS) | set(SYNTH_COLUMNS) | set(EXTRA_COLUMNS):
             v = (rec.get(k) or "").strip()
             if v:
                 try:
@@ -241,9 +244,34 @@ def to_csv(table: Table) -> str:
     return buf.getvalue()
 
 
-def to_json(tables: list[Table]) -> str:
-    return json.dumps([{"columns": [vars(c) for c in t.columns], "pool": t.pool, "notes": _notes(t),
-                        "rows": to_records(t)} for t in tables], indent=2)
+def to_json(tables: list[Table], analysis: bool = False) -> str:
+    out = [{"columns": [vars(c) for c in t.columns], "pool": t.pool, "notes": _notes(t), "rows": to_records(t)}
+           for t in tables]
+    if analysis:
+        for d, t in zip(out, tables):
+            res = _analysis(t)
+            d["analysis"] = res.as_dict() if not isinstance(res, str) else {"skipped": res}
+    return json.dumps(out, indent=2)
+
+
+def _analysis(table: Table):
+    """The table's sensitivity analysis, or the reason it cannot be done (a string)."""
+    from vssl.severe.analysis import sensitivity
+
+    try:
+        return sensitivity(table)
+    except VsslError as e:
+        return str(e)
+
+
+def analysis_markdown(tables: list[Table]) -> str:
+    from vssl.severe.analysis import markdown
+
+    parts = []
+    for t in tables:
+        res = _analysis(t)
+        parts.append(f"- {res}\n" if isinstance(res, str) else markdown(res))
+    return "\n".join(parts)
 
 
 def factor_figures(table: Table) -> dict[str, bytes]:
@@ -289,8 +317,9 @@ def save_plots(tables: list[Table], directory: str | Path) -> list[Path]:
     return paths
 
 
-def to_html(tables: list[Table]) -> str:
-    """One self-contained page: the tables plus the factor plots inlined as base64 PNG."""
+def to_html(tables: list[Table], analysis: bool = False) -> str:
+    """One self-contained page: the tables plus the factor plots inlined as base64 PNG; with
+    ``analysis``, each table's sensitivity analysis (coefficients, per-factor bars, radar) too."""
     from html import escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>SEVERE report</title><style>",
              "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
@@ -308,20 +337,28 @@ def to_html(tables: list[Table]) -> str:
         for factor, png in factor_figures(t).items():
             parts.append(f"<img alt='{factor}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
         parts.append("</div>")
+        if analysis:
+            from vssl.severe import analysis as A
+
+            res = _analysis(t)
+            parts.append(f"<p>Sensitivity analysis: {escape(res)}</p>" if isinstance(res, str)
+                         else A.html(res, A.figures(t, res)))
     return "".join(parts) + "</body></html>\n"
 
 
-def render(tables: Table | list[Table], fmt: str = "md") -> str:
-    """Render one or several tables as ``md``, ``csv``, ``json`` or ``html``."""
+def render(tables: Table | list[Table], fmt: str = "md", analysis: bool = False) -> str:
+    """Render one or several tables as ``md``, ``csv``, ``json`` or ``html``; ``analysis`` adds
+    SEVERE's sensitivity analysis (``vssl.severe.analysis``) to md, json and html."""
     tables = [tables] if isinstance(tables, Table) else list(tables)
     if fmt == "md":
-        return "\n".join(to_markdown(t) for t in tables)
+        text = "\n".join(to_markdown(t) for t in tables)
+        return text + "\n" + analysis_markdown(tables) if analysis else text
     if fmt == "csv":
         return "\n".join(to_csv(t) for t in tables)
     if fmt == "json":
-        return to_json(tables)
+        return to_json(tables, analysis)
     if fmt == "html":
-        return to_html(tables)
+        return to_html(tables, analysis)
     raise VsslError(f"--format: expected md, csv, json or html, got {fmt!r}")
 
 
@@ -333,7 +370,7 @@ def build_tables(rows) -> list[Table]:
 
 
 def report_command(args) -> int:
-    """``vssl report [DIR] [--format] [--from-csv FILE] [--output F] [--plots DIR]``."""
+    """``vssl report [DIR] [--format] [--from-csv FILE] [--output F] [--plots DIR] [--analysis]``."""
     from vssl.severe.results import ResultsStore, find_stores
 
     rows: list = []
@@ -351,7 +388,8 @@ def report_command(args) -> int:
     tables = build_tables(rows)
     if not tables:
         raise VsslError("report: no results to show")
-    text = render(tables, args.format)
+    analysis = bool(getattr(args, "analysis", False))
+    text = render(tables, args.format, analysis=analysis)
     if args.output:
         Path(args.output).write_text(text)
     else:
@@ -359,4 +397,11 @@ def report_command(args) -> int:
     if args.plots:
         for p in save_plots(tables, args.plots):
             print(f"plot: {p}", file=sys.stderr)
+        if analysis:
+            from vssl.severe.analysis import save_figures
+
+            for t in tables:
+                if not isinstance(_analysis(t), str):
+                    for p in save_figures(t, args.plots).values():
+                        print(f"plot: {p}", file=sys.stderr)
     return 0
