@@ -24,6 +24,10 @@ def test_demo_end_to_end_and_resume(tmp_path):
     assert list((tmp_path / "plots").glob("*.png"))
     html = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64" in html and "tubelet contrast" in html
+    # issue 9: the report carries the tubelet sheet, a reconstruction and the sensitivity analysis
+    assert "Figures" in html and "tubelet-augmented pairs" in html and "VideoMAE: masked input" in html
+    assert (tmp_path / "figures" / "tubelets" / "tubelets.png").stat().st_size > 1000
+    assert "Kendall" in html or "τ" in html
     # pretrained backbones were exported and load with no missing keys
     assert (tmp_path / "pretrain" / "tubelet-contrast" / "backbone.pt").is_file()
 

@@ -166,7 +166,12 @@ def run_demo(out: str | Path = "vssl-demo", mode: str = "default", preset: str |
         okey = protocol_key("quick-ft", oracle_overrides)
         oracle_rows = [r for r in results if r.key.model == ORACLE_NAME and r.key.protocol == okey]
     tables = build_tables(rows)
-    md, html = render(tables, "md"), render(tables, "html")
+    analysis = len({r.key.model for r in rows}) >= 3  # rank correlations need a few models
+    md, html = render(tables, "md", analysis=analysis), render(tables, "html", analysis=analysis)
+    figures = demo_figures(out, data, models, device, log)
+    if figures:
+        md += "\n\n## Figures\n\n" + "".join(f"![{name}]({path.relative_to(out)})\n\n" for name, path in figures.items())
+        html = html.replace("</body></html>", figures_html(figures) + "</body></html>")
     if oracle_rows:
         oracle = build_tables(oracle_rows)
         md += ("\n\n## Reference: random init trained with each experiment's labels "
@@ -179,6 +184,48 @@ def run_demo(out: str | Path = "vssl-demo", mode: str = "default", preset: str |
     log(render(tables, "md"))
     log(f"[demo] {seconds / 60:.1f} min; report: {out / 'report.md'}, {out / 'report.html'}, {out / 'plots'}/")
     return {"tables": tables, "seconds": seconds, "out": out}
+
+
+def demo_figures(out: Path, data: Path, models, device: str, log=print) -> dict[str, Path]:
+    """The report's pictures (issue 9): the tubelet-contrast recipe's augmented pairs and one VideoMAE /
+    SIGMA reconstruction of a test video, from the demo's own pretraining runs. A figure that cannot be
+    drawn is logged and left out; it never fails the demo."""
+    figures: dict[str, Path] = {}
+    runs = {m.recipe: out / "pretrain" / _slug(m.name) for m in models if m.recipe}
+    fig_dir = out / "figures"
+    dev = "cpu" if device == "auto" else device
+    try:
+        run = runs.get("tubelet_contrast_tiny")
+        if run is not None and (run / "config.yaml").is_file():
+            from vssl.viz.tubelets import render_tubelet_sheet
+
+            figures["tubelet-augmented pairs (tubelet contrast recipe)"] = render_tubelet_sheet(
+                run / "config.yaml", fig_dir / "tubelets", n=4, seed=0, trajectories=True, device=dev)
+        videos = sorted((data / "samples_a" / "videos").rglob("*.mp4"))[:1]
+        for recipe, title in (("videomae_tiny", "VideoMAE: masked input and reconstruction"),
+                              ("sigma_mlp_tiny", "SIGMA-MLP: masked input and prototype assignments")):
+            run = runs.get(recipe)
+            if run is not None and videos and (run / "final.pt").is_file():
+                from vssl.viz.reconstruct import render_reconstruction
+
+                figures[title] = render_reconstruction(run / "final.pt", videos[0], fig_dir / recipe.split("_")[0],
+                                                       device=dev)
+    except Exception as e:  # noqa: BLE001 - figures are a bonus on top of the measured table
+        log(f"[demo] figures: left out ({type(e).__name__}: {e})")
+    return figures
+
+
+def figures_html(figures: dict[str, Path]) -> str:
+    """The figures inlined as base64 PNG (the HTML report stays one self-contained file)."""
+    import base64
+    from html import escape
+
+    parts = ["<h2>Figures</h2>"]
+    for name, path in figures.items():
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+        parts.append(f"<figure><img style='max-width:100%' alt='{escape(name)}' src='data:image/png;base64,{data}'>"
+                     f"<figcaption>{escape(name)}</figcaption></figure>")
+    return "".join(parts)
 
 
 def demo_command(args) -> int:
