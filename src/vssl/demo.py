@@ -151,7 +151,10 @@ def run_demo(out: str | Path = "vssl-demo", mode: str = "default", preset: str |
                         overrides=pre_overrides)
         run_severe(model.backbone, ckpt, data, out, protocol=budget.protocol, seeds=seeds, name=model.name,
                    device=device, overrides=run_overrides, log=log)
-    oracle_overrides = [f"steps={budget.oracle_steps}"] if budget.oracle_steps else []
+    # mild crops and no colour jitter: on 32 px clips both slowed training from scratch to a crawl
+    # (docs/synthsevere.md, "Training from scratch on 32 px clips")
+    oracle_overrides = ([f"steps={budget.oracle_steps}", "crop_scale=[0.8,1.0]", "jitter_p=0"]
+                        if budget.oracle_steps else [])
     if oracle_overrides:
         log(f"[demo] reference row: random-init R(2+1)D trained with each experiment's labels "
             f"(quick-ft, {budget.oracle_steps} steps)")

@@ -63,6 +63,7 @@ class Counting(nn.Module):
         init_log_count: float = 1.5  # ~ exp(1.5) = 4.5 cycles; the runner sets the best train constant
         flip: bool = True
         scale: list[float] = field(default_factory=lambda: [0.25, 1.0])
+        jitter_p: float = 0.8  # probability of colour jitter per clip
         mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
         std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
 
@@ -74,8 +75,8 @@ class Counting(nn.Module):
 
         self.cfg, self.backbone = cfg, backbone
         self.head = LogCountHead(backbone.feature_dim, cfg.dropout, cfg.init_log_count)
-        self.augment = TrainAugment(run.data.crop_size, scale=tuple(cfg.scale), flip=cfg.flip, mean=tuple(cfg.mean),
-                                    std=tuple(cfg.std))
+        self.augment = TrainAugment(run.data.crop_size, scale=tuple(cfg.scale), flip=cfg.flip,
+                                    jitter_p=cfg.jitter_p, mean=tuple(cfg.mean), std=tuple(cfg.std))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted log-counts (B,) of normalised clips (B, C, T, H, W)."""

@@ -63,6 +63,10 @@ class Recipe:
     train_clips_per_video: int = 1
     dropout: float = 0.0
     crop_scale: tuple[float, ...] = (0.08, 1.0)  # RandomResizedCrop area range (§2.2)
+    #: colour-jitter probability per training clip; None = the head's default (SEVERE: always for
+    #: classification, 0.8 for counting). SynthSEVERE's appearance is label-free by construction, and on
+    #: 32 px clips both jitter and strong crops slowed learning from scratch (docs/synthsevere.md)
+    jitter_p: float | None = None
     clip_grad: float = 0.0
     # test
     test_clips: int = 10
@@ -125,6 +129,11 @@ def apply_overrides(recipe: Recipe, overrides: list[str] | dict | None) -> Recip
         if key not in known:
             raise ConfigError(f"--set: unknown recipe key {key!r} (known: {', '.join(known)})")
         default = getattr(Recipe(), key)
+        if default is None:  # optional numbers (jitter_p)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(f"--set {key}: expected a number, got {value!r}")
+            out[key] = None if value is None else float(value)
+            continue
         if isinstance(default, tuple):
             value = tuple(value if isinstance(value, (list, tuple)) else [value])
         elif isinstance(default, bool):

@@ -250,16 +250,22 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
         from vssl.severe.heads import constant_count_baseline
         best = constant_count_baseline([float(r.label) for r in train.records], [1.0])["count"]
         method = Counting(Counting.Config(dropout=recipe.dropout, init_log_count=math.log(best),
-                                          scale=list(recipe.crop_scale), flip=exp.flip),
+                                          scale=list(recipe.crop_scale), flip=exp.flip,
+                                          **_jitter(recipe)),
                           net, run)
     else:
         method = Supervised(Supervised.Config(num_classes=num_classes, task=exp.task, dropout=recipe.dropout,
-                                              scale=list(recipe.crop_scale), flip=exp.flip), net, run)
+                                              scale=list(recipe.crop_scale), flip=exp.flip,
+                                          **_jitter(recipe)), net, run)
     ds = _ClipEpochs(ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures"), repeats)
     t = time.perf_counter()
     summary = Trainer(run, method, ds, workdir, resume=paper_like).fit()
     return method, {"train_s": time.perf_counter() - t, "train_steps": summary["step"],
                     "final_loss": summary.get("loss")}
+
+
+def _jitter(recipe) -> dict:
+    return {} if recipe.jitter_p is None else {"jitter_p": float(recipe.jitter_p)}
 
 
 def _views(fn, dataset, recipe, dev):
@@ -312,7 +318,7 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
     decode and embed each video once; labels come from ``videos`` (subsets relabel). The clips of a
     test view do not depend on the seed, so the cache serves every seed.
     """
-    from vssl.data.dataset import ClipDataset, encode_label
+    from vssl.data.dataset import ClipDataset, encode_label, record_failures
     from vssl.data.datasets import load_videos
 
     fields = {k: getattr(recipe, k) for k in ("num_frames", "fps", "stride", "sampling", "load_size", "crop_size",
@@ -324,6 +330,7 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
     stored = _read_feature_cache(cache)
     if stored is not None:
         paths, feats = stored["paths"], stored["feats"]
+        record_failures(workdir / "failures", stored.get("failures", []))  # met when the cache was filled
     else:
         # the whole split (no subset options), minus videos missing on disk
         full = load_videos(exp.dataset, annotations, split, exp.fold, **({"root": root} if root.is_dir() else {}))
@@ -336,7 +343,8 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
         paths = [r.path for r in full.records]
         from vssl.engine.checkpoint import atomic_save
 
-        atomic_save({"paths": paths, "feats": feats}, cache)  # per-process temporary: two runs may race
+        failures = _split_failures(ds, paths)
+        atomic_save({"paths": paths, "feats": feats, "failures": failures}, cache)  # per-process tmp: runs may race
     where = {p: i for i, p in enumerate(paths)}
     missing = [r.path for r in videos.records if r.path not in where]
     if missing:
@@ -380,7 +388,11 @@ def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
     tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     path = workdir.parents[2] / "clips" / f"{fields['dataset']}-{fields['split']}-{tag}.pt"
     stored = _read_feature_cache(path, keys=("video", "label"))
-    if stored is None:
+    if stored is not None:
+        from vssl.data.dataset import record_failures
+
+        record_failures(ds.failure_log, stored.get("failures", []))  # met when the cache was filled
+    else:
         from torch.utils.data import DataLoader
 
         from vssl.engine.checkpoint import atomic_save
@@ -389,9 +401,16 @@ def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
         for batch in DataLoader(ds, batch_size=32, shuffle=False, num_workers=recipe.num_workers):
             videos.append(batch["video"])
             labels.append(batch["label"])
-        stored = {"video": torch.cat(videos), "label": torch.cat(labels)}
+        stored = {"video": torch.cat(videos), "label": torch.cat(labels),
+                  "failures": _split_failures(ds, [r.path for r in ds.videos.records])}
         atomic_save(stored, path)
     return _TensorClips(stored["video"], stored["label"])
+
+
+def _split_failures(ds, paths: list[str]) -> list[list[str]]:
+    """The distinct [path, reason] failures of ``ds`` among ``paths`` (kept with a cache of its clips)."""
+    wanted = set(paths)
+    return [[p, r] for p, r in dict.fromkeys(ds.failure_report()) if p in wanted]
 
 
 def _read_feature_cache(cache: Path, keys=("paths", "feats")) -> dict | None:
