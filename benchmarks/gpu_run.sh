@@ -5,7 +5,7 @@
 #
 # (.whl/ holds the PyAV wheel, see benchmarks/gpu_check.sh for the pip download line.)
 #   1. the science run of issue 6 item 8: `vssl demo --budget gpu` (SynthSEVERE tiny with 4x the corpus
-#      and full-data training sets, 8x the test sets, 5 pretrainings of 1,000 steps, 7 models x 8
+#      and full-data training sets, 8x the test sets, 5 pretrainings of 2,000 steps, 7 models x 8
 #      experiments x 3 seeds with the quick protocol, plus the trained-with-labels reference row of
 #      issue 4), capped at RUN_CAP seconds; the results store keeps whatever finished;
 #   2. the pretraining-step throughput of issue 7 at the full shapes (eager, bf16, 10 timed steps), capped
@@ -45,7 +45,7 @@ cat "$OUT/env.txt" | tee -a "$LOG"
 # 1. the science run (resumable: a rerun on the same machine continues)
 t0=$(date +%s)
 timeout "$RUN_CAP" python3 -m vssl.cli demo --budget "$BUDGET" --device "$DEVICE" --out "$DEMO" \
-  ${SEEDS:+--seeds "$SEEDS"} 2>&1 | grep -v '^\s*$' | tee -a "$LOG"
+  ${SEEDS:+--seeds "$SEEDS"} 2>&1 | grep --line-buffered -v '^\s*$' | tee -a "$LOG"
 echo "demo exit ${PIPESTATUS[0]} after $(( $(date +%s) - t0 )) s" | tee -a "$LOG"
 cp "$DEMO/report.md" "$OUT/" 2>/dev/null
 cp "$DEMO/results.sqlite" "$OUT/" 2>/dev/null
@@ -53,6 +53,6 @@ python3 -m vssl.cli report "$DEMO" > "$OUT/report_all.md" 2>>"$LOG"
 
 # 2. pretraining-step throughput at the issue-7 shapes (and tubelet synthesis), eager
 timeout "$BENCH_CAP" python3 benchmarks/run_all.py $BENCH --out "$OUT" --device "$DEVICE" --steps "$STEPS" \
-  --timeout $(( BENCH_CAP / 2 )) --skip data_pipeline 2>&1 | tee -a "$LOG"
+  --timeout $(( BENCH_CAP * 3 / 4 )) --skip data_pipeline 2>&1 | tee -a "$LOG"
 [ -f "$OUT/report.md" ] && mv "$OUT/report.md" "$OUT/report_demo.md"
 ls "$OUT"
