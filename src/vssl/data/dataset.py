@@ -182,6 +182,16 @@ class ClipDataset(Dataset):
         return list(dict.fromkeys(path for path, _ in self.failure_report()))
 
 
+def record_failures(failure_log: str | Path, failures) -> None:
+    """Append ``[(path, reason)]`` met elsewhere (by the run that filled a cache of decoded clips) to a
+    ``failure_log`` directory, so that a result computed from the cache still names the unreadable videos."""
+    failures = list(failures)
+    if failures:
+        Path(failure_log).mkdir(parents=True, exist_ok=True)
+        with open(Path(failure_log) / f"failures-{os.getpid()}.tsv", "a", encoding="utf-8") as f:
+            f.writelines(f"{path}\t{reason}\n" for path, reason in failures)
+
+
 def collect_failures(loader_or_dataset) -> list[tuple[str, str]]:
     """Distinct (path, reason) failures of a ClipDataset or of a DataLoader over one (workers included)."""
     dataset = getattr(loader_or_dataset, "dataset", loader_or_dataset)

@@ -146,6 +146,10 @@ class _PyAVReader:
         try:
             if not self.container.streams.video:
                 raise VideoDecodeError(path, "no video stream")
+            demuxer = self.container.format.name
+            if demuxer == "image2" or demuxer.endswith("_pipe"):  # png_pipe, jpeg_pipe, ...: FFmpeg probes
+                # the content, not the name, so a picture renamed .mp4 would "play" as one still frame
+                raise VideoDecodeError(path, f"a still image ({demuxer}), not a video")
             self.stream = stream = self.container.streams.video[0]
             if threads != 0:
                 stream.thread_type = "AUTO"
