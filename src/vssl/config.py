@@ -11,7 +11,9 @@ the key and the file; the CLI turns it into exit status 2.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
@@ -92,6 +94,7 @@ class TrainConfig:
     device: str = "auto"
     tensorboard: bool = True
     progress: bool = True
+    max_skipped_steps: int = 20  # fp16: steps in a row the gradient scaler may skip (inf/NaN) before the run stops
 
 
 @dataclass
@@ -117,6 +120,12 @@ class RunConfig:
 _NAMES = {bool: "bool", int: "int", float: "float", str: "str"}
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _type_name(tp: Any) -> str:
     return _NAMES.get(tp, getattr(tp, "__name__", None) or str(tp).replace("typing.", ""))
 
@@ -134,7 +143,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         The value, converted where that is lossless (int -> float, list -> tuple).
     """
     def fail() -> ConfigError:
-        return ConfigError(f"{source}: {key}: expected {_type_name(tp)}, got {value!r}")
+        return ConfigError(f"{source}: {key}: expected {_type_name(tp)}, got {_short(value)}")
 
     if tp is Any:
         return value
@@ -157,7 +166,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             raise fail()
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
-                raise ConfigError(f"{source}: {key}: expected {len(args)} values, got {list(value)!r}")
+                raise ConfigError(f"{source}: {key}: expected {len(args)} values, got {_short(list(value))}")
             return tuple(_coerce(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
         item = args[0] if args else Any
         items = [_coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
@@ -169,7 +178,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         return {k: _coerce(v, vt, f"{key}.{k}", source) for k, v in value.items()}
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{source}: {key}: expected one of {list(args)}, got {value!r}")
+            raise ConfigError(f"{source}: {key}: expected one of {list(args)}, got {_short(value)}")
         return value
     if tp is float:
         if isinstance(value, str):  # PyYAML (YAML 1.1) reads `1e-3` as a string; YAML 1.2 says float
@@ -216,15 +225,33 @@ def _read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start}: {e.reason})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file ({e.strerror or e})") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+    except (ValueError, RecursionError) as e:  # PyYAML: an impossible date (2020-13-45), absurd nesting
+        raise ConfigError(f"{path}: invalid YAML: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    _check_acyclic(data, str(path))
     return data
+
+
+def _check_acyclic(data: Any, source: str, _open: tuple = ()) -> None:
+    """Refuse a YAML alias that contains itself (``a: &x [*x]``): it would recurse forever."""
+    if isinstance(data, (dict, list)):
+        if any(data is seen for seen in _open):
+            raise ConfigError(f"{source}: invalid YAML: an alias refers to itself")
+        for v in (data.values() if isinstance(data, dict) else data):
+            _check_acyclic(v, source, (*_open, data))
 
 
 def _split_method(section: Any, source: str) -> tuple[dict, dict]:
@@ -232,12 +259,12 @@ def _split_method(section: Any, source: str) -> tuple[dict, dict]:
     if section is None:
         return {}, {}
     if not isinstance(section, dict):
-        raise ConfigError(f"{source}: method: expected a mapping, got {section!r}")
+        raise ConfigError(f"{source}: method: expected a mapping, got {_short(section)}")
     section = dict(section)
     head = {k: section.pop(k) for k in ("name",) if k in section}
     params = section.pop("params", None) or {}
     if not isinstance(params, dict):
-        raise ConfigError(f"{source}: method.params: expected a mapping, got {params!r}")
+        raise ConfigError(f"{source}: method.params: expected a mapping, got {_short(params)}")
     return head, {**params, **section}
 
 
@@ -246,11 +273,12 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set: expected KEY=VALUE with a dotted key, got {item!r}")
+        raise ConfigError(f"--set: expected KEY=VALUE with a dotted key, got {_short(item)}")
     try:
         value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: PyYAML's impossible dates
         value = text  # not YAML: keep the raw string (a path with odd characters, say)
+    _check_acyclic(value, "--set")
     return key.split("."), value
 
 
@@ -277,7 +305,7 @@ def _method_class(name: str, source: str) -> type:
     from vssl.methods import METHODS  # lazy: importing a method imports torch
 
     if name not in METHODS:
-        raise ConfigError(f"{source}: method.name: unknown method {name!r} (known: {', '.join(METHODS)})")
+        raise ConfigError(f"{source}: method.name: unknown method {_short(name)} (known: {', '.join(METHODS)})")
     return METHODS[name]
 
 
@@ -300,12 +328,15 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     raw = _read_yaml(path)
     head, params = _split_method(raw.pop("method", None), source)
     set_params: set[str] = set()
+    overridden: set[str] = set()  # dotted keys given with --set: their errors name --set, not the file
     cfg = _build(RunConfig, {**raw, "method": head}, "", source)
     for item in overrides:
         parts, value = parse_override(item)
+        overridden.add(".".join(parts))
         if parts[0] == "method" and len(parts) > 1 and parts[1] != "name":
             _apply_override(raw, params, parts, value)
             set_params.add(parts[2] if parts[1] == "params" else parts[1])
+            overridden.add(f"method.{parts[2] if parts[1] == 'params' else parts[1]}")
             continue
         single: dict = {}
         _apply_override(single, {}, parts, value)
@@ -313,7 +344,84 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     cls = _method_class(cfg.method.name, source)
     typed = _method_params(cls, params, source, set_params)
     cfg.method.params = _plain(dataclasses.asdict(typed))
+    validate_config(cfg, source, overridden)
     return cfg
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values: types are checked while building; ranges and choices here, before anything is built
+# ---------------------------------------------------------------------------------------------------
+
+_CHOICES = {
+    "data.sampling": ("random", "segment"),
+    "data.backend": ("pyav", "torchcodec", "decord"),  # vssl.data.video.BACKENDS (not imported: it needs torch)
+    "optim.name": ("adamw", "adam", "sgd"),
+    "schedule.name": ("cosine", "step", "constant"),
+    "train.precision": ("auto", "bf16", "fp16", "fp32"),
+}
+_AT_LEAST = {  # smallest allowed value
+    "data.fold": 1, "data.num_frames": 1, "data.stride": 1, "data.fps": 0, "data.load_size": 1, "data.crop_size": 1,
+    "data.decoder_threads": -1, "data.batch_size": 1, "data.num_workers": 0, "data.random_size": 1,
+    "data.random_classes": 1, "optim.lr": 0, "optim.weight_decay": 0, "optim.momentum": 0,
+    "schedule.warmup_steps": 0, "schedule.min_lr": 0, "schedule.total_steps": 0, "train.max_steps": 0,
+    "train.grad_accum": 1, "train.clip_grad": 0, "train.log_every": 1, "train.ckpt_every": 0,
+    "train.keep_checkpoints": 0, "train.seed": 0, "train.max_skipped_steps": 0,
+}
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def validate_config(cfg: RunConfig, source: str = "config", overridden: set[str] = frozenset()) -> None:
+    """Check ranges and choices of a typed config; raise a one-line ``ConfigError`` naming the key.
+
+    Every float anywhere (method parameters included) must be finite; the run sections have the
+    bounds of ``_AT_LEAST``/``_CHOICES`` and a few rules of their own. A value that passes is one the
+    engine can start with, so a bad one is reported before any data or model is built.
+    """
+    def fail(key: str, value: Any, expected: str) -> None:
+        parts = key.split("[")[0].split(".")
+        given = any(".".join(parts[:i]) in overridden for i in range(1, len(parts) + 1))
+        raise ConfigError(f"{'--set' if given else source}: {key}: expected {expected}, got {_short(value)}")
+
+    for key, value in _leaves(config_to_dict(cfg)):
+        if isinstance(value, float) and not math.isfinite(value):
+            fail(key, value, "a finite number")
+    for key, choices in _CHOICES.items():
+        value = _get(cfg, key)
+        if value not in choices:
+            fail(key, value, f"one of {', '.join(choices)}")
+    for key, low in _AT_LEAST.items():
+        value = _get(cfg, key)
+        if value < low:
+            fail(key, value, f"a value >= {low}")
+    if not 0 < cfg.data.fraction <= 1:
+        fail("data.fraction", cfg.data.fraction, "0 < fraction <= 1")
+    if len(cfg.optim.betas) != 2 or not all(0 <= b < 1 for b in cfg.optim.betas):
+        fail("optim.betas", cfg.optim.betas, "two values in [0, 1)")
+    if cfg.schedule.gamma <= 0:
+        fail("schedule.gamma", cfg.schedule.gamma, "a value > 0")
+    if any(m < 0 for m in cfg.schedule.milestones):
+        fail("schedule.milestones", cfg.schedule.milestones, "steps >= 0")
+    if cfg.train.seed >= 2**32:
+        fail("train.seed", cfg.train.seed, "a value < 2**32")
+    if not _DEVICE.fullmatch(cfg.train.device):
+        fail("train.device", cfg.train.device, "auto, cpu, mps, cuda or cuda:N")
+
+
+def _get(cfg: RunConfig, dotted: str) -> Any:
+    section, name = dotted.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def _leaves(data: Any, prefix: str = ""):
+    """(dotted key, value) of every leaf of nested dicts/lists."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(data, (list, tuple)):
+        for i, v in enumerate(data):
+            yield from _leaves(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, data
 
 
 def _merge_typed(obj: Any, patch: dict, prefix: str, source: str) -> None:
