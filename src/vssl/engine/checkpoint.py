@@ -10,13 +10,14 @@ import os
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vssl.errors import CheckpointError
+from vssl.errors import CheckpointError, load_failure_reason
 
 LAST = "last.pt"
 _NUMBERED = re.compile(r"step_(\d+)\.pt$")
@@ -26,7 +27,9 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same directory, fsync, then ``os.replace``.
 
     A reader (or a run killed mid-write) therefore sees either the old file or the new one, never a
-    truncated one.
+    truncated one; a write that fails (``ENOSPC`` on a full disk) leaves the old file as it was and
+    removes its temporary. The directory is fsynced after the rename so that the new name survives
+    a power loss too.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,21 +42,56 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(text: str, path: str | Path) -> None:
+    """Write a small text file (a run summary) as :func:`atomic_save` writes checkpoints."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. a platform without directory handles: the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint written by :func:`atomic_save` with ``weights_only=True``.
 
     Raises:
-        CheckpointError: the file is missing or is not a loadable checkpoint.
+        CheckpointError: the file is missing or is not a loadable checkpoint (random bytes, a
+            truncated file, a pickle that would run code: nothing in it is executed).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol warnings: the error says it all
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling errors have many types; the message is what matters
-        raise CheckpointError(f"{path}: cannot load checkpoint: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"{path}: cannot load checkpoint: {load_failure_reason(e)}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: cannot load checkpoint: expected a dict, found {type(state).__name__}")
+    return state
 
 
 def save_training_checkpoint(ckpt_dir: str | Path, state: dict, step: int, keep: int) -> Path:
@@ -67,6 +105,10 @@ def save_training_checkpoint(ckpt_dir: str | Path, state: dict, step: int, keep:
 
     Returns:
         The path of ``last.pt``.
+
+    Raises:
+        OSError: the write failed (e.g. ``ENOSPC``); the previous ``last.pt`` is intact and no
+            temporary file is left behind.
     """
     ckpt_dir = Path(ckpt_dir)
     last = ckpt_dir / LAST
@@ -76,13 +118,23 @@ def save_training_checkpoint(ckpt_dir: str | Path, state: dict, step: int, keep:
         tmp = ckpt_dir / f".{numbered.name}.tmp"
         tmp.unlink(missing_ok=True)
         try:
-            os.link(last, tmp)  # a hard link costs no space or time; last.pt is replaced, not rewritten
-        except OSError:
-            shutil.copyfile(last, tmp)
-        os.replace(tmp, numbered)
+            try:
+                os.link(last, tmp)  # a hard link costs no space or time; last.pt is replaced, not rewritten
+            except OSError:
+                shutil.copyfile(last, tmp)
+            os.replace(tmp, numbered)
+        finally:
+            tmp.unlink(missing_ok=True)  # a copy cut short by a full disk
         for old in numbered_checkpoints(ckpt_dir)[:-keep]:
             old.unlink(missing_ok=True)
     return last
+
+
+def resume_candidates(ckpt_dir: str | Path) -> list[Path]:
+    """Checkpoints to resume from, best first: ``last.pt``, then the numbered copies, newest first."""
+    ckpt_dir = Path(ckpt_dir)
+    last = [ckpt_dir / LAST] if (ckpt_dir / LAST).is_file() else []
+    return last + numbered_checkpoints(ckpt_dir)[::-1]
 
 
 def remove_stale_temporaries(ckpt_dir: str | Path) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,11 +49,13 @@ def class_balanced_subset(labels: list[Any], fraction: float, seed: int = 0) -> 
     return sorted(keep)
 
 
-def build_dataset(cfg: RunConfig, num_clips: int) -> tuple[Dataset, list[Any], list[str], str]:
+def build_dataset(cfg: RunConfig, num_clips: int, failure_log: str | Path | None = None
+                  ) -> tuple[Dataset, list[Any], list[str], str]:
     """The training dataset of ``cfg.data`` with its labels, class names and task.
 
     ``data.dataset: random`` gives :class:`vssl.engine.toy.RandomClipDataset`; any other name is a
-    ``vssl.data.datasets.ADAPTERS`` entry read into a ``vssl.data.dataset.ClipDataset``.
+    ``vssl.data.datasets.ADAPTERS`` entry read into a ``vssl.data.dataset.ClipDataset`` whose
+    unreadable videos are logged under ``failure_log`` (a directory).
     """
     d = cfg.data
     if d.dataset == "random":
@@ -67,7 +72,7 @@ def build_dataset(cfg: RunConfig, num_clips: int) -> tuple[Dataset, list[Any], l
     videos = ADAPTERS[d.dataset](d.annotations, d.split, fold=d.fold, **opts)
     from vssl.data.dataset import ClipDataset
 
-    ds = ClipDataset(videos, d.root, d, num_clips=num_clips, train=True, seed=cfg.train.seed)
+    ds = ClipDataset(videos, d.root, d, num_clips=num_clips, train=True, seed=cfg.train.seed, failure_log=failure_log)
     return ds, [r.label for r in videos.records], list(videos.classes), videos.task
 
 
@@ -80,12 +85,31 @@ def build_backbone(cfg: RunConfig):
     return build(cfg.model.backbone, checkpoint=cfg.model.checkpoint or None, **cfg.model.kwargs)
 
 
+def check_paths(cfg: RunConfig) -> None:
+    """The files and folders a config names exist (a typo fails now, not after the model is built)."""
+    named = [("model.checkpoint", cfg.model.checkpoint)]
+    if cfg.data.dataset != "random":
+        named += [("data.annotations", cfg.data.annotations), ("data.root", cfg.data.root)]
+    for key, value in named:
+        if value and not Path(value).exists():
+            raise ConfigError(f"{key}: {value}: no such file or directory")
+    if cfg.data.dataset != "random" and not cfg.data.annotations:
+        raise ConfigError(f"data.annotations: required for data.dataset {cfg.data.dataset!r}")
+
+
 def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False) -> dict:
     """Build everything ``cfg`` names and train it; the Python API behind both commands.
 
+    Unreadable videos never end the run: they are replaced by others, and the run's summary (the
+    returned dict, also written to ``<out>/summary.json``) counts them (``failures``, every failed
+    load) and lists them (``failed_videos``: distinct ``[path, reason]``).
+
     Returns:
-        ``Trainer.fit``'s summary (steps, final loss, time, output directory).
+        ``Trainer.fit``'s summary (steps, final loss, time, output directory, checkpoint write
+        failures, skipped steps) plus the failures.
     """
+    import shutil
+
     from torch.utils.data import Subset
 
     from vssl.engine import distributed as D
@@ -93,9 +117,14 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False) -> 
     from vssl.engine.trainer import Trainer
     from vssl.methods import METHODS, build_method
 
+    check_paths(cfg)
+    out = Path(out)
+    failure_log = out / "failures"  # kept with the run: a resumed run adds to the same record
+    if not resume and _main_process():
+        shutil.rmtree(failure_log, ignore_errors=True)
     seed_everything(cfg.train.seed)  # same initial weights on every rank and every resume
     method_cls = METHODS[cfg.method.name]
-    dataset, labels, classes, task = build_dataset(cfg, getattr(method_cls, "num_clips", 1))
+    dataset, labels, classes, task = build_dataset(cfg, getattr(method_cls, "num_clips", 1), failure_log)
     params = cfg.method.params
     if params.get("num_classes", None) == 0:  # "take it from the dataset"
         params["num_classes"] = len(classes)
@@ -103,14 +132,32 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False) -> 
         params["task"] = "multilabel"  # cross-entropy cannot train on multi-label targets
     if cfg.data.fraction < 1:
         dataset = Subset(dataset, class_balanced_subset(labels, cfg.data.fraction, cfg.train.seed))
-    method = build_method(cfg, build_backbone(cfg))
+    try:
+        method = build_method(cfg, build_backbone(cfg))
+    except (TypeError, ValueError) as e:  # e.g. model.kwargs a builder does not take, a bad method value
+        raise ConfigError(f"{cfg.method.name} on {cfg.model.backbone}: cannot build it from this config: "
+                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     try:
         summary = Trainer(cfg, method, dataset, out, resume=resume).fit()
     finally:
         D.cleanup()
     base = dataset.dataset if isinstance(dataset, Subset) else dataset
-    summary["failures"] = int(getattr(base, "failures", 0))  # broken videos replaced, never fatal
+    report = base.failure_report() if hasattr(base, "failure_report") else []
+    summary["failures"] = len(report)  # failed loads (a video met twice counts twice); never fatal
+    summary["failed_videos"] = [list(item) for item in dict.fromkeys(report)]
+    if _main_process():
+        from vssl.engine.checkpoint import atomic_write_text
+
+        try:
+            atomic_write_text(json.dumps(summary, indent=1, default=str) + "\n", out / "summary.json")
+        except OSError as e:  # the weights are saved; the summary is also printed
+            print(f"vssl: warning: {out / 'summary.json'} not written ({e.strerror or e})", file=sys.stderr)
     return summary
+
+
+def _main_process() -> bool:
+    """Rank 0 (torchrun sets RANK), also after the process group is gone."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _command(args) -> int:
@@ -121,15 +168,23 @@ def _command(args) -> int:
             raise ConfigError(f"--data-fraction: expected 0 < F <= 1, got {fraction}")
         cfg.data.fraction = fraction
     summary = train_from_config(cfg, args.out, resume=args.resume)
-    from vssl.engine import distributed as D
-
-    if D.is_main():
+    if _main_process():
         loss = summary["loss"]
         print(f"vssl: {cfg.method.name} on {cfg.data.dataset}: step {summary['step']}, {summary['steps_run']} steps in "
               f"{summary['time_s']:.1f} s ({summary['steps_per_s']:.2f} steps/s), final loss "
               f"{'n/a' if loss is None else f'{loss:.4f}'}; backbone weights: {Path(args.out) / 'backbone.pt'}")
-        if summary["failures"]:
-            print(f"vssl: {summary['failures']} unreadable videos were skipped and replaced by others")
+        failed = summary["failed_videos"]
+        if failed:
+            print(f"vssl: {len(failed)} unreadable videos skipped ({summary['failures']} failed loads, each "
+                  f"replaced by another video); listed in {Path(args.out) / 'summary.json'}:")
+            for path, reason in failed[:20]:
+                print(f"  {path}: {reason}")
+            if len(failed) > 20:
+                print(f"  ... and {len(failed) - 20} more")
+        for key, what in (("checkpoint_failures", "checkpoint writes failed for lack of space"),
+                          ("skipped_steps", "steps were skipped by the fp16 gradient scaler (inf/NaN)")):
+            if summary.get(key):
+                print(f"vssl: warning: {summary[key]} {what}")
     return 0
 
 

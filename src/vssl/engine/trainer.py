@@ -5,12 +5,18 @@ torchrun, the optimizer and its warm-up + cosine/step schedule, gradient accumul
 JSONL/TensorBoard logs, a rich progress bar, and atomic checkpoints from which ``resume=True``
 continues exactly (same data order, same RNG streams, same weights as an uninterrupted run).
 
+Faults end a run with one line and never cost a good checkpoint: a NaN/Inf loss stops it (naming the
+step and the last good checkpoint; with fp16's gradient scaler the step is skipped instead), weights
+that turned non-finite are not saved, a damaged ``last.pt`` is passed over for an older copy on resume,
+and a checkpoint write that fails for lack of space keeps the previous file while training goes on.
+
 The method owns the loss (``training_step(batch) -> (loss, logs)``); the trainer owns everything else.
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
 import json
 import math
 import sys
@@ -26,10 +32,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from vssl.config import OptimConfig, RunConfig, ScheduleConfig, config_to_dict, save_config
 from vssl.engine import distributed as D
-from vssl.engine.checkpoint import (LAST, atomic_save, load_checkpoint, remove_stale_temporaries,
-                                    rng_state, save_training_checkpoint, set_rng_state)
+from vssl.engine.checkpoint import (atomic_save, load_checkpoint, remove_stale_temporaries,
+                                    resume_candidates, rng_state, save_training_checkpoint, set_rng_state)
 from vssl.engine.distributed import resolve_device, seed_everything, set_determinism  # noqa: F401 (re-exported)
-from vssl.errors import CheckpointError, ConfigError
+from vssl.errors import CheckpointError, ConfigError, NumericalError
 
 # ------------------------------------------------------------------------------------------------
 # Building blocks: precision, optimizer, schedule
@@ -153,7 +159,7 @@ class MetricsLogger:
 
     def __init__(self, out: Path, enabled: bool = True, tensorboard: bool = True,
                  resume_step: int | None = None):
-        self.enabled, self.file, self.writer = enabled, None, None
+        self.enabled, self.file, self.writer, self.dropped = enabled, None, None, 0
         if not enabled:
             return
         path = out / "metrics.jsonl"
@@ -172,14 +178,23 @@ class MetricsLogger:
     def log(self, step: int, logs: dict[str, float], to_tensorboard: bool = True) -> None:
         if not self.enabled:
             return
-        self.file.write(json.dumps({"step": step, **logs}) + "\n")
+        try:
+            self.file.write(json.dumps({"step": step, **logs}) + "\n")
+        except OSError as e:  # a full disk: losing log lines is better than losing the run
+            self.dropped += 1
+            if self.dropped == 1:
+                print(f"vssl: warning: cannot write metrics.jsonl ({e.strerror or e}); "
+                      "dropping log lines until it works again", file=sys.stderr)
         if self.writer is not None and to_tensorboard:
             for k, v in logs.items():
                 self.writer.add_scalar(f"train/{k}", v, step)
 
     def close(self) -> None:
         if self.file is not None:
-            self.file.close()
+            try:
+                self.file.close()
+            except OSError:  # the last buffered line could not be written either (counted above)
+                pass
         if self.writer is not None:
             self.writer.close()
 
@@ -271,6 +286,9 @@ class Trainer:
         if cfg.train.compile:  # in place: state-dict keys stay as they are; dynamic shapes crash conv3d
             self.model.compile(dynamic=False)
         self.step = self.epoch = self.batch_in_epoch = 0
+        self.last_checkpoint: tuple[int, Path] | None = None  # (step, path) of the newest good checkpoint
+        self.checkpoint_failures = 0  # writes that failed for lack of space (the run went on)
+        self.skipped_steps = self.skipped_in_a_row = 0  # steps the fp16 gradient scaler skipped
         self.clips_per_step = cfg.data.batch_size * cfg.train.grad_accum * D.world_size()
         self.ckpt_dir = self.out / "checkpoints"
 
@@ -287,7 +305,8 @@ class Trainer:
             raise ConfigError(f"data.batch_size: {d.batch_size} x {D.world_size()} processes is larger "
                               f"than the dataset ({len(self.dataset)} items)")
         # worker seeds come from this generator: a function of (seed, epoch, rank) only
-        g = torch.Generator().manual_seed((seed * 1_000_003 + self.epoch) * 1_000_003 + D.rank())
+        # (mod 2**63: a generator seed is a signed 64-bit integer; any train.seed < 2**32 fits after it)
+        g = torch.Generator().manual_seed(((seed * 1_000_003 + self.epoch) * 1_000_003 + D.rank()) % 2**63)
         return DataLoader(D.SeededItems(self.dataset, seed, self.epoch), batch_sampler=sampler,
                           num_workers=d.num_workers, generator=g,
                           pin_memory=d.pin_memory and self.device.type == "cuda")
@@ -309,8 +328,15 @@ class Trainer:
                                 enabled=self.amp_dtype is not None):
                 loss, logs = self.model(batch)
             value = loss.item()
-            if not math.isfinite(value):  # fail loudly: a diverged run only wastes compute
-                raise FloatingPointError(f"loss is {value} at step {self.step} (epoch {self.epoch})")
+            finite = math.isfinite(value)
+            if D.is_dist() and not self.scaler.is_enabled():  # one decision for all ranks, or the others
+                flag = torch.tensor([float(not finite)], device=self.device)  # would wait in the all-reduce
+                finite = D.all_reduce_sum(flag).item() == 0
+            if not finite and not self.scaler.is_enabled():
+                # fail loudly: a diverged run only wastes compute (with a gradient scaler, the
+                # non-finite gradients make the scaler skip the step instead, see _optimizer_step)
+                what = f"loss is {value}" if not math.isfinite(value) else "loss is not finite on another rank"
+                raise NumericalError(self._stop_message(what))
             self.scaler.scale(loss / self.cfg.train.grad_accum).backward()
         return {"loss": value, **logs}
 
@@ -320,8 +346,18 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             logs["grad_norm"] = float(nn.utils.clip_grad_norm_(params, self.cfg.train.clip_grad))
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else 0.0
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.scaler.is_enabled():  # the scale only drops when the scaler found inf/NaN and skipped
+            skipped = self.scaler.get_scale() < scale
+            self.skipped_steps += skipped
+            self.skipped_in_a_row = self.skipped_in_a_row + 1 if skipped else 0
+            logs["skipped"] = float(skipped)
+            if self.skipped_in_a_row > self.cfg.train.max_skipped_steps:
+                raise NumericalError(self._stop_message(
+                    f"the gradient scaler skipped {self.skipped_in_a_row} steps in a row (non-finite loss or "
+                    f"gradients at every scale down to {self.scaler.get_scale():.3g})"))
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
@@ -353,28 +389,93 @@ class Trainer:
         set_rng_state(rngs[D.rank()] if len(rngs) == D.world_size() else rngs[0])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
 
+    def _stop_message(self, what: str, step: int | None = None) -> str:
+        """``what`` at optimizer step ``step`` (default: the one in progress, 1-based as in
+        metrics.jsonl), and where the last good checkpoint is; one line."""
+        if self.last_checkpoint is None:
+            kept = "no checkpoint was written yet"
+        else:
+            kept = f"the last good checkpoint is {self.last_checkpoint[1]} (step {self.last_checkpoint[0]})"
+        return (f"{what} at step {self.step + 1 if step is None else step} (epoch {self.epoch}); stopped, {kept}; "
+                "lower optim.lr or enable train.clip_grad, then continue with --resume")
+
     def _checkpoint(self) -> None:
         state = self.state_dict()  # collective under DDP: every rank takes part
+        bad = [k for k, v in state["model"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:  # never replace the last good checkpoint by a diverged one
+            raise NumericalError(self._stop_message(f"weights became non-finite ({', '.join(bad[:3])})", self.step))
+        fatal = None
         if D.is_main():
-            save_training_checkpoint(self.ckpt_dir, state, self.step, self.cfg.train.keep_checkpoints)
-        D.barrier()
+            try:
+                last = save_training_checkpoint(self.ckpt_dir, state, self.step, self.cfg.train.keep_checkpoints)
+                self.last_checkpoint = (self.step, last)
+            except OSError as e:
+                fatal = self._checkpoint_failed(e)
+        if D.is_dist():  # instead of a barrier: every rank learns whether rank 0 has to stop
+            flag = D.all_reduce_sum(torch.tensor([float(fatal is not None)], device=self.device))
+            fatal = fatal or (f"checkpoint at step {self.step} not written by rank 0 (its message says why)"
+                              if flag.item() > 0 else None)
+        if fatal:
+            raise CheckpointError(fatal)
+
+    def _checkpoint_failed(self, error: OSError) -> str | None:
+        """A failed write left the previous checkpoint intact: warn and go on when the disk is full
+        (returns None), else return the message the run stops with."""
+        before = ("no earlier checkpoint exists" if self.last_checkpoint is None else
+                  f"the previous one (step {self.last_checkpoint[0]}) is intact")
+        what = f"checkpoint at step {self.step} not written to {self.ckpt_dir} ({error.strerror or error}); {before}"
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return what
+        self.checkpoint_failures += 1
+        print(f"vssl: warning: {what}; training goes on and the next checkpoint tries again", file=sys.stderr,
+              flush=True)
+        return None
 
     def _save_final(self) -> None:
         if not D.is_main():
             return
         backbone = {k: v.detach().cpu().clone() for k, v in self.method.backbone.state_dict().items()}
-        atomic_save(backbone, self.out / "backbone.pt")
         method = {k: v.detach().cpu().clone() for k, v in self.method.state_dict().items()}
-        atomic_save({"model": method, "step": self.step, "config": config_to_dict(self.cfg)},
-                    self.out / "final.pt")
+        try:
+            atomic_save(backbone, self.out / "backbone.pt")
+            atomic_save({"model": method, "step": self.step, "config": config_to_dict(self.cfg)},
+                        self.out / "final.pt")
+        except OSError as e:
+            kept = ("no checkpoint was written" if self.last_checkpoint is None else
+                    f"the last checkpoint (step {self.last_checkpoint[0]}) is intact")
+            raise CheckpointError(f"final weights not written to {self.out} ({e.strerror or e}); {kept}; "
+                                  "free some space and rerun with --resume") from None
+
+    def _resume_state(self) -> dict | None:
+        """The newest checkpoint that loads, or None when there is none; a damaged ``last.pt`` (or
+        one that is not a checkpoint at all) is reported and an older numbered copy is used."""
+        candidates = resume_candidates(self.ckpt_dir)
+        errors = []
+        for path in candidates:
+            try:
+                state = load_checkpoint(path, map_location="cpu")
+                if not {"step", "model", "optimizer", "rng"} <= set(state):
+                    raise CheckpointError(f"{path}: not a training checkpoint (keys {sorted(state)[:6]})")
+            except CheckpointError as e:
+                errors.append(str(e))
+                if D.is_main():
+                    print(f"vssl: warning: {e}; trying an older checkpoint", file=sys.stderr, flush=True)
+                continue
+            self.last_checkpoint = (int(state["step"]), path)
+            return state
+        if candidates:
+            raise CheckpointError(f"no loadable checkpoint in {self.ckpt_dir} ({len(candidates)} tried; "
+                                  f"newest: {errors[0]})")
+        return None
 
     # --- main --------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train until ``train.max_steps`` optimizer steps; returns a summary dict."""
         cfg = self.cfg.train
-        last = self.ckpt_dir / LAST
-        if self.resume and last.is_file():
-            state = load_checkpoint(last, map_location="cpu")
+        state = self._resume_state() if self.resume else None
+        if state is not None:
+            if D.is_main():
+                print(f"vssl: resuming from {self.last_checkpoint[1]} (step {state['step']})", flush=True)
             changed = _changed_keys(state.get("config", {}), config_to_dict(self.cfg))
             if changed and D.is_main():
                 print(f"vssl: warning: resuming with a changed config: {', '.join(changed)}")
@@ -416,7 +517,9 @@ class Trainer:
                     if stopping or (cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0):
                         self._checkpoint()
                     if stopping:
-                        raise KeyboardInterrupt(f"stopped at step {self.step}; continue with --resume")
+                        saved = "nothing saved yet" if self.last_checkpoint is None else \
+                            f"last checkpoint at step {self.last_checkpoint[0]}"
+                        raise KeyboardInterrupt(f"stopped at step {self.step} ({saved}); continue with --resume")
             if cfg.ckpt_every > 0 and self.step > start_step and self.step % cfg.ckpt_every != 0:
                 self._checkpoint()  # a finished run resumes as a no-op
             self._save_final()
@@ -425,4 +528,6 @@ class Trainer:
         elapsed = time.perf_counter() - start
         return {"step": self.step, "steps_run": self.step - start_step, "epoch": self.epoch,
                 "loss": summary.get("loss"), "time_s": elapsed,
-                "steps_per_s": (self.step - start_step) / max(elapsed, 1e-9), "out": str(self.out)}
+                "steps_per_s": (self.step - start_step) / max(elapsed, 1e-9), "out": str(self.out),
+                "checkpoint_failures": self.checkpoint_failures, "skipped_steps": self.skipped_steps,
+                "last_checkpoint_step": None if self.last_checkpoint is None else self.last_checkpoint[0]}
