@@ -261,7 +261,12 @@ def read_source(path) -> tuple[dict, str]:
         d = p if p.is_dir() else p.parent
         if not (d / "config.json").is_file():
             raise CheckpointError(f"{d}: a directory needs config.json (HuggingFace layout)")
-        cfg = json.loads((d / "config.json").read_text())
+        try:
+            cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise CheckpointError(f"{d / 'config.json'}: not a readable JSON file ({e})") from None
+        if not isinstance(cfg, dict):
+            raise CheckpointError(f"{d / 'config.json'}: expected a JSON object, found {type(cfg).__name__}")
         files = [d / n for n in ("model.safetensors", "pytorch_model.bin") if (d / n).is_file()]
         if not files:
             raise CheckpointError(f"{d}: no model.safetensors or pytorch_model.bin next to config.json")

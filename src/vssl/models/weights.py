@@ -12,7 +12,7 @@ import argparse
 import json
 import logging
 import os
-import re
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from vssl.errors import CheckpointError
+from vssl.errors import CheckpointError, load_failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -54,24 +54,25 @@ def load_state_dict_file(path: str | os.PathLike) -> dict:
         from safetensors import safe_open
         from safetensors.torch import load_file
 
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        tensors = load_file(str(path), device="cpu")
-        if META_KEY in header:
-            return {"backbone": tensors, "meta": json.loads(header[META_KEY])}
-        return tensors
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                header = f.metadata() or {}
+            tensors = load_file(str(path), device="cpu")
+            meta = json.loads(header[META_KEY]) if META_KEY in header else None
+        except Exception as e:  # SafetensorError (bad header, truncated), JSON errors in the metadata
+            raise CheckpointError(f"{path}: not a readable safetensors file ({load_failure_reason(e)})") from None
+        return {"backbone": tensors, "meta": meta} if meta is not None else tensors
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
+        with warnings.catch_warnings(), torch.serialization.safe_globals(_safe_globals()):
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the error says it all
             obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError for unknown globals, RuntimeError for corrupt files
-        msg = str(e)
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg)
-        if found:
+    except Exception as e:  # UnpicklingError for unknown globals, RuntimeError/EOFError for corrupt files
+        reason = load_failure_reason(e)
+        if reason.startswith("refusing to unpickle"):
             raise CheckpointError(
-                f"{path}: refusing to unpickle {found.group(1)} (vssl only reads checkpoints with "
-                "weights_only=True). Re-save the tensors alone, e.g. torch.save(ckpt['model'], 'weights.pth') "
+                f"{path}: {reason}. Re-save the tensors alone, e.g. torch.save(ckpt['model'], 'weights.pth') "
                 "in a trusted environment, then convert that file") from None
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({msg.splitlines()[0][:200]})") from None
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({reason})") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     return dict(obj)

@@ -19,7 +19,9 @@ created        UTC ISO timestamp
 =============  ======================================================================
 
 The database runs in WAL mode and each ``put`` is its own transaction, so a killed run loses no
-finished result and a rerun skips them (``has``).
+finished result and a rerun skips them (``has``). Several processes may write to one store at once:
+each ``put`` waits (up to 60 s) for the write lock, and the key makes a result that two of them
+computed one row.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class ResultsStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # autocommit mode; transactions are explicit in `put`
-        self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+        self._conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(SCHEMA)
@@ -100,7 +102,9 @@ class ResultsStore:
         k = result.key
         created = result.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
         with self._conn:  # BEGIN ... COMMIT
-            self._conn.execute("BEGIN")
+            # IMMEDIATE takes the write lock up front (waiting up to `timeout` for another writer), so a
+            # second process writing to the same store queues instead of failing with "database is locked"
+            self._conn.execute("BEGIN IMMEDIATE")
             self._conn.execute(
                 "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (k.model, k.checkpoint, k.experiment, k.protocol, int(k.seed), result.backbone,
