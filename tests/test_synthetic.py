@@ -315,3 +315,19 @@ def test_cli_and_output_folder_rules(tmp_path, capsys):
     with pytest.raises(VsslError, match="not a SynthSEVERE folder"):
         generate(tmp_path / "mine", "tiny", sizes=sizes, workers=1, progress=False)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_counting_names_stay_ucf101_names_at_large_sizes():
+    """Counting videos carry UCF101 names (v_<Class>_gXX_cXX) that the UCFRep adapter parses; the GPU
+    budget's 1,440 test videos once produced g100, which parsed to a wrong class folder."""
+    import re
+
+    from vssl.data.synth.writers import video_name
+
+    names = [video_name("counting", split, i, (i % 4, 2, 0, 1))
+             for split, n in (("train", 4000), ("test", 4000)) for i in range(n)]
+    assert len(set(names)) == len(names)
+    assert all(re.fullmatch(r"v_[A-Za-z]+_g\d\d_c\d\d", n) for n in names)
+    # small sizes keep their names (seed-0 benchmarks generated before stay valid)
+    assert video_name("counting", "train", 5, (1, 2, 0, 1)) == "v_Circle_g01_c02"
+    assert video_name("counting", "test", 0, (0, 2, 0, 1)) == "v_Oscillate_g50_c01"

@@ -59,8 +59,14 @@ def video_name(dataset: str, split: str, index: int, label) -> str:
         a0 = index % 40
         return f"{_scrambled(uid, 11, _YT)}_E_{e0:06d}_{e0 + 60:06d}_A_{a0:04d}_{a0 + 2:04d}"
     if dataset == "counting":           # v_<Class>_gXX_cXX (UCFRep uses UCF101 names)
-        j = index // len(tasks.COUNT_CLASSES)     # position within the class; val groups start at 50
-        return f"v_{tasks.COUNT_CLASSES[label[0]][0]}_g{j // 7 + (1 if split == 'train' else 50):02d}_c{j % 7 + 1:02d}"
+        # position j within the class: train groups 1-49, val groups 50-99, 7 clips per group, then
+        # further clips (c08, c15, ...) so that large sizes keep 2-digit groups (g100 does not parse)
+        j = index // len(tasks.COUNT_CLASSES)
+        first, groups = (1, 49) if split == "train" else (50, 50)
+        group, clip = first + (j // 7) % groups, j % 7 + 1 + 7 * (j // (7 * groups))
+        if clip > 99:
+            raise ValueError(f"counting: {j + 1} videos per class do not fit UCF101 names (at most {99 * groups})")
+        return f"v_{tasks.COUNT_CLASSES[label[0]][0]}_g{group:02d}_c{clip:02d}"
     if dataset == "multilabel":         # 5-character ids like 46GP8
         return _scrambled(uid, 5, _B36)
     raise ValueError(dataset)
