@@ -108,7 +108,7 @@ def main(argv=None) -> list[dict]:
     batch, frames, side = SIZES[size_name]
     steps = args.steps or (3 if size_name == "smoke" else 5)
     cfg = TubeletConfig()
-    synth = TubeletSynthesizer(cfg)
+    synth = TubeletSynthesizer(cfg, window=True)  # explicit: the default (None) picks the whole frame on CUDA
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     clips = torch.rand(batch, 3, frames, side, side)
