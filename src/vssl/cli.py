@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, choices=["tiny", "small", "base"],
                    help="SynthSEVERE preset (default: tiny)")
     p.add_argument("--quick", action="store_true", help="half the videos and 30 pretraining steps: a smoke run of the whole pipeline")
-    p.add_argument("--long", action="store_true", help="the documented longer run: 2x the videos, 500 steps, 3 seeds (~27 min on 2 cores)")
+    p.add_argument("--long", action="store_true", help="the documented longer run: 2x the corpus, test sets of up to 4,608 clips, 500 steps, 3 seeds")
     p.add_argument("--budget", default=None, choices=["quick", "default", "long", "gpu"],
                    help="a named budget (vssl.demo.BUDGETS); gpu: 4x corpus, 8x test sets, 2,000 steps of batch 32, "
                         "3 seeds and a trained-with-labels reference row (minutes on one GPU)")

@@ -58,8 +58,12 @@ class Budget:
 BUDGETS = {
     "quick": Budget("tiny", pretrain_steps=30, seeds=(1, 2), scale=0.5),
     "default": Budget("tiny", pretrain_steps=100, seeds=(1, 2)),
-    # the documented longer run: 2x the videos (test sets of 350-1150 clips), 5x the pretraining
-    "long": Budget("tiny", pretrain_steps=500, seeds=(1, 2, 3), scale=2.0),
+    # the documented longer run on CPU (README "A longer run"): 2x the corpus and the full-data training
+    # sets; test sets of 2,560-4,608 clips where the tubelet-vs-video question is asked (domain_a,
+    # domain_b and its subsets, samples_a), 720-960 for counting and multi-label; 500 pretraining steps
+    "long": Budget("tiny", pretrain_steps=500, seeds=(1, 2, 3),
+                   sizes=(("pretrain", (2400, 300)), ("samples_a", (200, 3200)), ("domain_a", (960, 2560)),
+                          ("domain_b", (1152, 4608)), ("counting", (504, 720)), ("multilabel", (960, 960)))),
     # the GPU run (docs/synthsevere.md "The GPU run"): 4x the corpus and the full-data training sets,
     # 8x every test set (1,440-4,608 clips: a 2-point difference is > 2 SE), 2,000 pretraining steps of
     # batch 32 (~13 epochs of the corpus), 3 seeds, and the trained-with-labels reference row
