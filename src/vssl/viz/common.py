@@ -396,3 +396,20 @@ def build_method_from_checkpoint(ckpt: RunCheckpoint, device: Any = "cpu"):
         raise CheckpointError(f"{ckpt.path}: does not match method {cfg.method.name}: missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]}")
     return method.to(device).eval()
+
+
+def save_rows(rows: Sequence[np.ndarray], labels: Sequence[str], out_dir: Path, name: str, step: int = 1) -> dict:
+    """``name.png`` (one labelled row per (T, S, S, 3) stack, at most 8 frames ``step`` apart) and
+    ``name.gif`` (every frame, the stacks side by side under their labels); returns both paths."""
+    t, s = rows[0].shape[:2]
+    cols = pick_frames(t, 8, step=step)
+    z = zoom_for(s, 96)
+    png = save_png(grid([list(upscale(r[cols], z)) for r in rows], labels, [f"t={f}" for f in cols]),
+                   Path(out_dir) / f"{name}.png")
+    z = zoom_for(s, 128)
+    big = [upscale(r, z) for r in rows]
+    xs = panel_offsets([s * z] * len(big))
+    gif = save_gif([with_header(hstack([b[f] for b in big]), labels, xs, [s * z] * len(big)) for f in range(t)],
+                   Path(out_dir) / f"{name}.gif")
+    return {"png": png, "gif": gif}
+

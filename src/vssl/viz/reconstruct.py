@@ -34,9 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from vssl.errors import VsslError
-from vssl.viz.common import (category_colours, clip_config, clip_names, colormap, expand_videos, grid, hstack,
-                             load_clip, panel_offsets, pick_frames, read_run_checkpoint, save_gif, save_png,
-                             to_frames, token_map_to_pixels, upscale, with_header, zoom_for)
+from vssl.viz.common import (category_colours, clip_config, clip_names, colormap, expand_videos, grid, load_clip,
+                             read_run_checkpoint, save_rows, to_frames, token_map_to_pixels)
 
 MASK_GREY = 128
 
@@ -183,17 +182,7 @@ def panels(clip: torch.Tensor, result: dict, tubelet: int, patch: int) -> tuple[
 def render_clip(clip: torch.Tensor, result: dict, tubelet: int, patch: int, out_dir: Path, name: str) -> dict:
     """``name.png`` (rows x token-slot frames) and ``name.gif`` (every frame, rows side by side)."""
     names, stacks = panels(clip, result, tubelet, patch)
-    t, s = stacks[0].shape[:2]
-    cols = pick_frames(t, 8, step=tubelet)
-    z = zoom_for(s, 96)
-    png = save_png(grid([list(upscale(st[cols], z)) for st in stacks], names, [f"t={f}" for f in cols]),
-                   out_dir / f"{name}.png")
-    z = zoom_for(s, 128)
-    big = [upscale(st, z) for st in stacks]
-    xs = panel_offsets([s * z] * len(big))
-    gif = save_gif([with_header(hstack([b[f] for b in big]), names, xs, [s * z] * len(big)) for f in range(t)],
-                   out_dir / f"{name}.gif")
-    return {"png": png, "gif": gif}
+    return save_rows(stacks, names, out_dir, name, step=tubelet)
 
 
 def render_reconstructions(checkpoint: str | os.PathLike, videos, out_dir: str | os.PathLike, seed: int = 0,

@@ -36,9 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vssl.errors import VsslError
-from vssl.viz.common import (clip_config, clip_names, expand_videos, grid, hstack, load_clip, overlay,
-                             panel_offsets, pick_frames, read_run_checkpoint, save_gif, save_png, to_frames,
-                             upscale, with_header, zoom_for)
+from vssl.viz.common import (clip_config, clip_names, expand_videos, grid, load_clip, overlay,
+                             read_run_checkpoint, save_rows, to_frames)
 
 TARGETS = ("auto", "class", "norm", "top")
 RANDOM = "random:"  # --checkpoint random:r2plus1d_18 = that backbone at random init
@@ -224,19 +223,8 @@ def load_saliency_model(checkpoint: str | os.PathLike, backbone: str | None = No
 
 def render_clip(frames: np.ndarray, maps: Sequence[np.ndarray], names: Sequence[str], out_dir: Path, name: str) -> dict:
     """``name.png`` (input row + one overlay row per model) and ``name.gif`` (all of them side by side)."""
-    t, s = frames.shape[:2]
     rows = [frames] + [overlay(frames, m) for m in maps]
-    labels = ["input", *names]
-    cols = pick_frames(t, 8)
-    z = zoom_for(s, 96)
-    png = save_png(grid([list(upscale(r[cols], z)) for r in rows], labels, [f"t={f}" for f in cols]),
-                   out_dir / f"{name}.png")
-    z = zoom_for(s, 128)
-    big = [upscale(r, z) for r in rows]
-    xs = panel_offsets([s * z] * len(big))
-    gif = save_gif([with_header(hstack([b[f] for b in big]), labels, xs, [s * z] * len(big)) for f in range(t)],
-                   out_dir / f"{name}.gif")
-    return {"png": png, "gif": gif}
+    return save_rows(rows, ["input", *names], out_dir, name)
 
 
 def _unique(names: list[str]) -> list[str]:
