@@ -21,6 +21,14 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
 
 
+def _add_clip_args(p: argparse.ArgumentParser, whose: str) -> None:
+    """--frames/--stride/--size/--device of the viz commands that read clips like a run's data config."""
+    p.add_argument("--frames", type=int, default=None, help=f"clip length (default: {whose} data.num_frames)")
+    p.add_argument("--stride", type=int, default=None, help=f"frame stride (default: {whose} data.stride)")
+    p.add_argument("--size", type=int, default=None, help=f"crop size (default: {whose} data.crop_size)")
+    p.add_argument("--device", default="auto")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vssl", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vssl {__version__}")
@@ -129,10 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0, help="seeds the tube mask")
     v.add_argument("--assign", default="argmax", choices=["argmax", "sinkhorn"],
                    help="SIGMA: prototype of a token by argmax of its scores, or by Sinkhorn over the clip then argmax")
-    v.add_argument("--frames", type=int, default=None, help="clip length (default: the run's data.num_frames)")
-    v.add_argument("--stride", type=int, default=None, help="frame stride (default: the run's data.stride)")
-    v.add_argument("--size", type=int, default=None, help="crop size (default: the run's data.crop_size)")
-    v.add_argument("--device", default="auto")
+    _add_clip_args(v, "the run's")
     v.set_defaults(_call=("vssl.viz.reconstruct", "reconstruct_command"))
     v = vsub.add_parser("saliency", help="spatio-temporal saliency of one or more checkpoints on the same clips")
     v.add_argument("--checkpoint", nargs="+", required=True,
@@ -144,10 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score to explain: top class logit (supervised head), pooled-feature norm, or top feature")
     v.add_argument("--vit-method", default="gradient", choices=["gradient", "rollout"],
                    help="ViTs: gradient x input per token, or attention rollout")
-    v.add_argument("--frames", type=int, default=None, help="clip length (default: the first run's data.num_frames)")
-    v.add_argument("--stride", type=int, default=None, help="frame stride (default: the first run's data.stride)")
-    v.add_argument("--size", type=int, default=None, help="crop size (default: the first run's data.crop_size)")
-    v.add_argument("--device", default="auto")
+    _add_clip_args(v, "the first run's")
     v.set_defaults(_call=("vssl.viz.saliency", "saliency_command"))
     v = vsub.add_parser("segment", help="unsupervised video object segmentation, scored in the DAVIS-2017 convention")
     v.add_argument("--checkpoint", default=None)
