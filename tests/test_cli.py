@@ -67,3 +67,16 @@ def test_finetune_on_real_videos_through_a_csv_manifest(tmp_path, make_video, ca
     assert rc == 0, capsys.readouterr().err
     assert "num_classes: 2" in (tmp_path / "run" / "config.yaml").read_text()
     assert (tmp_path / "run" / "backbone.pt").is_file()
+
+
+@pytest.mark.parametrize("argv", [["nocmd"], ["pretrain", "--config"], ["severe", "--backbone", "x"],
+                                  ["demo", "--budget", "huge"], ["synth", "out", "--seed", "x"]])
+def test_bad_command_lines_exit_2_with_one_line(argv, capsys):
+    """Issue 8: a bad command line is one line on stderr and exit status 2, not argparse's usage block."""
+    from vssl.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "error:" in err and "Traceback" not in err

@@ -21,6 +21,17 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``vssl pretrain: error: ... (see vssl pretrain --help)``, exit 2.
+
+    argparse prints the whole usage block before the message; a wrong option is then a wall of text
+    in a cluster log. Subcommand parsers are of this class too (``add_subparsers`` uses the parent's).
+    """
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _add_clip_args(p: argparse.ArgumentParser, whose: str) -> None:
     """--frames/--stride/--size/--device of the viz commands that read clips like a run's data config."""
     p.add_argument("--frames", type=int, default=None, help=f"clip length (default: {whose} data.num_frames)")
@@ -30,7 +41,7 @@ def _add_clip_args(p: argparse.ArgumentParser, whose: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vssl", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="vssl", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vssl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
