@@ -237,10 +237,10 @@ def figures_html(figures: dict[str, Path]) -> str:
 
 def demo_command(args) -> int:
     """``vssl demo [--out DIR] [--preset P] [--quick | --long | --budget NAME] [--seeds 1,2] [--device D]``."""
-    from vssl.errors import VsslError
+    from vssl.errors import ConfigError
 
     if sum(bool(x) for x in (args.quick, args.long, getattr(args, "budget", None))) > 1:
-        raise VsslError("demo: --quick, --long and --budget exclude each other")
+        raise ConfigError("demo: --quick, --long and --budget exclude each other")
     mode = "quick" if args.quick else "long" if args.long else (getattr(args, "budget", None) or "default")
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
     run_demo(args.out, mode=mode, preset=args.preset, seeds=seeds, device=args.device)
