@@ -298,6 +298,9 @@ def test_root_drops_missing_videos_before_subset(tmp_path):
         (root / f"v{i}.mp4").write_bytes(b"")  # re-encoded tree: other extension still counts
     videos = ADAPTERS["csv"](tmp_path, "train", root=root)
     assert sorted(r.path for r in videos) == ["v0.avi", "v1.avi", "v2.avi", "v5.avi"]
+    assert videos.missing == ["v3.avi", "v4.avi", "v6.avi", "v7.avi"]  # named for the run's summary
+    subset = ADAPTERS["csv"](tmp_path, "train", root=root, num_examples=2)
+    assert len(subset) == 2 and subset.missing == videos.missing  # missing counted before subsetting
 
 
 def test_every_adapter_is_listed_with_splits():

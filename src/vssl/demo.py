@@ -147,9 +147,10 @@ def run_demo(out: str | Path = "vssl-demo", mode: str = "default", preset: str |
     else:
         log(f"[demo] reuse {data}")
     workers = loader_workers(device)
+    speed = [f"num_workers={workers}"] if workers else []  # not part of a result's key
     overrides = list(budget.overrides)
-    run_overrides = overrides + ([f"num_workers={workers}"] if workers else [])  # not part of the key
-    pre_overrides = tuple(budget.pretrain_overrides) + ((f"data.num_workers={workers}",) if workers else ())
+    run_overrides = overrides + speed
+    pre_overrides = tuple(budget.pretrain_overrides) + tuple(f"data.{o}" for o in speed)
     for model in models:
         ckpt = pretrain(model, data, out, budget.pretrain_steps, seed=0, device=device, log=log,
                         overrides=pre_overrides)
@@ -163,8 +164,7 @@ def run_demo(out: str | Path = "vssl-demo", mode: str = "default", preset: str |
         log(f"[demo] reference row: random-init R(2+1)D trained with each experiment's labels "
             f"(quick-ft, {budget.oracle_steps} steps)")
         run_severe("r2plus1d_tiny", None, data, out, protocol="quick-ft", seeds=(1,), name=ORACLE_NAME,
-                   device=device, overrides=oracle_overrides + ([f"num_workers={workers}"] if workers else []),
-                   log=log)
+                   device=device, overrides=oracle_overrides + speed, log=log)
     with ResultsStore(out / "results.sqlite") as store:
         names = {m.name for m in models}
         pkey = protocol_key(budget.protocol, overrides)

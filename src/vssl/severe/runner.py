@@ -135,23 +135,6 @@ def load_splits(exp: Experiment, data_root: str | Path):
     return train, test, videos
 
 
-def missing_videos(exp: Experiment, data_root: str | Path) -> list[str]:
-    """Videos the experiment's annotations list (train and test split) that are not on disk.
-
-    ``load_splits`` leaves them out, as SEVERE does; this names them, for the run's summary.
-    """
-    from vssl.data.datasets import load_videos
-    from vssl.data.datasets.base import video_exists
-
-    root, ann = exp.video_root(data_root), exp.annotation_dir(data_root)
-    opts = {k: v for k, v in exp.options.items() if k not in ("root", "subset", "num_examples")}
-    missing: list[str] = []
-    for split in dict.fromkeys((exp.train_split, exp.test_split)):
-        missing += [r.path for r in load_videos(exp.dataset, ann, split, exp.fold, **opts).records
-                    if not video_exists(root, r.path)]
-    return list(dict.fromkeys(missing))
-
-
 def data_config(exp: Experiment, recipe: Recipe, video_root: Path):
     from vssl.config import DataConfig
 
@@ -198,7 +181,7 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
         metrics.update(mae_constant_baseline=base["mae"], obo_constant_baseline=base["obo"])
     timings.update(eval_s=time.perf_counter() - t1, total_s=time.perf_counter() - t0)
     # train and test datasets share the failure folder: counts and paths cover both
-    missing = missing_videos(exp, data_root)
+    missing = list(dict.fromkeys(train.missing + test.missing))  # load_splits dropped them, as SEVERE does
     extra.update(failures=test_ds.failures, failed_paths=test_ds.failed_paths[:100], missing=len(missing),
                  missing_paths=missing[:100])
     return metrics, timings, extra
@@ -256,7 +239,7 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
     else:
         method = Supervised(Supervised.Config(num_classes=num_classes, task=exp.task, dropout=recipe.dropout,
                                               scale=list(recipe.crop_scale), flip=exp.flip,
-                                          **_jitter(recipe)), net, run)
+                                              **_jitter(recipe)), net, run)
     ds = _ClipEpochs(ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures"), repeats)
     t = time.perf_counter()
     summary = Trainer(run, method, ds, workdir, resume=paper_like).fit()
@@ -387,7 +370,7 @@ def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
         return ds
     tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     path = workdir.parents[2] / "clips" / f"{fields['dataset']}-{fields['split']}-{tag}.pt"
-    stored = _read_feature_cache(path, keys=("video", "label"))
+    stored = _read_feature_cache(path, keys={"video": torch.Tensor, "label": torch.Tensor})
     if stored is not None:
         from vssl.data.dataset import record_failures
 
@@ -413,7 +396,7 @@ def _split_failures(ds, paths: list[str]) -> list[list[str]]:
     return [[p, r] for p, r in dict.fromkeys(ds.failure_report()) if p in wanted]
 
 
-def _read_feature_cache(cache: Path, keys=("paths", "feats")) -> dict | None:
+def _read_feature_cache(cache: Path, keys: dict | None = None) -> dict | None:
     """The cached features, or None when absent or unreadable (then they are computed again)."""
     if not cache.is_file():
         return None
@@ -421,7 +404,8 @@ def _read_feature_cache(cache: Path, keys=("paths", "feats")) -> dict | None:
 
     try:
         stored = load_checkpoint(cache)
-        if all(isinstance(stored.get(k), (list, torch.Tensor)) for k in keys):
+        keys = keys or {"paths": list, "feats": torch.Tensor}
+        if all(isinstance(stored.get(k), t) for k, t in keys.items()):
             return stored
     except VsslError as e:
         print(f"vssl: warning: {e}; extracting the features again")

@@ -51,6 +51,8 @@ class VideoList:
     records: list[VideoRecord]
     classes: list[str]
     task: str = "classification"
+    #: listed videos that ``finish(root=...)`` dropped because they are not on disk (for run summaries)
+    missing: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -73,8 +75,9 @@ class VideoList:
     def labels(self) -> list:
         return [r.label for r in self.records]
 
-    def replace(self, records: list[VideoRecord]) -> VideoList:
-        return VideoList(self.name, self.split, records, self.classes, self.task)
+    def replace(self, records: list[VideoRecord], missing: list[str] | None = None) -> VideoList:
+        return VideoList(self.name, self.split, records, self.classes, self.task,
+                         self.missing if missing is None else missing)
 
 
 # ---- parsing helpers --------------------------------------------------------------------------
@@ -226,16 +229,18 @@ def finish(videos: VideoList, *, num_examples: int | None = None, subset: str | 
       unless ``seed`` is given). Test/val splits stay full, as in SEVERE.
     - ``fraction``: :func:`fraction_subset` of a train split (seed 0 unless given).
     """
-    records = videos.records
+    records, missing = videos.records, None
     if root is not None:
-        records = [r for r in records if video_exists(root, r.path)]
+        present = [video_exists(root, r.path) for r in records]
+        missing = [r.path for r, ok in zip(records, present) if not ok]
+        records = [r for r, ok in zip(records, present) if ok]
     n = num_examples if num_examples is not None else _parse_subset(subset)
     if is_train_split(videos.split):
         if n:
             records = balanced_subset(records, n, SEVERE_SEED if seed is None else seed)
         if fraction != 1.0:
             records = fraction_subset(records, fraction, 0 if seed is None else seed)
-    return videos if records is videos.records else videos.replace(records)
+    return videos if records is videos.records and not missing else videos.replace(records, missing)
 
 
 def list_files(folder: str | Path, pattern: str) -> list[Path]:
