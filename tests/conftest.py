@@ -16,6 +16,18 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _frame_index_cache(tmp_path_factory):
+    """Frame indices of the session's videos go to a temporary cache, not the user's ~/.cache."""
+    previous = os.environ.get("VSSL_INDEX_CACHE")
+    os.environ["VSSL_INDEX_CACHE"] = str(tmp_path_factory.mktemp("frame-index"))
+    yield
+    if previous is None:
+        os.environ.pop("VSSL_INDEX_CACHE", None)
+    else:
+        os.environ["VSSL_INDEX_CACHE"] = previous
+
+
 def moving_square_frames(num_frames: int = 24, height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
     """uint8 (T, H, W, 3): background level 10 + 7*t (mod 200), a 12px square moving right by 2px/frame."""
     rng = np.random.default_rng(seed)

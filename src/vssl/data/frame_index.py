@@ -1,0 +1,341 @@
+"""Which frames a video displays, and where to seek for each: one index per file, built once, cached.
+
+vssl numbers frames the way a player shows them: frame ``i`` is the ``i``-th frame a sequential
+decode from the start of the file outputs, and ``num_frames`` is how many it outputs. Containers
+disagree with that count in many real files: an AVI header counts its null (repeat) frames, an mp4
+cut with ``ffmpeg -ss ... -c copy`` keeps the samples before its edit list's start, an MPEG-TS cut
+mid-GOP holds frames that cannot be decoded, and Matroska, TS and PS store no count at all. Frame
+*times* are no better guide: VFR files and null frames leave gaps, and the timestamps of AVI
+B-frame streams are decode slots that FFmpeg shifts by the reorder delay.
+
+:func:`build_index` therefore reads the packets (demuxing only, no decoding) and predicts the
+display order from their timestamps (``mode="pts"``):
+
+- packets before the first keyframe (a stream cut mid-GOP) and packets the demuxer marks as
+  discarded (before an edit list's start) are not displayed; empty packets (AVI null frames) are
+  not frames; the rest, sorted by presentation timestamp, are the frames in display order.
+- every keyframe is a seek point; it serves the frames from its own timestamp on (the leading
+  B-frames of an open GOP belong to the previous keyframe's decode).
+
+Where packet timestamps cannot give the order, the index comes from one full decode instead:
+duplicate or missing timestamps (MPEG-PS, whose muxer stamps only some packets) and MPEG-4 ASP
+with "packed" B-frames (DivX/XviD: frames leave the decoder in display order but with permuted
+timestamps) give ``mode="decoded"``, where each decoded frame's own timestamp labels it; if even
+those repeat, ``mode="sequential"`` (no seeking: the reader decodes from the start and counts).
+The reader also falls back to a decoded index when decoding contradicts a predicted one.
+
+Indices are cached per file (path, size and modification time) in memory and in a directory
+(``$VSSL_INDEX_CACHE``, default ``~/.cache/vssl/frame-index``; ``off`` disables it), so a dataset
+is scanned once, not once per epoch or per DataLoader worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("vssl.data")
+
+INDEX_VERSION = 1
+SEEK_BY_DTS = {"mpegts", "mpeg", "mpegvideo"}  # demuxers that seek by a binary search on DTS
+_DIVX_PACKED = re.compile(rb"DivX\d+(?:b|Build)\d+p")  # the user data FFmpeg reads as "packed B-frames"
+
+
+@dataclass
+class FrameIndex:
+    """The displayed frames of one video stream.
+
+    Attributes:
+        num_frames: frames a sequential decode outputs.
+        mode: "pts" (from packet timestamps), "decoded" (from one full decode) or "sequential"
+            (timestamps unusable: decode from the start and count).
+        labels: the presentation timestamp of frame ``i`` (stream time base); empty in "sequential".
+        key_frames: sorted frame indices the seek points serve from (frame 0 first).
+        key_targets: the timestamp to pass to ``container.seek`` for each seek point.
+        time_base, fps: seconds per timestamp unit; displayed frames per second on average.
+        rotation: counter-clockwise degrees to rotate a decoded frame for display (its display matrix).
+        height, width, sar: stored frame size and sample aspect ratio (1.0 when unknown).
+        codec, container: FFmpeg's codec and demuxer names; reorders: the codec reorders frames
+            (B-frames), as FFmpeg's ``has_b_frames`` says.
+    """
+
+    num_frames: int
+    mode: str
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    key_frames: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    key_targets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    time_base: float = 0.0
+    fps: float = 0.0
+    rotation: int = 0
+    height: int = 0
+    width: int = 0
+    sar: float = 1.0
+    codec: str = ""
+    container: str = ""
+    reorders: bool = False
+    _lookup: dict | None = field(default=None, init=False, repr=False, compare=False)
+
+    def frame_of(self, label) -> int | None:
+        """The frame index a decoded frame's timestamp ``label`` identifies (None if none)."""
+        if self._lookup is None:
+            self._lookup = {int(v): i for i, v in enumerate(self.labels.tolist())}
+        return self._lookup.get(label)
+
+    def seek_point(self, frame: int) -> int:
+        """Position (in ``key_frames``) of the last seek point serving ``frame``."""
+        return max(int(np.searchsorted(self.key_frames, frame, side="right")) - 1, 0)
+
+    def to_json(self) -> dict:
+        return {"version": INDEX_VERSION, "num_frames": self.num_frames, "mode": self.mode,
+                "labels": _runs(self.labels), "key_frames": self.key_frames.tolist(),
+                "key_targets": self.key_targets.tolist(), "time_base": self.time_base, "fps": self.fps,
+                "rotation": self.rotation, "height": self.height, "width": self.width, "sar": self.sar,
+                "codec": self.codec, "container": self.container, "reorders": self.reorders}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "FrameIndex":
+        return cls(num_frames=int(data["num_frames"]), mode=str(data["mode"]), labels=_unruns(data["labels"]),
+                   key_frames=np.asarray(data["key_frames"], np.int64),
+                   key_targets=np.asarray(data["key_targets"], np.int64),
+                   time_base=float(data["time_base"]), fps=float(data["fps"]), rotation=int(data["rotation"]),
+                   height=int(data["height"]), width=int(data["width"]), sar=float(data["sar"]),
+                   codec=str(data["codec"]), container=str(data["container"]), reorders=bool(data["reorders"]))
+
+    def describe(self, container, stream) -> "FrameIndex":
+        """Fill in the stream facts the optional backends are checked against; returns self."""
+        cc = stream.codec_context
+        sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
+        self.height, self.width = int(cc.height), int(cc.width)
+        self.sar = float(sar) if sar else 1.0
+        self.codec, self.container = cc.name, container.format.name
+        self.reorders = bool(cc.has_b_frames)
+        return self
+
+
+def _runs(values: np.ndarray) -> list[list[int]]:
+    """Arithmetic runs ``[[start, step, count], ...]``: a constant-rate video stores one run."""
+    runs: list[list[int]] = []
+    for v in values.tolist():
+        if runs and runs[-1][2] == 1:
+            runs[-1][1], runs[-1][2] = v - runs[-1][0], 2
+        elif runs and runs[-1][0] + runs[-1][1] * runs[-1][2] == v:
+            runs[-1][2] += 1
+        else:
+            runs.append([v, 0, 1])
+    return runs
+
+
+def _unruns(runs: list[list[int]]) -> np.ndarray:
+    if not runs:
+        return np.zeros(0, np.int64)
+    return np.concatenate([start + step * np.arange(count, dtype=np.int64) for start, step, count in runs])
+
+
+# --------------------------------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------------------------------
+
+class IndexBuildError(Exception):
+    """Raised by the builders with a reason; the reader turns it into a VideoDecodeError."""
+
+
+def _average_fps(stream) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return float(rate) if rate else 0.0
+
+
+def _fps_from_labels(labels: np.ndarray, time_base: float, fallback: float) -> float:
+    """Frames per second over the displayed span: (n - 1) intervals between the first and last frame."""
+    if len(labels) >= 2 and time_base > 0 and labels[-1] > labels[0]:
+        return float((len(labels) - 1) / ((labels[-1] - labels[0]) * time_base))
+    return fallback
+
+
+def is_divx_packed(packet_bytes: bytes) -> bool:
+    """Does an MPEG-4 ASP packet carry the DivX user data that announces packed B-frames?"""
+    return _DIVX_PACKED.search(packet_bytes) is not None
+
+
+@dataclass
+class Packets:
+    """Timestamps and flags of a stream's non-empty packets, in file (decode) order."""
+
+    pts: list
+    dts: list
+    keys: list
+    shown: list  # False for packets the demuxer marks as discarded (before an edit list's start)
+    divx_packed: bool = False
+
+
+def scan_packets(container, stream) -> Packets:
+    """Demux (not decode) every packet of ``stream``."""
+    found = Packets([], [], [], [])
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the flush packet, or an AVI null frame (the previous picture repeats)
+            continue
+        if not found.pts and stream.codec_context.name == "mpeg4":
+            found.divx_packed = is_divx_packed(bytes(packet))
+        found.pts.append(packet.pts)
+        found.dts.append(packet.dts)
+        found.keys.append(packet.is_keyframe)
+        found.shown.append(not packet.is_discard)
+    if not found.pts:
+        raise IndexBuildError("no video packets")
+    return found
+
+
+def index_from_packets(packets: Packets, container, stream) -> FrameIndex | None:
+    """A "pts" index from the packets' timestamps, or None when they cannot order the frames."""
+    pts, dts, keys = packets.pts, packets.dts, packets.keys
+    if packets.divx_packed or not any(keys):
+        return None
+    first = keys.index(True)
+    start = pts[first]
+    shown_pts = [p for p, s in zip(pts[first:], packets.shown[first:]) if s]
+    if start is None or not shown_pts or None in shown_pts:
+        return None
+    labels = np.array(sorted(p for p in shown_pts if p >= start), np.int64)
+    if len(labels) == 0 or np.any(np.diff(labels) <= 0):  # repeated timestamps: guessed, not stored
+        return None
+    by_dts = container.format.name in SEEK_BY_DTS
+    seeks: dict[int, int] = {}
+    for p, d, k in zip(pts[first:], dts[first:], keys[first:]):
+        if k and p is not None:
+            seeks[int(np.searchsorted(labels, p, side="left"))] = d if by_dts and d is not None else p
+    frames = sorted(f for f in seeks if f < len(labels))
+    if not frames or frames[0] != 0:
+        return None
+    time_base = float(stream.time_base) if stream.time_base else 0.0
+    return FrameIndex(num_frames=len(labels), mode="pts", labels=labels, key_frames=np.array(frames, np.int64),
+                      key_targets=np.array([seeks[f] for f in frames], np.int64), time_base=time_base,
+                      fps=_fps_from_labels(labels, time_base, _average_fps(stream)))
+
+
+def truncation(path: str, container, stream, packets: Packets) -> str | None:
+    """Why the file looks cut before its end (None when it does not): its index lists packets past
+    the end of the file (mp4 with the index first, AVI), or an AVI header counts frames that
+    neither the file nor an index holds (AVI writes its index last)."""
+    size = os.path.getsize(path)
+    entries = stream.index_entries
+    beyond = sum(1 for e in entries if e.pos + e.size > size)
+    if beyond:
+        return f"truncated: the container indexes {len(entries)} frames, {beyond} of them past the end of the file"
+    if container.format.name == "avi" and len(entries) <= 1 and stream.frames > len(packets.pts):
+        return (f"truncated: the AVI header lists {stream.frames} frames, the file holds {len(packets.pts)} "
+                "and no index")
+    return None
+
+
+def index_from_decoding(container, stream) -> FrameIndex:
+    """A "decoded" index from one full decode (each frame labelled by its own timestamp), or a
+    "sequential" one when those labels repeat too."""
+    labels, keys, rotation = [], [], 0
+    for frame in container.decode(stream):
+        if not labels:
+            rotation = frame_rotation(frame)
+        labels.append(frame.pts)
+        keys.append(frame.key_frame)
+    if not labels:
+        raise IndexBuildError("no frame could be decoded")
+    time_base = float(stream.time_base) if stream.time_base else 0.0
+    fps = _average_fps(stream)
+    unique = None not in labels and len(set(labels)) == len(labels)
+    if not unique:
+        return FrameIndex(num_frames=len(labels), mode="sequential", time_base=time_base, fps=fps, rotation=rotation)
+    frames = [i for i, k in enumerate(keys) if k and i > 0]
+    return FrameIndex(num_frames=len(labels), mode="decoded", labels=np.array(labels, np.int64),
+                      key_frames=np.array([0] + frames, np.int64),
+                      key_targets=np.array([labels[0]] + [labels[i] for i in frames], np.int64),
+                      time_base=time_base, fps=fps, rotation=rotation)
+
+
+def frame_rotation(frame) -> int:
+    """Counter-clockwise degrees (0, 90, 180, 270) that put a decoded frame upright."""
+    return int(round((frame.rotation or 0) / 90.0)) % 4 * 90
+
+
+def first_frame_rotation(container, stream) -> int:
+    """The display rotation, read from the first decoded frame (PyAV exposes the stream's display
+    matrix only on frames)."""
+    container.seek(0, backward=True, stream=stream)
+    for frame in container.decode(stream):
+        return frame_rotation(frame)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Caching
+# --------------------------------------------------------------------------------------------------
+
+_MEMORY: dict[tuple, FrameIndex] = {}
+_MEMORY_LIMIT = 8192
+
+
+def cache_dir() -> Path | None:
+    """The on-disk index cache (``$VSSL_INDEX_CACHE``; "off" or "" disables it)."""
+    value = os.environ.get("VSSL_INDEX_CACHE")
+    if value is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return Path(base) / "vssl" / "frame-index"
+    if value.strip().lower() in ("", "off", "0", "none"):
+        return None
+    return Path(value)
+
+
+def file_key(path: str) -> tuple:
+    st = os.stat(path)
+    return (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+def _cache_file(key: tuple) -> Path | None:
+    folder = cache_dir()
+    if folder is None:
+        return None
+    digest = hashlib.sha1("\0".join(map(str, key)).encode()).hexdigest()
+    return folder / digest[:2] / f"{digest[2:]}.json"
+
+
+def cached_index(key: tuple) -> FrameIndex | None:
+    """The index of a file from memory, else from the cache directory (None when absent or stale)."""
+    if key in _MEMORY:
+        return _MEMORY[key]
+    file = _cache_file(key)
+    if file is None or not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text())
+        if data.get("version") != INDEX_VERSION or data.get("key") != list(key):
+            return None
+        index = FrameIndex.from_json(data)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a damaged cache entry is rebuilt
+    _remember(key, index)
+    return index
+
+
+def store_index(key: tuple, index: FrameIndex) -> None:
+    """Keep ``index`` in memory and, best effort, in the cache directory (atomic write)."""
+    _remember(key, index)
+    file = _cache_file(key)
+    if file is None:
+        return
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        partial = file.with_name(f".{file.name}.{os.getpid()}")
+        partial.write_text(json.dumps({**index.to_json(), "key": list(key)}))
+        os.replace(partial, file)
+    except OSError as e:  # a read-only cache costs a re-scan next time, nothing else
+        log.debug("frame index cache not written (%s)", e)
+
+
+def _remember(key: tuple, index: FrameIndex) -> None:
+    if len(_MEMORY) >= _MEMORY_LIMIT:
+        _MEMORY.pop(next(iter(_MEMORY)))
+    _MEMORY[key] = index

@@ -1,0 +1,267 @@
+"""PyAV decoding: frame-accurate random access by keyframe seeks over a :class:`FrameIndex`.
+
+For each group of nearby requested frames the reader seeks to the last keyframe that serves the
+first one (``container.seek(target, backward=True, stream=...)``), decodes forward and stops once it
+holds every requested frame of the group. Decoded frames are identified by their timestamp through
+the index, never by a timestamp-to-frame-rate formula, so VFR files, null frames, edit lists and
+streams that start late all number frames as a sequential decode does. Groups split where a keyframe
+lies between two requested frames: a new seek then skips decoding the gap.
+
+What the decoder shows is checked against the index as it goes:
+
+- a seek that lands after the frames it was meant to serve (overshoot) retries from the previous
+  keyframe, and from the start of the file (the container reopened: a real rewind) at the last;
+- a frame the index does not list, frames out of order, or a requested frame skipped are a
+  contradiction: the index is rebuilt from one full decode (``index_from_decoding``) and cached, or,
+  when that index is contradicted too, the file is read sequentially from the start.
+
+Frames are converted (and, with ``short_side``, resized) by one swscale context per reader, reused
+for every frame, then rotated upright as the display matrix asks.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import logging
+
+import numpy as np
+import torch
+
+from vssl.data.frame_index import (FrameIndex, IndexBuildError, cached_index, file_key, first_frame_rotation,
+                                   index_from_decoding, index_from_packets, scan_packets, store_index, truncation)
+
+log = logging.getLogger("vssl.data")
+
+FRAME_COUNT_SLACK = 2  # requested frames past the last decodable one that are served clamped to it
+
+
+class Contradiction(Exception):
+    """Decoding disagrees with the frame index."""
+
+
+class PyAVReader:
+    """See the module docstring; the public contract is :class:`vssl.data.video.VideoReader`'s."""
+
+    def __init__(self, path: str, threads: int, short_side: int, error):
+        import av
+
+        self.path, self.threads, self.short_side, self._error = path, threads, short_side, error
+        self.container = None
+        self._open()
+        try:
+            self.key = file_key(path)
+            index = cached_index(self.key)
+            if index is None:
+                index = self._build_index()
+                store_index(self.key, index)
+            self._use(index)
+        except (av.error.FFmpegError, ValueError, ZeroDivisionError) as e:
+            self.close()
+            raise error(path, f"bad stream metadata: {e}") from e
+        except Exception:
+            self.close()
+            raise
+        self.last_decoded = 0  # frames decoded by the last get_frames call (for tests and benchmarks)
+        self.last_missing: list[int] = []  # requested frames past the decodable end (served clamped)
+
+    # -- opening -----------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        import av
+
+        path, error = self.path, self._error
+        try:
+            self.container = av.open(path)
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:  # UnicodeDecodeError: garbage headers
+            raise error(path, f"cannot open: {e}") from e
+        try:
+            if not self.container.streams.video:
+                raise error(path, "no video stream")
+            demuxer = self.container.format.name
+            if demuxer == "image2" or demuxer.endswith("_pipe"):  # png_pipe, jpeg_pipe, ...: FFmpeg probes
+                # the content, not the name, so a picture renamed .mp4 would "play" as one still frame
+                raise error(path, f"a still image ({demuxer}), not a video")
+            self.stream = stream = self.container.streams.video[0]
+            if stream.codec_context.codec is None or not stream.codec_context.name:
+                raise error(path, f"no decoder for its video codec (tag {stream.codec_context.codec_tag!r})")
+            if self.threads != 0:
+                stream.thread_type = "AUTO"
+                stream.thread_count = max(self.threads, 0)  # -1 -> 0 = let FFmpeg choose
+            if stream.codec_context.height <= 0 or stream.codec_context.width <= 0:
+                raise error(path, "stream has no frame size")
+        except Exception:
+            self.close()
+            raise
+
+    def _rewind(self) -> None:
+        """Reopen the container: seeking to 0 is not a rewind in every demuxer (MPEG-TS/PS seek by a
+        timestamp search that can land after the first frames)."""
+        self.container.close()
+        self._open()
+
+    def _build_index(self) -> FrameIndex:
+        import av
+
+        try:
+            packets = scan_packets(self.container, self.stream)
+            reason = truncation(self.path, self.container, self.stream, packets)
+            if reason:
+                raise IndexBuildError(reason)
+            index = index_from_packets(packets, self.container, self.stream)
+            self._rewind()
+            if index is None:  # timestamps cannot give the display order: decode once
+                index = index_from_decoding(self.container, self.stream)
+            else:
+                index.rotation = first_frame_rotation(self.container, self.stream)
+            return index.describe(self.container, self.stream)
+        except IndexBuildError as e:
+            raise self._error(self.path, str(e)) from None
+        except av.error.FFmpegError as e:
+            raise self._error(self.path, f"cannot read its packets: {e}") from e
+
+    def _use(self, index: FrameIndex) -> None:
+        from av.video.reformatter import VideoReformatter
+
+        from vssl.data.video import display_size
+
+        self.index = index
+        self.num_frames = index.num_frames
+        self.fps = index.fps
+        if self.num_frames <= 0 or self.fps <= 0:
+            raise self._error(self.path, "no frames, or no frame rate")
+        self.duration = self.num_frames / self.fps
+        self.height, self.width = display_size(index.height, index.width, index.sar, index.rotation,
+                                               self.short_side)
+        self._turns = index.rotation // 90
+        # swscale's output size in the stored orientation
+        self._size = (self.height, self.width) if self._turns % 2 == 0 else (self.width, self.height)
+        self._reformatter = VideoReformatter()
+
+    # -- decoding ----------------------------------------------------------------------------------
+
+    def _to_array(self, frame) -> np.ndarray:
+        h, w = self._size
+        return self._reformatter.reformat(frame, format="rgb24", width=w, height=h).to_ndarray()
+
+    def _decode_from(self, point: int, group: list[int], out: dict) -> bool:
+        """Seek to seek point ``point`` and decode until ``out`` holds every frame of ``group``.
+
+        Returns False when the seek landed after ``group[0]`` (overshoot). Raises Contradiction when
+        the decoded frames disagree with the index."""
+        index = self.index
+        if point < 0:
+            self._rewind()
+            start = 0
+        else:
+            start = int(index.key_frames[point])
+            self.container.seek(int(index.key_targets[point]), backward=True, any_frame=False, stream=self.stream)
+        need = set(group) - set(out)
+        previous, last = -1, None
+        for frame in self.container.decode(self.stream):
+            self.last_decoded += 1
+            i = index.frame_of(frame.pts)
+            if i is None:
+                raise Contradiction(f"decoded a frame (timestamp {frame.pts}) the index does not list")
+            if i < start:  # decoded before the keyframe (a seek that landed early), or an open GOP's
+                continue  # leading frames, which this seek cannot decode: the previous keyframe serves them
+            if previous < 0:
+                if i > group[0]:
+                    return False
+            elif i != previous + 1:
+                raise Contradiction(f"frame {i} decoded after frame {previous}")
+            previous, last = i, frame
+            if i in need:
+                out[i] = self._to_array(frame)
+                need.discard(i)
+                if not need:
+                    return True
+        if last is not None and previous not in out:  # the stream ended early: its last frame stands
+            out[previous] = self._to_array(last)  # in for requested frames just past it
+        return True
+
+    def _decode_group(self, group: list[int], out: dict) -> None:
+        point = self.index.seek_point(group[0])
+        while not self._decode_from(point, group, out):
+            point -= 1  # overshoot: the keyframe before, and at last a reopened container
+
+    def _decode_sequentially(self, wanted: list[int], out: dict) -> None:
+        self._rewind()
+        need = set(wanted)
+        i, frame = -1, None
+        for i, frame in enumerate(self.container.decode(self.stream)):
+            self.last_decoded += 1
+            if i in need:
+                out[i] = self._to_array(frame)
+                need.discard(i)
+                if not need:
+                    return
+        if frame is not None and i not in out:
+            out[i] = self._to_array(frame)
+
+    def _groups(self, wanted: list[int]) -> list[list[int]]:
+        """Split sorted frames where a seek point lies between two of them."""
+        groups = [[wanted[0]]]
+        for previous, frame in zip(wanted, wanted[1:]):
+            if self.index.seek_point(frame) != self.index.seek_point(previous):
+                groups.append([frame])
+            else:
+                groups[-1].append(frame)
+        return groups
+
+    def _decode(self, wanted: list[int]) -> dict:
+        out: dict[int, np.ndarray] = {}
+        if self.index.mode == "sequential":
+            self._decode_sequentially(wanted, out)
+        else:
+            for group in self._groups(wanted):
+                self._decode_group(group, out)
+        return out
+
+    def _demote(self, reason: str) -> None:
+        """Replace a contradicted index: a decoded one, or sequential reading."""
+        if self.index.mode == "pts":
+            self._rewind()
+            index = index_from_decoding(self.container, self.stream).describe(self.container, self.stream)
+        else:
+            index = dataclasses.replace(self.index, mode="sequential", labels=np.zeros(0, np.int64),
+                                        key_frames=np.zeros(1, np.int64), key_targets=np.zeros(1, np.int64))
+        log.info("%s: %s; frame index rebuilt (%s -> %s)", self.path, reason, self.index.mode, index.mode)
+        store_index(self.key, index)
+        self._use(index)
+
+    def get_frames(self, indices: list[int]) -> torch.Tensor:
+        import av
+
+        self.last_decoded = 0
+        try:
+            while True:  # at most pts -> decoded -> sequential; sequential reading has nothing to contradict
+                clamped = [min(i, self.num_frames - 1) for i in indices]
+                wanted = sorted(set(clamped))
+                try:
+                    out = self._decode(wanted)
+                    break
+                except Contradiction as e:
+                    self._demote(str(e))
+        except (av.error.FFmpegError, ValueError, IndexBuildError) as e:
+            raise self._error(self.path, f"decoding failed: {e}") from e
+        if not out:
+            raise self._error(self.path, "no frame could be decoded")
+        reached = max(out)
+        self.last_missing = [i for i in wanted if i not in out]
+        lost = [i for i in self.last_missing if i < reached or i > reached + FRAME_COUNT_SLACK]
+        if lost:
+            raise self._error(self.path, f"truncated or damaged: frame {lost[0]} of {self.num_frames} "
+                                         f"cannot be decoded (last decodable: {reached})")
+        have = sorted(out)
+        frames = np.stack([out[i] if i in out else out[have[max(bisect.bisect_right(have, i) - 1, 0)]]
+                           for i in clamped])
+        result = torch.from_numpy(frames)
+        if self._turns:
+            result = torch.rot90(result, self._turns, dims=(1, 2)).contiguous()
+        return result
+
+    def close(self) -> None:
+        if self.container is not None:
+            self.container.close()
+            self.container = None
