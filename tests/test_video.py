@@ -112,6 +112,6 @@ def test_optional_backends_agree_with_pyav(make_video, backend):
 
 def test_truncated_file_with_index_is_refused_at_open(truncated_indexed_video):
     """The mp4 index still lists all 40 frames but the file ends after ~24: one line names it."""
-    with pytest.raises(VideoDecodeError, match="truncated: the container indexes 40 frames") as info:
+    with pytest.raises(VideoDecodeError, match=r"truncated: \d+ of the 40 indexed frames lie past the end") as info:
         VideoReader(truncated_indexed_video)
     assert info.value.path == str(truncated_indexed_video)

@@ -44,7 +44,9 @@ import numpy as np
 log = logging.getLogger("vssl.data")
 
 INDEX_VERSION = 1
-SEEK_BY_DTS = {"mpegts", "mpeg", "mpegvideo"}  # demuxers that seek by a binary search on DTS
+# Demuxers whose seeks compare presentation timestamps (mov adjusts its DTS index by the composition
+# offsets, Matroska's cues hold keyframe PTS); the others (AVI slots, MPEG-TS/PS, FLV) compare DTS.
+SEEK_BY_PTS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"}
 _DIVX_PACKED = re.compile(rb"DivX\d+(?:b|Build)\d+p")  # the user data FFmpeg reads as "packed B-frames"
 
 
@@ -204,7 +206,7 @@ def index_from_packets(packets: Packets, container, stream) -> FrameIndex | None
     labels = np.array(sorted(p for p in shown_pts if p >= start), np.int64)
     if len(labels) == 0 or np.any(np.diff(labels) <= 0):  # repeated timestamps: guessed, not stored
         return None
-    by_dts = container.format.name in SEEK_BY_DTS
+    by_dts = container.format.name not in SEEK_BY_PTS
     seeks: dict[int, int] = {}
     for p, d, k in zip(pts[first:], dts[first:], keys[first:]):
         if k and p is not None:
@@ -226,7 +228,7 @@ def truncation(path: str, container, stream, packets: Packets) -> str | None:
     entries = stream.index_entries
     beyond = sum(1 for e in entries if e.pos + e.size > size)
     if beyond:
-        return f"truncated: the container indexes {len(entries)} frames, {beyond} of them past the end of the file"
+        return f"truncated: {beyond} of the {len(entries)} indexed frames lie past the end of the file ({size} bytes)"
     if container.format.name == "avi" and len(entries) <= 1 and stream.frames > len(packets.pts):
         return (f"truncated: the AVI header lists {stream.frames} frames, the file holds {len(packets.pts)} "
                 "and no index")

@@ -83,8 +83,8 @@ class PyAVReader:
                 # the content, not the name, so a picture renamed .mp4 would "play" as one still frame
                 raise error(path, f"a still image ({demuxer}), not a video")
             self.stream = stream = self.container.streams.video[0]
-            if stream.codec_context.codec is None or not stream.codec_context.name:
-                raise error(path, f"no decoder for its video codec (tag {stream.codec_context.codec_tag!r})")
+            if stream.codec_context is None:  # PyAV leaves it out when FFmpeg has no decoder for the codec
+                raise error(path, "unknown video codec (FFmpeg has no decoder for it)")
             if self.threads != 0:
                 stream.thread_type = "AUTO"
                 stream.thread_count = max(self.threads, 0)  # -1 -> 0 = let FFmpeg choose
@@ -148,7 +148,7 @@ class PyAVReader:
         """Seek to seek point ``point`` and decode until ``out`` holds every frame of ``group``.
 
         Returns False when the seek landed after ``group[0]`` (overshoot). Raises Contradiction when
-        the decoded frames disagree with the index."""
+        the decoded frames disagree with the index. ``point`` -1 decodes from a reopened container."""
         index = self.index
         if point < 0:
             self._rewind()
@@ -176,8 +176,10 @@ class PyAVReader:
                 need.discard(i)
                 if not need:
                     return True
-        if last is not None and previous not in out:  # the stream ended early: its last frame stands
-            out[previous] = self._to_array(last)  # in for requested frames just past it
+        if last is None:  # nothing from the keyframe on: the seek landed past it (or the file is empty)
+            return point < 0
+        if previous not in out:  # the stream ended early: its last frame stands in for requested
+            out[previous] = self._to_array(last)  # frames just past it
         return True
 
     def _decode_group(self, group: list[int], out: dict) -> None:

@@ -1,0 +1,195 @@
+"""Real-world formats: on every installed backend, frame i is the i-th frame a sequential decode shows.
+
+The files are written by the ffmpeg CLI at 64x48 (``realworld.FORMATS``): MPEG-4 ASP AVI with
+B-frames, packed DivX B-frames, MPEG-PS, MPEG-TS (whole and cut mid-GOP), VFR with dropped
+frames, AVI null frames, an mp4 edit list, rotated mp4, full range, SAR 4:3, VP9 WebM, HEVC with a
+B-pyramid and Matroska. References: the ffmpeg CLI (what a player shows) and a sequential PyAV
+decode converted by swscale, which PyAV's ``get_frames`` must match bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import shutil
+
+import numpy as np
+import pytest
+from realworld import FORMATS, ROTATED, displayed, frame_number, write_formats
+
+from vssl.data import frame_index
+from vssl.data.video import VideoReader
+
+BACKENDS = ["pyav"] + [b for b in ("torchcodec", "decord") if importlib.util.find_spec(b) is not None]
+SHORT = 24  # the reduced-resolution case: 64x48 -> 32x24
+
+# Expected displayed sizes, worked out by hand: stored 64x48 (W x H); SAR 4:3 shows 85.3 x 48; a
+# 90/270 rotation shows 48 x 64. With short side 24: 32x24, 42.7 -> 43 x 24, 24x32.
+SIZES = {"mp4_sar_4_3": {0: (48, 64), SHORT: (24, 43)},
+         "mp4_rotated_90": {0: (64, 48), SHORT: (32, 24)}, "mp4_rotated_270": {0: (64, 48), SHORT: (32, 24)}}
+EVERY_5TH_DROPPED = [t for t in range(50) if t % 5 != 2]
+
+
+@pytest.fixture(scope="session")
+def formats(tmp_path_factory):
+    return write_formats(tmp_path_factory.mktemp("formats"))
+
+
+_REFERENCE: dict = {}
+
+
+def sequential(path, name: str, short_side: int) -> np.ndarray:
+    """Every frame of a plain sequential PyAV decode, converted by swscale at the expected size and
+    turned upright by the frame's display rotation."""
+    import av
+
+    key = (str(path), short_side)
+    if key not in _REFERENCE:
+        h, w = SIZES.get(name, {0: (48, 64), SHORT: (24, 32)})[short_side]
+        frames = []
+        with av.open(str(path)) as c:
+            for frame in c.decode(c.streams.video[0]):
+                turns = round((frame.rotation or 0) / 90) % 4
+                th, tw = (h, w) if turns % 2 == 0 else (w, h)
+                frames.append(np.rot90(frame.to_ndarray(format="rgb24", width=tw, height=th), turns))
+        _REFERENCE[key] = np.stack(frames)
+    return _REFERENCE[key]
+
+
+def request(n: int, seed: int) -> list[int]:
+    """Random, unsorted, repeated and boundary indices."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, n, size=10).tolist()
+    out = picks + [0, n - 1, picks[0], n - 1, 0] + sorted(picks[:4], reverse=True)
+    rng.shuffle(out)
+    return out
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_sequential_decode_is_what_a_player_shows(formats, name):
+    rotation = ROTATED.get(name, 0)
+    player = displayed(formats[name], rotation)
+    ours = sequential(formats[name], name, 0)
+    if name != "mp4_sar_4_3":  # the CLI gives stored pixels; at short side 0 vssl does too
+        assert ours.shape == player.shape
+        assert np.abs(ours.astype(np.int16) - player).mean() < 0.5
+    numbers = [frame_number(np.rot90(f, -rotation // 90)) for f in player]
+    with VideoReader(formats[name]) as r:
+        assert r.num_frames == len(player)
+        got = [frame_number(np.rot90(f, -rotation // 90)) for f in r.get_frames(range(r.num_frames)).numpy()]
+    assert got == numbers
+    if name in ("mp4_vfr_dropped", "avi_null_frames"):
+        assert numbers == EVERY_5TH_DROPPED
+    else:  # a contiguous run of source frames (cuts start late, libxvid drops its last two)
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) and len(numbers) >= 15
+
+
+@pytest.mark.parametrize("short_side", [0, SHORT])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_get_frames_matches_a_sequential_decode(formats, name, backend, short_side, caplog, monkeypatch):
+    ref = sequential(formats[name], name, short_side)
+    monkeypatch.setattr("vssl.data.video._WARNED", set())  # fallbacks are announced once per file and process
+    with caplog.at_level(logging.WARNING, logger="vssl.data"):
+        with VideoReader(formats[name], backend=backend, short_side=short_side) as r:
+            assert (r.num_frames, r.height, r.width) == (len(ref), *ref.shape[1:3])
+            for seed in range(3):
+                wanted = request(r.num_frames, seed)
+                got = r.get_frames(wanted).numpy()
+                assert got.shape == (len(wanted), *ref.shape[1:])
+                if r.decoder == "pyav":
+                    for frame, i in zip(got, wanted):
+                        assert np.array_equal(frame, ref[i]), (i, wanted)
+                else:  # another FFmpeg build and resize: the same frame, not the same bits
+                    for frame, i in zip(got, wanted):
+                        err = np.abs(ref.astype(np.float32) - frame).mean(axis=(1, 2, 3))
+                        assert err[i] < (1.0 if short_side == 0 else 3.0), (i, err[i])
+                        assert err[i] == err.min(), (i, err[i], int(err.argmin()))
+            decoder = r.decoder
+    if decoder != backend:
+        assert f"read with pyav instead of {backend}" in caplog.text
+
+
+def test_frame_indices_come_from_packets_where_timestamps_allow(formats, monkeypatch):
+    """Only MPEG-PS (repeated timestamps) and packed DivX B-frames need a decode to be counted."""
+    def no_decoding(*args):
+        raise AssertionError("decoded to count")
+
+    monkeypatch.setenv("VSSL_INDEX_CACHE", "off")
+    monkeypatch.setattr(frame_index, "_MEMORY", {})
+    monkeypatch.setattr(frame_index, "index_from_decoding", no_decoding)
+    monkeypatch.setattr("vssl.data.pyav_reader.index_from_decoding", no_decoding)
+    for name, path in formats.items():
+        if name in ("mpeg_ps", "avi_divx_packed"):
+            continue
+        with VideoReader(path) as r:
+            assert r._impl.index.mode == "pts", name
+    monkeypatch.undo()
+    monkeypatch.setattr(frame_index, "_MEMORY", {})
+    with VideoReader(formats["mpeg_ps"]) as ps, VideoReader(formats["avi_divx_packed"]) as divx:
+        assert (ps._impl.index.mode, divx._impl.index.mode) == ("sequential", "decoded")
+
+
+def plain_loop(path, labels, first: int, last: int) -> tuple[int, int]:
+    """A plain PyAV loop for frames first..last: seek to the first one's timestamp (backward, to the
+    keyframe before it), decode until the last one. Returns (frames decoded, timestamp of the first
+    frame out): an open GOP's leading frames are not decoded after such a seek, so that first frame
+    can lie after the one wanted."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        c.seek(int(labels[first]), backward=True, stream=s)
+        start = None
+        for count, frame in enumerate(c.decode(s), 1):
+            start = frame.pts if start is None else start
+            if frame.pts is not None and frame.pts >= labels[last]:
+                break
+    return count, start
+
+
+@pytest.mark.parametrize("name", ["mp4_hevc_bframes", "mp4_h264", "avi_mpeg4_bframes", "webm_vp9", "mkv_h264"])
+def test_seeks_decode_no_more_than_a_plain_pyav_loop(formats, name):
+    """Where the plain loop gets the clip right, vssl decodes no more frames than it does (the HEVC
+    keyframe index once read decode timestamps as display ones and decoded 1.6x as many)."""
+    rng = np.random.default_rng(0)
+    compared = 0
+    with VideoReader(formats[name]) as r:
+        labels = r._impl.index.labels
+        for _ in range(16):
+            first = int(rng.integers(0, r.num_frames - 8))
+            clip = list(range(first, min(first + 16, r.num_frames), 2))
+            r.get_frames(clip)
+            decoded, start = plain_loop(formats[name], labels, clip[0], clip[-1])
+            if start <= labels[clip[0]]:
+                assert r.last_decoded <= decoded, clip
+                compared += 1
+    assert compared >= 10
+
+
+@pytest.mark.parametrize("name", ["ts_cut_mid_gop", "avi_mpeg4_bframes", "mp4_edit_list"])
+def test_overshooting_seeks_fall_back_to_earlier_keyframes_and_a_rewind(formats, name):
+    """Seek targets all past the end land every seek on the last keyframe: frames stay exact."""
+    ref = sequential(formats[name], name, 0)
+    with VideoReader(formats[name]) as r:
+        index = r._impl.index
+        r._impl._use(dataclasses.replace(index, key_targets=np.full_like(index.key_targets, 10 ** 9)))
+        wanted = request(r.num_frames, 7)
+        assert np.array_equal(r.get_frames(wanted).numpy(), ref[wanted])
+
+
+def test_a_contradicted_index_is_rebuilt_by_decoding(formats, tmp_path, monkeypatch, caplog):
+    """Without the DivX check, packed B-frames get a timestamp index; decoding contradicts it."""
+    path = tmp_path / "divx.avi"
+    shutil.copy(formats["avi_divx_packed"], path)
+    monkeypatch.setattr(frame_index, "is_divx_packed", lambda data: False)
+    ref = sequential(formats["avi_divx_packed"], "avi_divx_packed", 0)
+    with caplog.at_level(logging.INFO, logger="vssl.data"), VideoReader(path) as r:
+        assert r._impl.index.mode == "pts"
+        wanted = request(r.num_frames, 3)
+        assert np.array_equal(r.get_frames(wanted).numpy(), ref[wanted])
+        assert r._impl.index.mode in ("decoded", "sequential")
+    assert "frame index rebuilt" in caplog.text
+    with VideoReader(path) as again:  # the rebuilt index was cached
+        assert again._impl.index.mode in ("decoded", "sequential")
