@@ -37,6 +37,8 @@ FORMATS: dict[str, tuple[str, list[str]]] = {
     "mp4_rotated_270": ("rot270.mp4", ["<mp4_h264>", "-c", "copy", "-metadata:s:v:0", "rotate=270"]),
     "mp4_full_range": ("full_range.mp4", _RAW + ["-c:v", "libx264", "-pix_fmt", "yuvj420p", "-bf", "2", "-g", "12"]),
     "mp4_sar_4_3": ("sar.mp4", _RAW + _X264 + ["-vf", "setsar=4/3"]),
+    "mp4_bt709": ("bt709.mp4", _RAW + _X264 + ["-vf", "scale=out_color_matrix=bt709:out_range=tv", "-colorspace",
+                                               "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"]),
     "webm_vp9": ("vp9.webm", _RAW + ["-c:v", "libvpx-vp9", "-g", "12", "-b:v", "300k", "-deadline", "realtime"]),
     "mp4_hevc_bframes": ("hevc.mp4", _RAW + ["-c:v", "libx265", "-pix_fmt", "yuv420p",
                                               "-x265-params", "bframes=4:b-pyramid=1:keyint=12:log-level=error"]),

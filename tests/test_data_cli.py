@@ -119,16 +119,18 @@ def test_prepare_command_passes_options(monkeypatch, capsys):
 
     failed = []
 
-    def prepare_tree(src, dst, short_side, gop, workers, crf):
+    def prepare_tree(src, dst, short_side, gop, workers, crf, fps):
         if src == "missing":
             raise FileNotFoundError("missing: source directory not found")
-        seen.update(src=src, dst=dst, short_side=short_side, gop=gop, workers=workers, crf=crf)
-        return types.SimpleNamespace(converted=3, skipped=1, failed=failed)
+        seen.update(src=src, dst=dst, short_side=short_side, gop=gop, workers=workers, crf=crf, fps=fps)
+        return types.SimpleNamespace(converted=3, skipped=1, failed=failed, ignored=[("in/notes.txt", "not a video")])
 
     monkeypatch.setitem(sys.modules, "vssl.data.prepare", types.SimpleNamespace(prepare_tree=prepare_tree))
-    assert main(["data", "prepare", "in", "out", "--short-side", "128", "--gop", "8", "--crf", "20"]) == 0
-    assert seen == {"src": "in", "dst": "out", "short_side": 128, "gop": 8, "workers": 0, "crf": 20}
-    assert "converted 3, up to date 1, failed 0" in capsys.readouterr().out
+    assert main(["data", "prepare", "in", "out", "--short-side", "128", "--gop", "8", "--crf", "20",
+                 "--fps", "16"]) == 0
+    assert seen == {"src": "in", "dst": "out", "short_side": 128, "gop": 8, "workers": 0, "crf": 20, "fps": 16.0}
+    out = capsys.readouterr().out
+    assert "converted 3, up to date 1, failed 0, not videos 1" in out and "in/notes.txt: not a video" in out
     failed.append(("in/a.avi", "invalid data"))
     assert main(["data", "prepare", "in", "out", "--short-side", "128"]) == 1
     assert "in/a.avi: invalid data" in capsys.readouterr().out

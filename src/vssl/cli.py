@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--gop", type=int, default=16)
     d.add_argument("--workers", type=int, default=0, help="0 = all cores")
     d.add_argument("--crf", type=int, default=23)
+    d.add_argument("--fps", type=float, default=0.0,
+                   help="constant output frame rate (frames placed by timestamp); 0 = each source's nominal rate")
     d.set_defaults(_call=("vssl.data.commands", "prepare_command"))
 
     # synthetic benchmark --------------------------------------------------------------------------

@@ -112,18 +112,18 @@ def check_command(args) -> int:
 
 
 def prepare_command(args) -> int:
-    """Re-encode ``args.src`` into ``args.dst``; print the counts and every failure (exit 1 if any)."""
+    """Re-encode ``args.src`` into ``args.dst``; print the counts and every source file not converted,
+    with the reason (exit 1 if a video failed)."""
     from vssl.data.prepare import prepare_tree
     from vssl.errors import VsslError
 
     try:
         report = prepare_tree(args.src, args.dst, short_side=args.short_side, gop=args.gop,
-                              workers=args.workers, crf=args.crf)
+                              workers=args.workers, crf=args.crf, fps=getattr(args, "fps", 0.0))
     except (FileNotFoundError, ValueError) as e:  # bad arguments: one line, not a traceback
         raise VsslError(str(e)) from None
-    failed = list(getattr(report, "failed", []) or [])
-    if hasattr(report, "converted"):
-        print(f"converted {report.converted}, up to date {report.skipped}, failed {len(failed)} -> {args.dst}")
-    for path, reason in failed:
+    print(f"converted {report.converted}, up to date {report.skipped}, failed {len(report.failed)}, "
+          f"not videos {len(report.ignored)} -> {args.dst}")
+    for path, reason in report.failed + report.ignored:
         print(f"  {path}: {reason}")
-    return 1 if failed else 0
+    return 1 if report.failed else 0
