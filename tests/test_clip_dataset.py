@@ -109,3 +109,15 @@ def test_truncated_video_is_skipped_in_test_mode(tree, truncated_indexed_video):
     ds = ClipDataset(vl, "/", cfg(), train=False, test_clips=3)  # the last clip reaches frame 39
     assert ds[0]["index"] == 1
     assert ds.failed_paths == [str(truncated_indexed_video)] and ds.failures == 1
+
+
+def test_failures_count_distinct_videos(tmp_path):
+    """A video that failed twice, or for two reasons, is one unreadable video (first reason kept)."""
+    from vssl.data.dataset import record_failures
+
+    log = tmp_path / "failures"
+    record_failures(log, [("a.mp4", "truncated"), ("b.mp4", "no video stream"), ("a.mp4", "decoding failed")])
+    record_failures(log, [("a.mp4", "truncated")])
+    ds = ClipDataset(video_list(["a.mp4", "b.mp4"]), "/", cfg(), failure_log=log)
+    assert ds.failures == 4 and ds.failed_paths == ["a.mp4", "b.mp4"]
+    assert collect_failures(ds) == [("a.mp4", "truncated"), ("b.mp4", "no video stream")]

@@ -193,3 +193,13 @@ def test_a_contradicted_index_is_rebuilt_by_decoding(formats, tmp_path, monkeypa
     assert "frame index rebuilt" in caplog.text
     with VideoReader(path) as again:  # the rebuilt index was cached
         assert again._impl.index.mode in ("decoded", "sequential")
+
+
+def test_data_check_reads_every_format(formats):
+    """`vssl data check` decodes the first and last frame of each file: all of these are readable."""
+    from types import SimpleNamespace
+
+    from vssl.data.check import check_videos
+
+    videos = SimpleNamespace(records=[SimpleNamespace(path=str(p), label=0) for p in formats.values()])
+    assert check_videos(videos, "/", workers=1, progress=False) == []

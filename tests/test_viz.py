@@ -344,3 +344,50 @@ def test_viz_saliency_compares_checkpoints_side_by_side(runs, tmp_path, capsys):
     assert "--backbone" in capsys.readouterr().err
     assert main(["viz", "saliency", "--checkpoint", str(lone), "--backbone", "vit_tiny", "--videos", videos[0],
                  "--out", str(tmp_path / "l"), "--frames", "8", "--size", "32", "--stride", "1"]) == 0
+
+
+@pytest.mark.slow
+def test_viz_commands_skip_unreadable_videos_and_say_why(runs, tmp_path, capsys):
+    """A bad video is skipped (named, with the reason, in the JSON and on stderr); the others are drawn;
+    only when none can be read does the command fail."""
+    good, broken = str(runs / "v0.mp4"), tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 64)
+    for command, ckpt, js in (("reconstruct", [str(runs / "videomae_tiny")], "reconstruct.json"),
+                              ("saliency", [str(runs / "supervised_tiny" / "final.pt")], "saliency.json")):
+        out = tmp_path / command
+        rc = main(["viz", command, "--checkpoint", *ckpt, "--videos", str(broken), good, good, "--out", str(out),
+                   "--device", "cpu"])
+        err = capsys.readouterr().err
+        assert rc == 0, err
+        assert f"skipping {broken}: cannot open" in err
+        summary = json.loads((out / js).read_text())
+        assert [c["video"] for c in summary["clips"]] == [good]  # named twice, drawn once
+        assert [s["video"] for s in summary["skipped"]] == [str(broken)] and "cannot open" in summary["skipped"][0]["reason"]
+        assert (out / "01_v0.png").is_file() and not (out / "00_broken.png").exists()
+        assert main(["viz", command, "--checkpoint", *ckpt, "--videos", str(broken), "--out", str(tmp_path / "x"),
+                     "--device", "cpu"]) == 1
+        assert "none of the 1 videos could be read" in capsys.readouterr().err
+        assert json.loads((tmp_path / "x" / js).read_text())["skipped"][0]["video"] == str(broken)
+
+
+def test_viz_tubelets_labels_the_clip_actually_served(tmp_path, capsys):
+    """A requested video that cannot be read is replaced by the next one: the rows say which was shown."""
+    from conftest import moving_square_frames
+    from vssl.data.video import write_video
+    from vssl.viz.tubelets import make_pairs
+
+    for i in range(4):
+        write_video(tmp_path / f"v{i}.mp4", moving_square_frames(12, 32, 32, seed=i))
+    (tmp_path / "v1.mp4").write_bytes(b"")  # unreadable
+    (tmp_path / "train.csv").write_text("path,label\n" + "".join(f"v{i}.mp4,a\n" for i in range(4)))
+    sets = ["data.dataset=csv", f"data.annotations={tmp_path}", f"data.root={tmp_path}", "data.num_frames=8",
+            "data.split=train"]
+    pairs = make_pairs(str(CONFIGS / "tubelet_contrast_tiny.yaml"), 4, seed=0, overrides=sets)
+    assert 1 not in pairs["items"] and pairs["items"].count(2) == 2  # v1's turn served v2 (all 4 requested)
+    assert [p for p, _ in pairs["skipped"]] == ["v1.mp4"]
+    args = ["viz", "tubelets", "--config", str(CONFIGS / "tubelet_contrast_tiny.yaml"), "--n", "4",
+            "--out", str(tmp_path / "t")] + [a for s in sets for a in ("--set", s)]
+    assert main(args) == 0, capsys.readouterr().err
+    assert "skipped unreadable video v1.mp4: empty file" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "t" / "tubelets.json").read_text())
+    assert [p["clip"] for p in meta["pairs"]] == pairs["items"] and meta["skipped"][0]["video"] == "v1.mp4"

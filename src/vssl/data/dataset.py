@@ -192,9 +192,19 @@ def record_failures(failure_log: str | Path, failures) -> None:
             f.writelines(f"{path}\t{reason}\n" for path, reason in failures)
 
 
+def distinct_failures(report) -> list[tuple[str, str]]:
+    """One (path, reason) per failed video, its first reason, in first-seen order: a video that failed
+    twice, or for two reasons (different clips hit different damage), is one unreadable video."""
+    first: dict[str, str] = {}
+    for path, reason in report:
+        first.setdefault(path, reason)
+    return list(first.items())
+
+
 def collect_failures(loader_or_dataset) -> list[tuple[str, str]]:
-    """Distinct (path, reason) failures of a ClipDataset or of a DataLoader over one (workers included)."""
+    """The distinct failed videos, as (path, reason), of a ClipDataset or of a DataLoader over one
+    (workers included)."""
     dataset = getattr(loader_or_dataset, "dataset", loader_or_dataset)
     while not hasattr(dataset, "failure_report") and hasattr(dataset, "dataset"):  # Subset wrappers
         dataset = dataset.dataset
-    return list(dict.fromkeys(dataset.failure_report()))
+    return distinct_failures(dataset.failure_report())

@@ -102,7 +102,7 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False) -> 
 
     Unreadable videos never end the run: they are replaced by others, and the run's summary (the
     returned dict, also written to ``<out>/summary.json``) counts them (``failures``, every failed
-    load) and lists them (``failed_videos``: distinct ``[path, reason]``).
+    load) and lists them (``failed_videos``: ``[path, reason]`` once per video, its first reason).
 
     Returns:
         ``Trainer.fit``'s summary (steps, final loss, time, output directory, checkpoint write
@@ -141,10 +141,12 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False) -> 
         summary = Trainer(cfg, method, dataset, out, resume=resume).fit()
     finally:
         D.cleanup()
+    from vssl.data.dataset import distinct_failures
+
     base = dataset.dataset if isinstance(dataset, Subset) else dataset
     report = base.failure_report() if hasattr(base, "failure_report") else []
     summary["failures"] = len(report)  # failed loads (a video met twice counts twice); never fatal
-    summary["failed_videos"] = [list(item) for item in dict.fromkeys(report)]
+    summary["failed_videos"] = [list(item) for item in distinct_failures(report)]  # one per video
     if _main_process():
         from vssl.engine.checkpoint import atomic_write_text
 

@@ -98,8 +98,8 @@ def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: s
                 store.put(result)
                 results.append(result)
                 if extra["failures"]:
-                    log(f"warning: {exp.name}: {extra['failures']} unreadable video loads were skipped "
-                        f"(e.g. {extra['failed_paths'][:3]})")
+                    log(f"warning: {exp.name}: {extra.get('failed_videos', len(extra['failed_paths']))} unreadable "
+                        f"videos skipped ({extra['failures']} failed loads; e.g. {extra['failed_paths'][:3]})")
                 if extra["missing"]:
                     log(f"warning: {exp.name}: {extra['missing']} listed videos are missing on disk and were "
                         f"left out (e.g. {extra['missing_paths'][:3]})")
@@ -182,7 +182,8 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
     timings.update(eval_s=time.perf_counter() - t1, total_s=time.perf_counter() - t0)
     # train and test datasets share the failure folder: counts and paths cover both
     missing = list(dict.fromkeys(train.missing + test.missing))  # load_splits dropped them, as SEVERE does
-    extra.update(failures=test_ds.failures, failed_paths=test_ds.failed_paths[:100], missing=len(missing),
+    extra.update(failures=test_ds.failures, failed_videos=len(test_ds.failed_paths),
+                 failed_paths=test_ds.failed_paths[:100], missing=len(missing),
                  missing_paths=missing[:100])
     return metrics, timings, extra
 
@@ -391,9 +392,11 @@ def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
 
 
 def _split_failures(ds, paths: list[str]) -> list[list[str]]:
-    """The distinct [path, reason] failures of ``ds`` among ``paths`` (kept with a cache of its clips)."""
+    """[path, reason] of the failed videos of ``ds`` among ``paths``, once each (kept with a cache of its clips)."""
+    from vssl.data.dataset import distinct_failures
+
     wanted = set(paths)
-    return [[p, r] for p, r in dict.fromkeys(ds.failure_report()) if p in wanted]
+    return [[p, r] for p, r in distinct_failures(ds.failure_report()) if p in wanted]
 
 
 def _read_feature_cache(cache: Path, keys: dict | None = None) -> dict | None:

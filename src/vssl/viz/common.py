@@ -250,7 +250,7 @@ def save_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float =
 # --------------------------------------------------------------------------------------------------
 
 def expand_videos(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Video files from ``paths``; a directory stands for its video files (sorted)."""
+    """Distinct video files from ``paths``; a directory stands for its video files (sorted)."""
     from vssl.data.video import VIDEO_EXTENSIONS
 
     out: list[Path] = []
@@ -264,7 +264,7 @@ def expand_videos(paths: Sequence[str | os.PathLike]) -> list[Path]:
             out.append(p)
         else:
             raise VsslError(f"--videos: {p}: no such file or directory")
-    return out
+    return list(dict.fromkeys(out))  # a file named twice (or also through its folder) is one video
 
 
 def load_clip(path: str | os.PathLike, data: DataConfig) -> torch.Tensor:
@@ -285,6 +285,31 @@ def load_clip(path: str | os.PathLike, data: DataConfig) -> torch.Tensor:
         frames = reader.get_frames(idx)  # (T, H, W, C)
     clip = frames.permute(3, 0, 1, 2).unsqueeze(0)
     return center_crop(clip, data.crop_size)[0].to(torch.uint8).contiguous()
+
+
+def readable_clips(files: Sequence[Path], data: DataConfig, skipped: list[tuple[str, str]]):
+    """Yield ``(path, name, clip)`` (``load_clip``) for every readable video of ``files``; an unreadable
+    one is appended to ``skipped`` as (path, reason), announced on stderr, and the others go on.
+    ``name`` is the file's :func:`clip_names` entry, so output names do not shift past a skipped file."""
+    import sys
+
+    from vssl.data.video import VideoDecodeError
+
+    for path, name in zip(files, clip_names(files)):
+        try:
+            clip = load_clip(path, data)
+        except VideoDecodeError as e:
+            skipped.append((str(path), e.reason))
+            print(f"vssl: skipping {path}: {e.reason}", file=sys.stderr)
+            continue
+        yield path, name, clip
+
+
+def require_some(done: int, skipped: list[tuple[str, str]], what: str) -> None:
+    """A ``VsslError`` naming the skipped videos when none of them gave a clip."""
+    if not done:
+        raise VsslError(f"{what}: none of the {len(skipped)} videos could be read "
+                        f"({'; '.join(f'{p}: {r}' for p, r in skipped[:3])})")
 
 
 def clip_config(data: DataConfig, frames: int | None = None, stride: int | None = None,

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from vssl.errors import VsslError
-from vssl.viz.common import (category_colours, clip_config, clip_names, colormap, expand_videos, grid, load_clip,
-                             read_run_checkpoint, save_rows, to_frames, token_map_to_pixels)
+from vssl.viz.common import (category_colours, clip_config, colormap, expand_videos, grid, read_run_checkpoint,
+                             readable_clips, require_some, save_rows, to_frames, token_map_to_pixels)
 
 MASK_GREY = 128
 
@@ -188,17 +188,16 @@ def render_clip(clip: torch.Tensor, result: dict, tubelet: int, patch: int, out_
 def render_reconstructions(checkpoint: str | os.PathLike, videos, out_dir: str | os.PathLike, seed: int = 0,
                            assign: str = "argmax", device: str = "cpu", frames: int | None = None,
                            stride: int | None = None, size: int | None = None) -> list[dict]:
-    """Figures for every video; returns per video ``{"video", "png", "gif", "metrics"}`` and writes
-    ``reconstruct.json``."""
+    """Figures for every readable video; returns per video ``{"video", "png", "gif", "metrics"}`` and
+    writes ``reconstruct.json`` (its ``"skipped"`` lists unreadable videos with the reason)."""
     method, ckpt = load_masked_model(checkpoint, device)
     data = clip_config(ckpt.cfg.data, frames, stride, size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = expand_videos(videos)
     p0, p = method.backbone.tubelet_size, method.backbone.patch_size
-    rows = []
-    for path, name in zip(files, clip_names(files)):
-        clip = load_clip(path, data)
+    rows, skipped = [], []
+    for path, name, clip in readable_clips(files, data, skipped):
         try:
             result = reconstruct_clip(method, clip, seed, assign)
         except ValueError as e:  # a clip the ViT cannot tokenise (T, H, W vs tubelet x patch)
@@ -206,8 +205,10 @@ def render_reconstructions(checkpoint: str | os.PathLike, videos, out_dir: str |
         rows.append({"video": str(path), **render_clip(clip, result, p0, p, out, name), "metrics": result["metrics"]})
     summary = {"checkpoint": str(ckpt.path), "method": ckpt.cfg.method.name, "seed": seed,
                "mask_ratio": method.cfg.mask_ratio,
-               "clips": [{**r, "png": str(r["png"]), "gif": str(r["gif"])} for r in rows]}
+               "clips": [{**r, "png": str(r["png"]), "gif": str(r["gif"])} for r in rows],
+               "skipped": [{"video": p, "reason": r} for p, r in skipped]}
     (out / "reconstruct.json").write_text(json.dumps(summary, indent=1))
+    require_some(len(rows), skipped, "viz reconstruct")
     return rows
 
 

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vssl.errors import VsslError
-from vssl.viz.common import (clip_config, clip_names, expand_videos, grid, load_clip, overlay,
-                             read_run_checkpoint, save_rows, to_frames)
+from vssl.viz.common import (clip_config, expand_videos, grid, overlay, read_run_checkpoint, readable_clips,
+                             require_some, save_rows, to_frames)
 
 TARGETS = ("auto", "class", "norm", "top")
 RANDOM = "random:"  # --checkpoint random:r2plus1d_18 = that backbone at random init
@@ -255,9 +255,8 @@ def render_saliency(checkpoints: Sequence[str | os.PathLike], videos: Sequence[s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = expand_videos(videos)
-    pngs, records = [], []
-    for path, stem in zip(files, clip_names(files)):
-        clip = load_clip(path, data)
+    pngs, records, skipped = [], [], []
+    for path, stem, clip in readable_clips(files, data, skipped):
         x = normalize(clip.unsqueeze(0))
         maps, how = [], []
         for m in models:
@@ -275,8 +274,9 @@ def render_saliency(checkpoints: Sequence[str | os.PathLike], videos: Sequence[s
              "mean": float(s.mean())} for n, d, s in zip(names, how, maps)]})
     (out / "saliency.json").write_text(json.dumps({
         "checkpoints": [str(c) for c in checkpoints], "names": names,
-        "clip": {"num_frames": data.num_frames, "stride": data.stride, "size": data.crop_size}, "clips": records},
-        indent=1))
+        "clip": {"num_frames": data.num_frames, "stride": data.stride, "size": data.crop_size}, "clips": records,
+        "skipped": [{"video": p, "reason": r} for p, r in skipped]}, indent=1))
+    require_some(len(pngs), skipped, "viz saliency")
     return pngs
 
 

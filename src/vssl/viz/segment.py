@@ -25,6 +25,7 @@ predicted segments in the DAVIS results layout, readable by ``vssl.viz.davis.eva
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -275,9 +276,14 @@ def segment_davis(davis_root: str | Path, out: str | Path, checkpoint: str | Non
     if not videos:
         raise VsslError(f"{davis_root}: no videos with annotations in JPEGImages/{resolution}")
     t0 = time.perf_counter()
-    results, shown = {}, []
+    results, shown, skipped = {}, [], []
     for v in videos:
-        frames, gt = D.read_sequence(davis_root, v, resolution)
+        try:
+            frames, gt = D.read_sequence(davis_root, v, resolution)
+        except (VsslError, OSError, ValueError) as e:  # a damaged sequence: say which and go on
+            skipped.append({"video": v, "reason": str(e).replace("\n", " ")})
+            print(f"vssl: skipping DAVIS video {v}: {skipped[-1]['reason']}", file=sys.stderr)
+            continue
         k = s.clusters or (D.MAX_PROPOSALS if assign == "prototypes" else int(gt.max()) + 1)
         k = min(k, D.MAX_PROPOSALS)
         pred = segment_video(frames, model, head if assign == "prototypes" else None, clusters=k, settings=s,
@@ -287,7 +293,11 @@ def segment_davis(davis_root: str | Path, out: str | Path, checkpoint: str | Non
             D.write_annotation(out / "masks" / v / f"{t:05d}.png", pred[t])
         if len(shown) < 4:
             shown.append((v, frames, gt, pred, results[v]["match"]))
+    if not results:
+        raise VsslError(f"{davis_root}: none of the {len(videos)} DAVIS videos could be read "
+                        f"(first: {skipped[0]['video']}: {skipped[0]['reason']})")
     summary = D.summarize(results)
+    summary["skipped"] = skipped
     summary["settings"] = {**asdict(s), "assign": assign, "device": str(device), "resolution": resolution,
                            "seconds": round(time.perf_counter() - t0, 2)}
     summary["model"] = info
@@ -359,6 +369,8 @@ def segment_command(args) -> int:
     print(f"DAVIS-2017 unsupervised ({res['settings']['assign']}): J&F {o['J&F-Mean']:.3f}  J {o['J-Mean']:.3f}  "
           f"F {o['F-Mean']:.3f}  over {o['videos']} videos / {o['objects']} objects "
           f"-> {Path(args.out) / 'segment.json'}")
+    if res["skipped"]:
+        print(f"vssl: {len(res['skipped'])} unreadable DAVIS videos skipped (listed in segment.json)")
     return 0
 
 

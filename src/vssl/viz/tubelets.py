@@ -39,11 +39,14 @@ def make_pairs(config: str | os.PathLike, n: int = 8, seed: int = 0, overrides: 
     Returns:
         ``view1``, ``view2``: uint8 (n, T, S, S, 3); ``centres`` (n, N, T, 2) box centres in view
         pixels (x, y); ``sizes`` (n, N, 2); ``alpha`` (n, N, T, S, S) tubelet masks; ``items`` and
-        ``partner_items``: dataset indices of the clips behind each view; ``cfg``: the run config.
+        ``partner_items``: dataset indices of the clips behind each view (the ones served: an
+        unreadable video is replaced by the next); ``skipped``: [(path, reason)] of the unreadable
+        videos; ``cfg``: the run config.
     """
     import torch
 
     from vssl.config import load_config
+    from vssl.data.dataset import collect_failures
     from vssl.engine.distributed import resolve_device, seed_everything
     from vssl.engine.run import build_backbone, build_dataset
     from vssl.methods import build_method
@@ -65,8 +68,10 @@ def make_pairs(config: str | os.PathLike, n: int = 8, seed: int = 0, overrides: 
     if len(dataset) < 2:
         raise VsslError(f"{config}: the training set has {len(dataset)} video(s); pairs need at least 2")
     n = min(n, len(dataset))
-    items = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
-    video = torch.stack([dataset[i]["video"] for i in items])  # the (uint8) batch the loader would give
+    requested = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    served = [dataset[i] for i in requested]  # an unreadable video is replaced by the next one
+    items = [s["index"] for s in served]  # so rows are labelled with the clip actually shown
+    video = torch.stack([s["video"] for s in served])  # the (uint8) batch the loader would give
     dev = resolve_device(device)
     method = build_method(cfg, build_backbone(cfg)).to(dev)
     seed_everything(seed)
@@ -78,7 +83,8 @@ def make_pairs(config: str | os.PathLike, n: int = 8, seed: int = 0, overrides: 
             "view2": np.stack([to_frames(v) for v in denormalize(v2).clamp(0, 1)]),
             "centres": info["centres"].cpu().numpy(), "sizes": info["sizes"].cpu().numpy(),
             "alpha": info["alpha"].cpu().numpy(),
-            "items": items, "partner_items": [items[p] for p in partner], "cfg": cfg}
+            "items": items, "partner_items": [items[p] for p in partner], "cfg": cfg,
+            "skipped": collect_failures(dataset)}
 
 
 def outline(mask: np.ndarray) -> np.ndarray:
@@ -163,7 +169,8 @@ def render_pairs(pairs: dict, out_dir: str | os.PathLike, trajectories: bool = F
              "centres_xy": np.round(centres[i], 3).tolist(), "sizes_wh": np.round(pairs["sizes"][i], 3).tolist()}
             for i in range(n)]
     js = out / "tubelets.json"
-    js.write_text(json.dumps({"frame_size": s, "num_frames": t, "pairs": meta}, indent=1))
+    skipped = [{"video": p, "reason": r} for p, r in pairs.get("skipped", [])]
+    js.write_text(json.dumps({"frame_size": s, "num_frames": t, "pairs": meta, "skipped": skipped}, indent=1))
     return {"sheet": sheet, "gifs": gifs, "json": js}
 
 
@@ -181,4 +188,6 @@ def tubelets_command(args) -> int:
                        getattr(args, "device", "cpu"))
     paths = render_pairs(pairs, args.out, args.trajectories)
     print(f"vssl: {len(paths['gifs'])} tubelet pairs -> {paths['sheet']} and {len(paths['gifs'])} GIFs in {args.out}")
+    for path, reason in pairs["skipped"]:
+        print(f"vssl: skipped unreadable video {path}: {reason}")
     return 0
