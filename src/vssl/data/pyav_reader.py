@@ -34,6 +34,8 @@ from vssl.data.frame_index import (FrameIndex, IndexBuildError, cached_index, fi
 log = logging.getLogger("vssl.data")
 
 FRAME_COUNT_SLACK = 2  # requested frames past the last decodable one that are served clamped to it
+MAX_HELD = 300  # frames held after a seek while no label places them (then the keyframe before is tried)
+SEEK_GAP = 4  # a new seek pays (a flush, the keyframe) when it skips decoding more frames than this
 
 
 class Contradiction(Exception):
@@ -157,8 +159,9 @@ class PyAVReader:
             start = int(index.key_frames[point])
             self.container.seek(int(index.key_targets[point]), backward=True, any_frame=False, stream=self.stream)
         need = set(group) - set(out)
+        keep = {int(index.labels[i]) for i in need} if index.mode == "pts" else None
         previous, last = -1, None
-        for frame in self.container.decode(self.stream):
+        for frame in self._frames(keep):
             self.last_decoded += 1
             i = index.frame_of(frame.pts)
             if i is None:
@@ -168,7 +171,7 @@ class PyAVReader:
             if previous < 0:
                 if i > group[0]:
                     return False
-            elif i != previous + 1:
+            elif i <= previous or (i > previous + 1 and (keep is None or need.intersection(range(previous + 1, i)))):
                 raise Contradiction(f"frame {i} decoded after frame {previous}")
             previous, last = i, frame
             if i in need:
@@ -182,30 +185,83 @@ class PyAVReader:
             out[previous] = self._to_array(last)  # frames just past it
         return True
 
-    def _decode_group(self, group: list[int], out: dict) -> None:
-        point = self.index.seek_point(group[0])
-        while not self._decode_from(point, group, out):
-            point -= 1  # overshoot: the keyframe before, and at last a reopened container
+    def _frames(self, keep: set[int] | None):
+        """Decoded frames from the current position. With ``keep`` (the timestamps of the frames
+        wanted), the decoder skips the packets of other frames that no frame refers to (B-frames
+        that are not references, FFmpeg's ``skip_frame=NONREF``): they would be decoded only to be
+        thrown away, about a third of an H.264 stream with B-frames."""
+        cc = self.stream.codec_context
+        skipping = None
+        for packet in self.container.demux(self.stream):
+            skip = keep is not None and packet.pts not in keep
+            if skip != skipping:
+                cc.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
+            yield from cc.decode(packet)
 
-    def _decode_sequentially(self, wanted: list[int], out: dict) -> None:
-        self._rewind()
-        need = set(wanted)
-        i, frame = -1, None
-        for i, frame in enumerate(self.container.decode(self.stream)):
+    def _counted(self, point: int):
+        """Decoded and sequential indices: ``(frame index, frame)`` from seek point ``point`` on.
+
+        Point 0 reopens the file and counts from its first frame. Otherwise, after the seek, frames
+        are held from the first keyframe decoded until a later frame's label is unique in the index:
+        that places them all (a keyframe's own label is not trusted: after a seek into MPEG-PS the
+        parser guesses it). Labels that are unique in the index are checked as counting goes on."""
+        index = self.index
+        checked = index.mode == "decoded"
+        if point <= 0:
+            self._rewind()
+            held, i = None, -1
+        else:
+            self.container.seek(int(index.key_targets[point]), backward=True, any_frame=False, stream=self.stream)
+            held, i = [], None
+        for frame in self.container.decode(self.stream):
             self.last_decoded += 1
+            known = index.frame_of(frame.pts) if checked else None
+            if i is not None:
+                i += 1
+                if checked and known != i and (known is not None or index.frame_of(int(index.labels[i])) is not None):
+                    raise Contradiction(f"frame {i} decoded with the timestamp of frame {known}")
+                yield i, frame
+            elif frame.key_frame:
+                held = [frame]
+            elif held:
+                held.append(frame)
+                if known is not None:
+                    i = known
+                    yield from zip(range(known - len(held) + 1, known + 1), held)
+                elif len(held) > MAX_HELD:
+                    return
+
+    def _decode_counted(self, point: int, group: list[int], out: dict) -> bool:
+        """Like :meth:`_decode_from`, for decoded and sequential indices (see :meth:`_counted`)."""
+        need = set(group) - set(out)
+        last = None
+        for i, frame in self._counted(point):
+            if last is None and i > group[0]:
+                return False  # the seek landed after the first frame wanted
+            last = (i, frame)
             if i in need:
                 out[i] = self._to_array(frame)
                 need.discard(i)
                 if not need:
-                    return
-        if frame is not None and i not in out:
-            out[i] = self._to_array(frame)
+                    return True
+        if last is None:
+            return point <= 0
+        if last[0] not in out:  # the stream ended early: its last frame stands in for frames past it
+            out[last[0]] = self._to_array(last[1])
+        return True
+
+    def _decode_group(self, group: list[int], out: dict) -> None:
+        decode = self._decode_from if self.index.mode == "pts" else self._decode_counted
+        point = self.index.seek_point(group[0])
+        while not decode(point, group, out):
+            point -= 1  # overshoot: the keyframe before, and at last a reopened container
 
     def _groups(self, wanted: list[int]) -> list[list[int]]:
-        """Split sorted frames where a seek point lies between two of them."""
+        """Split sorted frames where a seek would skip decoding more than ``SEEK_GAP`` frames."""
         groups = [[wanted[0]]]
+        keys = self.index.key_frames
         for previous, frame in zip(wanted, wanted[1:]):
-            if self.index.seek_point(frame) != self.index.seek_point(previous):
+            if keys[self.index.seek_point(frame)] - previous > SEEK_GAP:
                 groups.append([frame])
             else:
                 groups[-1].append(frame)
@@ -213,15 +269,12 @@ class PyAVReader:
 
     def _decode(self, wanted: list[int]) -> dict:
         out: dict[int, np.ndarray] = {}
-        if self.index.mode == "sequential":
-            self._decode_sequentially(wanted, out)
-        else:
-            for group in self._groups(wanted):
-                self._decode_group(group, out)
+        for group in self._groups(wanted):
+            self._decode_group(group, out)
         return out
 
     def _demote(self, reason: str) -> None:
-        """Replace a contradicted index: a decoded one, or sequential reading."""
+        """Replace a contradicted index: one from decoding, or sequential reading."""
         if self.index.mode == "pts":
             self._rewind()
             index = index_from_decoding(self.container, self.stream).describe(self.container, self.stream)
