@@ -19,7 +19,9 @@ timed round-robin, one clip each, on the same clip; ratios are medians of the pe
 
 Frame accuracy: every returned frame is compared with a sequential PyAV decode of the file (what a
 player shows, frame ``i`` = the ``i``-th decoded). PyAV readers use the same swscale resize and must
-match bit for bit; the others (another FFmpeg, a torch resize) must be nearest to the right frame
+match bit for bit (pyav-plain: unless its packed-RGB resize rounds differently, counted as wrong
+frames only when another frame is nearer); the others (another FFmpeg, a torch resize) must be
+nearest to the right frame
 among its neighbours. A reader that returns another size (ignoring rotation or the sample aspect
 ratio) is not accurate either.
 
@@ -157,8 +159,9 @@ def reference(path: Path, wanted: set[int], load: int) -> dict[int, np.ndarray]:
     out = {}
     with av.open(str(path)) as c:
         for i, frame in enumerate(c.decode(c.streams.video[0])):
-            if i in wanted:
-                out[i] = np.rot90(frame.to_ndarray(format="rgb24", width=tw, height=th), turns)
+            if i in wanted:  # swscale's output as vssl asks for it: planar RGB when resizing
+                fmt = "gbrp" if (frame.height, frame.width) != (th, tw) else "rgb24"
+                out[i] = np.rot90(frame.to_ndarray(format=fmt, width=tw, height=th), turns)
     return out
 
 
@@ -213,8 +216,8 @@ def measure(path: Path, label: str, backends: list[str], clips: int, load: int, 
             frames = fn(indices, stats[name])
             augment(frames, min(load, *frames.shape[1:3]), crop)
             times[name].append(time.process_time() - t0)
-            wrong[name] += wrong_frames(frames.numpy(), indices, ref, exact=name in ("vssl-pyav", "pyav-plain")
-                                        or stats[name].get("decoder") == "pyav")
+            wrong[name] += wrong_frames(frames.numpy(), indices, ref,
+                                        exact=name == "vssl-pyav" or stats[name].get("decoder") == "pyav")
     rows = []
     for name in readers:
         t = np.array(times[name])

@@ -39,6 +39,12 @@ def formats(tmp_path_factory):
 _REFERENCE: dict = {}
 
 
+def rgb_format(frame, height: int, width: int) -> str:
+    """swscale's RGB output vssl asks for: planar when resizing (its packed resizing path is slower
+    and rounds differently), packed otherwise."""
+    return "gbrp" if (frame.height, frame.width) != (height, width) else "rgb24"
+
+
 def sequential(path, name: str, short_side: int) -> np.ndarray:
     """Every frame of a plain sequential PyAV decode, converted by swscale at the expected size and
     turned upright by the frame's display rotation."""
@@ -52,7 +58,7 @@ def sequential(path, name: str, short_side: int) -> np.ndarray:
             for frame in c.decode(c.streams.video[0]):
                 turns = round((frame.rotation or 0) / 90) % 4
                 th, tw = (h, w) if turns % 2 == 0 else (w, h)
-                frames.append(np.rot90(frame.to_ndarray(format="rgb24", width=tw, height=th), turns))
+                frames.append(np.rot90(frame.to_ndarray(format=rgb_format(frame, th, tw), width=tw, height=th), turns))
         _REFERENCE[key] = np.stack(frames)
     return _REFERENCE[key]
 
@@ -242,7 +248,8 @@ def wanted_frames(path, wanted: set[int], short_sides) -> tuple[int, dict]:
                 if side:
                     size = (dict(height=side, width=round(w * side / h)) if h <= w else
                             dict(width=side, height=round(h * side / w)))
-                kept[side, count - 1] = frame.to_ndarray(format="rgb24", **size)
+                fmt = rgb_format(frame, size["height"], size["width"]) if size else "rgb24"
+                kept[side, count - 1] = frame.to_ndarray(format=fmt, **size)
     return count, kept
 
 

@@ -143,8 +143,11 @@ class PyAVReader:
     # -- decoding ----------------------------------------------------------------------------------
 
     def _to_array(self, frame) -> np.ndarray:
+        """RGB (H, W, 3) at the output size. When resizing, swscale writes planar RGB ("gbrp"): its
+        packed-RGB resizing path takes about twice as long (BENCHMARKS.md) and rounds differently."""
         h, w = self._size
-        return self._reformatter.reformat(frame, format="rgb24", width=w, height=h).to_ndarray()
+        resize = (frame.height, frame.width) != (h, w)
+        return self._reformatter.reformat(frame, format="gbrp" if resize else "rgb24", width=w, height=h).to_ndarray()
 
     def _decode_from(self, point: int, group: list[int], out: dict) -> bool:
         """Seek to seek point ``point`` and decode until ``out`` holds every frame of ``group``.
