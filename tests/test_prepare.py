@@ -137,3 +137,21 @@ def test_prepare_accepts_every_container_ffmpeg_reads(sources, tmp_path):
     for out in (tmp_path / "dst").iterdir():
         with VideoReader(out) as r:
             assert r.num_frames == 50 and (r.height, r.width) == (32, 42), out.name
+
+
+def test_prepared_gop_is_fixed_whatever_the_source_frame_types(tmp_path):
+    """A source with keyframes every 12 frames still gets one every 16, and three unreferenced
+    B-frames after each I/P frame (FFmpeg used to pass the source's frame types on to x264)."""
+    from realworld import write_formats
+
+    from vssl.data.prepare import reencode
+
+    xvid = write_formats(tmp_path / "src", ["avi_mpeg4_bframes"])["avi_mpeg4_bframes"]
+    target = tmp_path / "out.mp4"
+    reencode(xvid, target, short_side=32, gop=16)
+    from av.video.frame import PictureType
+
+    with av.open(str(target)) as c:
+        types = "".join(PictureType(f.pict_type).name for f in c.decode(video=0))
+    assert [i for i, t in enumerate(types) if t == "I"] == [0, 16, 32, 48]
+    assert types[:16] == "IBBBPBBBPBBBPBBP"  # closed GOP: the B-frames before an I end on a P

@@ -18,7 +18,8 @@ progress bar, and keeps what a viewer of the source sees:
   over a gap left by dropped or null frames, dropped when two fall on one tick), so a VFR clip
   lasts as long as its source. The rate is ``fps``, by default the source's nominal rate.
 
-H.264 yuv420p, a keyframe every ``gop`` frames, no audio. It is idempotent and resumable: an output
+H.264 yuv420p, a keyframe every ``gop`` frames, three unreferenced B-frames after each I/P frame,
+no audio. It is idempotent and resumable: an output
 newer than its source is skipped, and outputs are written under a temporary name then renamed, so a
 killed run leaves no partial file. Every file it does not convert is listed with the reason.
 """
@@ -180,8 +181,12 @@ def reencode(source: str | Path, target: str | Path, short_side: int, gop: int =
             cc.color_range = 1  # limited (MPEG)
             cc.colorspace, cc.color_primaries, cc.color_trc = _colour_tags(first)
             stream.gop_size = gop
+            # a fixed I/P every 4th frame with 3 unreferenced B-frames between (no adaptive choice, no
+            # B-pyramid): a reader skips the B-frames it does not want (stride-4 clips decode about
+            # half the frames), where x264's adaptive choice left some files with P-frames only
             stream.options = {"crf": str(crf), "preset": "veryfast",
-                              "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
+                              "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=3:b-adapt=0:"
+                                             "b-pyramid=none"}
             times = frame_times(index, stream_in)
             clock, reformatter, turns = ConstantRate(rate), VideoReformatter(), index.rotation // 90
             ticks, time, frame = 0, Fraction(0), first
@@ -199,8 +204,11 @@ def reencode(source: str | Path, target: str | Path, short_side: int, gop: int =
 
 
 def _encode(container, stream, pictures: list, tick: int) -> int:
+    from av.video.frame import PictureType
+
     for picture in pictures:
         picture.pts, picture.time_base = tick, stream.codec_context.time_base
+        picture.pict_type = PictureType.NONE  # else FFmpeg forces x264 to the source's frame type (I, P, B)
         tick += 1
         for packet in stream.encode(picture):
             container.mux(packet)
