@@ -236,6 +236,30 @@ def measure(path: Path, label: str, backends: list[str], clips: int, load: int, 
     return rows
 
 
+def compatibility_table(rows: list[dict]) -> str:
+    """One row per file, one column per reader: "yes 8.6" (frame-accurate, clips per CPU-s), "no 5.5
+    (384/384 wrong)", "-> pyav" where vssl fell back; then vssl-pyav's ratios to the baselines."""
+    readers = list(dict.fromkeys(r["reader"] for r in rows))
+    files = list(dict.fromkeys((r["file"], r["format"]) for r in rows))
+    cell = {(r["file"], r["reader"]): r for r in rows}
+
+    def show(r):
+        if r is None:
+            return ""
+        if "error" in r:
+            return f"fails ({r['error']})"
+        ok = "yes" if r["wrong"] == 0 else "**no**"
+        wrong = f" ({r['wrong']}/{r['frames']} wrong)" if r["wrong"] else ""
+        return f"{ok} {r['clips_s']:.1f}{' -> pyav' if r.get('fallback') else ''}{wrong}"
+
+    body = []
+    for file, label in files:
+        v = cell.get((file, "vssl-pyav"), {})
+        body.append([label, *(show(cell.get((file, name))) for name in readers),
+                     *(f"{v[k]:.2f}x" if k in v else "" for k in ("vs_pyav-plain", "vs_decord-plain"))])
+    return markdown_table(["file", *readers, "vssl-pyav / pyav-plain", "vssl-pyav / decord-plain"], body)
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_mutually_exclusive_group()
@@ -292,6 +316,8 @@ def main(argv=None) -> list[dict]:
           f"{r['vs_pyav-plain']:.2f}x" if "vs_pyav-plain" in r else "",
           f"{r['vs_decord-plain']:.2f}x" if "vs_decord-plain" in r else "",
           f"{r['decoded_per_clip']:.1f}" if r.get("decoded_per_clip") else ""] for r in rows]))
+    print("\nCompatibility (docs/data.md): frame-accurate? and clips per CPU-second of one core\n")
+    print(compatibility_table(rows))
     write_json(args.json, {"benchmark": "data_pipeline", "size": size_name, "hardware": hardware(), "pin": pin,
                            "rows": rows})
     return rows

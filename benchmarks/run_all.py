@@ -74,10 +74,13 @@ def report(results: list[dict]) -> str:
                 for r in rows]))
         elif name == "data_pipeline":
             parts.append(f"{res['pin']}\n")
-            headers = ["file", "short side -> crop", "reader", "clips per CPU-s (1 core)", "vs decord-plain"]
+            headers = ["file", "format", "reader", "frame-accurate", "clips per CPU-s (1 core)", "vs pyav-plain",
+                       "vs decord-plain"]
             parts.append(table(headers, [
-                [r["file"], f"{r['short_side']} -> {r['crop']}", r["reader"], f"{r['clips_s']:.1f}",
-                 f"{r['vs_decord_plain']:.2f}x" if r["vs_decord_plain"] else "n/a"] for r in rows]))
+                [r["file"], r["format"], r["reader"], r.get("error") or ("yes" if r["wrong"] == 0 else "no"),
+                 f"{r['clips_s']:.1f}" if "clips_s" in r else "",
+                 *(f"{r[k]:.2f}x" if k in r else "n/a" for k in ("vs_pyav-plain", "vs_decord-plain"))]
+                for r in rows]))
         elif name == "sinkhorn":
             parts.append(f"N={res['n']} K={res['k']}, label agreement {res['agreement']:.4f}\n")
             parts.append(table(["implementation", "ms per call", "vs vssl"],

@@ -86,11 +86,18 @@ def test_tubelet_baseline_pastes_the_same_pixels_on_both_views():
 
 
 def test_data_pipeline_smoke(tmp_path):
-    rows = bench("data_pipeline").main(["--smoke", "--clips", "1", "--no-pin",
-                                        "--dir", str(tmp_path)])
-    readers = {r["reader"] for r in rows}
-    assert "vssl-pyav" in readers and all(r["clips_s"] > 0 for r in rows)
-    assert len(list(tmp_path.glob("*.mp4"))) == 2
+    """Raw and prepared files, every reader timed and checked; the plain PyAV loop returns XviD AVI
+    B-frame streams a frame late, vssl does not."""
+    bp = bench("data_pipeline")
+    rows = bp.main(["--smoke", "--clips", "2", "--no-pin", "--dir", str(tmp_path)])
+    by = {(r["file"], r["reader"]): r for r in rows}
+    vssl = [r for r in rows if r["reader"] == "vssl-pyav"]
+    assert [r["file"] for r in vssl] == ["h264.mp4", "xvid.avi", "h264_mp4.mp4", "xvid_avi.mp4"]
+    assert all(r["wrong"] == 0 and r["clips_s"] > 0 and "vs_pyav-plain" in r for r in vssl)
+    assert by[("xvid.avi", "pyav-plain")]["wrong"] > 0
+    mine = bp.main(["--files", str(tmp_path / "raw" / "h264.mp4"), "--no-prepare", "--clips", "1", "--no-pin",
+                    "--dir", str(tmp_path / "own")])
+    assert {r["file"] for r in mine} == {"h264.mp4"} and any(r["reader"] == "vssl-pyav" for r in mine)
 
 
 def test_run_all_report_and_gpu_script():

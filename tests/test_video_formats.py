@@ -96,7 +96,7 @@ def test_sequential_decode_is_what_a_player_shows(formats, name):
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_get_frames_matches_a_sequential_decode(formats, name, backend, short_side, caplog, monkeypatch):
     ref = sequential(formats[name], name, short_side)
-    monkeypatch.setattr("vssl.data.video._WARNED", set())  # fallbacks are announced once per file and process
+    monkeypatch.setattr("vssl.data.video._REFUSED", set())  # fallbacks are announced once per file and process
     with caplog.at_level(logging.WARNING, logger="vssl.data"):
         with VideoReader(formats[name], backend=backend, short_side=short_side) as r:
             assert (r.num_frames, r.height, r.width) == (len(ref), *ref.shape[1:3])
@@ -297,3 +297,25 @@ def test_threaded_decoding_returns_the_same_frames(formats):
         with VideoReader(path, threads=2) as r:
             wanted = request(r.num_frames, 11)
             assert np.array_equal(r.get_frames(wanted).numpy(), ref[wanted]), name
+
+
+@pytest.mark.skipif(len(BACKENDS) == 1, reason="needs torchcodec or decord installed")
+def test_a_refused_backend_is_not_tried_again_on_that_file(formats, monkeypatch):
+    from vssl.data import optional_backends as ob
+
+    backend = BACKENDS[1]
+    cls = {"torchcodec": ob.TorchCodecReader, "decord": ob.DecordReader}[backend]
+    monkeypatch.setattr("vssl.data.video._REFUSED", set())
+    calls = []
+    original = cls.__init__
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "__init__", counted)
+    for _ in range(3):  # MPEG-PS: neither backend is used there
+        with VideoReader(formats["mpeg_ps"], backend=backend) as r:
+            r.get_frames([3])
+            assert r.decoder == "pyav"
+    assert len(calls) == 1

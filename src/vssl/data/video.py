@@ -114,7 +114,7 @@ def _check_indices(path, indices) -> list[int]:
 
 
 
-_WARNED: set[tuple[str, str]] = set()
+_REFUSED: set[tuple[str, str]] = set()  # (path, backend) that fell back to PyAV in this process
 
 
 def frame_index(path: str | Path):
@@ -136,6 +136,8 @@ def _optional_reader(path: str, backend: str, threads: int, short_side: int):
     from vssl.data.optional_backends import DecordReader, TorchCodecReader, Unsupported
 
     cls = {"torchcodec": TorchCodecReader, "decord": DecordReader}[backend]
+    if (path, backend) in _REFUSED:  # known from an earlier open in this process: no second try
+        return None
     try:
         return cls(path, threads, short_side, frame_index(path), VideoDecodeError)
     except Unsupported as e:
@@ -144,8 +146,8 @@ def _optional_reader(path: str, backend: str, threads: int, short_side: int):
 
 
 def _fall_back(path: str, backend: str, reason: str) -> None:
-    if (path, backend) not in _WARNED:
-        _WARNED.add((path, backend))
+    if (path, backend) not in _REFUSED:
+        _REFUSED.add((path, backend))
         log.warning("%s: read with pyav instead of %s (%s)", path, backend, reason)
 
 
