@@ -19,6 +19,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=0.01 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in an --out that holds an earlier run (its checkpoints and weights are replaced)")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from vssl.config import OptimConfig, RunConfig, ScheduleConfig, config_to_dict, save_config
 from vssl.engine import distributed as D
-from vssl.engine.checkpoint import (atomic_save, load_checkpoint, remove_stale_temporaries,
+from vssl.engine.checkpoint import (atomic_save, load_checkpoint, refuse_overwrite, remove_stale_temporaries,
                                     resume_candidates, rng_state, save_training_checkpoint, set_rng_state)
 from vssl.engine.distributed import resolve_device, seed_everything, set_determinism  # noqa: F401 (re-exported)
 from vssl.errors import CheckpointError, ConfigError, NumericalError
@@ -259,11 +259,15 @@ class Trainer:
         dataset: map-style dataset of dicts (``video``, ``label``, ``index``).
         out_dir: run directory.
         resume: continue from ``<out_dir>/checkpoints/last.pt`` if it exists.
+        overwrite: start afresh even where an earlier run left checkpoints or final weights (they are
+            replaced); without it such a start is refused (``CheckpointError``), so a forgotten
+            ``--resume`` never deletes finished work.
     """
 
     def __init__(self, cfg: RunConfig, method: nn.Module, dataset: Dataset, out_dir: str | Path,
-                 resume: bool = False):
+                 resume: bool = False, overwrite: bool = False):
         self.cfg, self.dataset, self.out, self.resume = cfg, dataset, Path(out_dir), resume
+        self.overwrite = overwrite
         self.device = D.resolve_device(cfg.train.device)
         D.init_distributed(self.device)
         D.set_determinism(cfg.train.deterministic, self.device)
@@ -472,6 +476,8 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train until ``train.max_steps`` optimizer steps; returns a summary dict."""
         cfg = self.cfg.train
+        if not self.overwrite:
+            refuse_overwrite(self.out, self.resume)
         state = self._resume_state() if self.resume else None
         if state is not None:
             if D.is_main():

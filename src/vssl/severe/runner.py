@@ -242,7 +242,9 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
                                               **_jitter(recipe)), net, run)
     ds = _ClipEpochs(ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures"), repeats)
     t = time.perf_counter()
-    summary = Trainer(run, method, ds, workdir, resume=paper_like).fit()
+    # the work folder is the runner's scratch (the result lives in the store): a killed paper run resumes,
+    # anything else left there is replaced
+    summary = Trainer(run, method, ds, workdir, resume=paper_like, overwrite=True).fit()
     return method, {"train_s": time.perf_counter() - t, "train_steps": summary["step"],
                     "final_loss": summary.get("loss")}
 
