@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -15,8 +14,9 @@ from vssl.data.datasets import ADAPTERS, SPLITS, VideoRecord, balanced_subset, f
 from vssl.data.datasets.base import MissingAnnotationError
 from vssl.errors import AnnotationError
 
-ANN = Path(os.environ.get("VSSL_ANNOTATIONS", Path(__file__).resolve().parents[2] / "shared" / "annotations"))
-real = pytest.mark.skipif(not ANN.is_dir(), reason=f"real annotations not found at {ANN}")
+from conftest import ANNOTATIONS as ANN  # noqa: E402
+
+real = pytest.mark.usefixtures("real_annotations")  # fails, never skips, without ../shared
 
 
 def counts(name: str, folder: str, fold: int = 1, **opts) -> dict[str, int]:

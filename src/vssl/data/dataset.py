@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from vssl.config import DataConfig
 from vssl.data import sampling
-from vssl.data.video import VIDEO_EXTENSIONS, VideoReader
+from vssl.data.video import VIDEO_EXTENSIONS, VideoReader, check_backend
 from vssl.errors import VsslError
 
 log = logging.getLogger("vssl.data")
@@ -84,6 +84,7 @@ class ClipDataset(Dataset):
             raise VsslError(f"data.sampling must be 'random' or 'segment', got {cfg.sampling!r}")
         if not len(videos.records):
             raise VsslError(f"{root}: the video list is empty")
+        check_backend(cfg.backend, "data.backend")  # else every video would fail (and be skipped) alike
         self.videos, self.root, self.cfg = videos, Path(root), cfg
         self.num_clips = num_clips if train else test_clips
         self.train, self.seed, self.pad, self.jitter, self.max_skips = train, seed, pad, jitter, max_skips

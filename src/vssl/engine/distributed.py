@@ -20,6 +20,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
+from vssl.errors import ConfigError
+
 
 def launched_with_torchrun() -> bool:
     """True when the environment asks for more than one process (``WORLD_SIZE`` > 1)."""
@@ -97,12 +99,26 @@ def broadcast(t: torch.Tensor, src: int = 0) -> torch.Tensor:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` = this rank's CUDA device if there is one, else CPU."""
+    """``auto`` = this rank's CUDA device if there is one, else CPU.
+
+    A device this machine does not have (``cuda`` without a GPU, ``cuda:3`` on a 2-GPU host, ``mps``
+    off Apple silicon) is a ``ConfigError`` now, not a traceback at the first tensor moved there.
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank())
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r}: expected auto, cpu, mps, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", local_rank())
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.index >= count:
+            raise ConfigError(f"device {name!r}: this machine has {count} CUDA device(s) visible to torch "
+                              f"(rank's device {device}); use --device cpu or auto")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r}: MPS is not available here; use --device cpu or auto")
     return device
 
 

@@ -108,7 +108,45 @@ class Protocol:
                         num_frames=p.num_frames, fps=p.fps, test_clips=p.test_clips, test_crops=p.test_crops,
                         ensemble=p.ensemble, dropout=p.dropout, nesterov=p.optimizer == "sgd")
         r = replace(r, **self.per_task.get(experiment.task, {}))
-        return apply_overrides(r, overrides)
+        return check_recipe(apply_overrides(r, overrides))
+
+
+#: (lowest allowed, strictly above it?) per numeric recipe field: a value outside is refused, never stored
+_BOUNDS = {
+    "num_frames": (1, False), "fps": (0, False), "stride": (1, False), "load_size": (1, False),
+    "crop_size": (1, False), "lr": (0, True), "weight_decay": (0, False), "momentum": (0, False),
+    "batch_size": (1, False), "epochs": (0, False), "steps": (0, False), "gamma": (0, True),
+    "warmup_epochs": (0, False), "train_clips_per_video": (1, False), "dropout": (0, False),
+    "jitter_p": (0, False), "clip_grad": (0, False), "test_clips": (1, False), "test_crops": (1, False),
+    "feature_clips": (1, False), "head_epochs": (1, False), "knn_k": (1, False), "knn_tau": (0, True),
+    "num_workers": (0, False), "eval_batch_size": (1, False),
+}
+_CHOICES = {"mode": ("finetune", "linear", "knn"), "sampling": ("random", "segment"),
+            "optimizer": ("adam", "adamw", "sgd"), "ensemble": ("mean", "max"), "pool": ("mean", "time")}
+
+
+def check_recipe(recipe: Recipe) -> Recipe:
+    """``recipe`` unchanged when every field is in range; else a ``ConfigError`` naming the field.
+
+    A value such as ``steps=-3`` or ``knn_k=0`` used to run and store a result; ``test_clips=0``
+    showed up as unreadable videos.
+    """
+    for key, (low, strict) in _BOUNDS.items():
+        value = getattr(recipe, key)
+        if value is not None and (value <= low if strict else value < low):
+            raise ConfigError(f"--set {key}={value}: must be {'>' if strict else '>='} {low}")
+    for key, choices in _CHOICES.items():
+        if getattr(recipe, key) not in choices:
+            raise ConfigError(f"--set {key}={getattr(recipe, key)!r}: expected one of {', '.join(choices)}")
+    if recipe.dropout >= 1 or (recipe.jitter_p is not None and recipe.jitter_p > 1):
+        raise ConfigError(f"--set dropout/jitter_p: must be below 1 / at most 1, got {recipe.dropout}, "
+                          f"{recipe.jitter_p}")
+    scale = recipe.crop_scale
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise ConfigError(f"--set crop_scale={list(scale)}: expected [low, high] with 0 < low <= high <= 1")
+    if recipe.mode == "finetune" and recipe.steps == 0 and recipe.epochs == 0:
+        raise ConfigError("--set steps/epochs: a fine-tuning recipe needs steps > 0 or epochs > 0")
+    return recipe
 
 
 def apply_overrides(recipe: Recipe, overrides: list[str] | dict | None) -> Recipe:
@@ -188,4 +226,4 @@ def steps_per_epoch(num_items: int, batch_size: int) -> int:
     return max(1, num_items // batch_size) if num_items >= batch_size else 1 if num_items else 0
 
 
-__all__ = ["Recipe", "Protocol", "PROTOCOLS", "get_protocol", "apply_overrides", "steps_per_epoch"]
+__all__ = ["Recipe", "Protocol", "PROTOCOLS", "get_protocol", "apply_overrides", "check_recipe", "steps_per_epoch"]

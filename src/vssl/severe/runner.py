@@ -72,6 +72,10 @@ def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: s
     if isinstance(seeds, (int, str)):
         seeds = [s for s in str(seeds).split(",") if s.strip()]
     exps = select(experiments, available_experiments(data_root))
+    from vssl.engine.distributed import resolve_device
+
+    resolve_device(device)  # a missing GPU fails now, not inside the first experiment
+    recipes = {exp.name: proto.recipe(exp, overrides) for exp in exps}  # a bad --set value too
     if checkpoint:  # an unreadable or mismatched checkpoint fails now, not after the first experiment's data
         from vssl.models import build_backbone
 
@@ -83,7 +87,7 @@ def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: s
     results = []
     with ResultsStore(out / "results.sqlite") as store:
         for exp in exps:
-            recipe = proto.recipe(exp, overrides)
+            recipe = recipes[exp.name]
             for seed in [int(s) for s in seeds]:
                 key = ResultKey(model, sha, exp.name, pkey, seed)
                 if store.has(key):
