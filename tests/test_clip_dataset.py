@@ -109,3 +109,34 @@ def test_truncated_video_is_skipped_in_test_mode(tree, truncated_indexed_video):
     ds = ClipDataset(vl, "/", cfg(), train=False, test_clips=3)  # the last clip reaches frame 39
     assert ds[0]["index"] == 1
     assert ds.failed_paths == [str(truncated_indexed_video)] and ds.failures == 1
+
+
+def _source_index(frame: torch.Tensor, source) -> int:
+    """The source frame a decoded (C, H, W) frame shows: nearest by mean absolute difference."""
+    src = torch.as_tensor(source).permute(0, 3, 1, 2).float()
+    return int((src - frame.float()).abs().mean((1, 2, 3)).argmin())
+
+
+def test_clips_come_from_the_annotated_frames_only(tmp_path, make_video):
+    """A UCFRep record counts the cycles of frames start..end (1-based): train and test clips are drawn
+    there, read through the adapter from a .mat written as UCFRep's are."""
+    import scipy.io
+
+    from conftest import moving_square_frames
+    from vssl.data.datasets import ADAPTERS
+
+    source = moving_square_frames(60, 32, 32)
+    make_video("videos/HandstandPushups/v_HandStandPushups_g01_c01.mp4", frames=source, gop=4)
+    (tmp_path / "annotations" / "val").mkdir(parents=True)
+    scipy.io.savemat(tmp_path / "annotations" / "val" / "v_HandStandPushups_g01_c01.mat", {"label": {
+        "start_frame": 21, "end_frame": 44, "duration": 24, "temporal_bound": [21, 29, 37, 44]}})
+    videos = ADAPTERS["ucfrep"](tmp_path, "val", root=tmp_path / "videos")
+    assert videos.labels == [3.0] and videos.records[0].meta["frame_range"] == (20, 43)
+    seen = set()
+    for train, clips in ((True, 1), (False, 3)):
+        for seed in range(4):
+            ds = ClipDataset(videos, tmp_path / "videos", cfg(num_frames=6, stride=2), train=train, test_clips=clips,
+                             seed=seed)
+            video = ds[0]["video"].reshape(-1, 3, 6, 32, 32)
+            seen |= {_source_index(video[v, :, t], source) for v in range(video.shape[0]) for t in range(6)}
+    assert min(seen) == 20 and max(seen) == 43  # the test clips span the part exactly, nothing outside it

@@ -327,3 +327,20 @@ def test_gym_lists_with_fewer_classes_agree_across_splits(tmp_path):
     train, val = ADAPTERS["gym99"](tmp_path, "train"), ADAPTERS["gym99"](tmp_path, "val")
     assert train.num_classes == val.num_classes == 6 and [r.path for r in val] == ["d.avi", "e.avi"]
     assert ADAPTERS["gym99"](tmp_path, "train", label_range=(2, 4)).labels == [2, 0]
+
+
+@real
+def test_ucfrep_videos_are_the_ucf101_files(tmp_path):
+    """Every UCFRep video is found in a UCF101 tree laid out as UCF101's own lists name its files (the
+    independent reference), HandstandPushups included; the counted part is kept as 0-based frames."""
+    listed = [r.path for s in ("train", "test") for r in ADAPTERS["ucf101"](ANN / "ucf101", s, 1)]
+    for path in listed:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).touch()
+    for split, n, handstand in (("train", 421, 19), ("val", 105, 5)):  # 24 HandStandPushups videos
+        videos = ADAPTERS["ucfrep"](ANN / "ucfrep", split, root=tmp_path)
+        assert len(videos) == n and videos.missing == []
+        found = [r for r in videos if r.meta["class"] == "HandStandPushups"]
+        assert len(found) == handstand and found[0].path.startswith("HandstandPushups/v_HandStandPushups_g")
+    r = next(r for r in ADAPTERS["ucfrep"](ANN / "ucfrep", "train") if r.meta["start_frame"] > 1)
+    assert r.meta["frame_range"] == (r.meta["start_frame"] - 1, r.meta["end_frame"] - 1)

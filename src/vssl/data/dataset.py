@@ -108,8 +108,19 @@ class ClipDataset(Dataset):
 
     # -- sampling and decoding -----------------------------------------------------------------
 
-    def clip_indices(self, num_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
-        """(V, T) frame indices of the clips of one item (V = num_clips, or test_clips in test)."""
+    def clip_indices(self, num_frames: int, fps: float, rng: np.random.Generator,
+                     frame_range: tuple[int, int] | None = None) -> np.ndarray:
+        """(V, T) frame indices of the clips of one item (V = num_clips, or test_clips in test).
+
+        ``frame_range``: the annotated part ``(first, last)`` (0-based, inclusive; a record's
+        ``meta["frame_range"]``, e.g. UCFRep's counted cycles); clips are drawn inside it, clamped to the
+        decoded frames.
+        """
+        if frame_range is not None:
+            first, last = int(frame_range[0]), min(int(frame_range[1]), num_frames - 1)
+            if not 0 <= first <= last:
+                raise ValueError(f"annotated frames {tuple(frame_range)} lie outside the video's {num_frames} frames")
+            return first + self.clip_indices(last - first + 1, fps, rng)
         cfg, v = self.cfg, self.num_clips
         if cfg.sampling == "segment":
             if self.train:
@@ -128,7 +139,8 @@ class ClipDataset(Dataset):
         size = self.cfg.load_size
         path = resolve_video_path(self.root, record.path)
         with VideoReader(path, self.cfg.backend, self.cfg.decoder_threads, short_side=size) as reader:
-            indices = self.clip_indices(reader.num_frames, reader.fps, rng)
+            frame_range = getattr(record, "meta", {}).get("frame_range")
+            indices = self.clip_indices(reader.num_frames, reader.fps, rng, frame_range)
             frames = reader.get_frames(indices.reshape(-1))  # one pass over the file for all clips
         h, w = frames.shape[1:3]
         top, left = (h - size) // 2, (w - size) // 2
