@@ -104,11 +104,21 @@ def test_all_bad_raises_clear_error(broken_videos):
         ds[0]
 
 
-def test_truncated_video_is_skipped_in_test_mode(tree, truncated_indexed_video):
-    vl = video_list([str(truncated_indexed_video), str(tree / "v0.mp4")])
+def test_an_unreadable_test_video_is_dropped_never_replaced(tree, truncated_indexed_video, broken_videos):
+    """In test mode a bad video's item is None and collate_kept leaves it out: the batch holds only the
+    videos that decode, each with its own label and index (a substitute would be scored as another)."""
+    from vssl.data.dataset import collate_kept
+
+    paths = [str(truncated_indexed_video), str(tree / "v0.mp4"), str(broken_videos["garbage"]), str(tree / "v1.mp4")]
+    vl = video_list(paths, labels=[0, 1, 2, 0])
     ds = ClipDataset(vl, "/", cfg(), train=False, test_clips=3)  # the last clip reaches frame 39
-    assert ds[0]["index"] == 1
-    assert ds.failed_paths == [str(truncated_indexed_video)] and ds.failures == 1
+    assert ds[0] is None and ds[1]["index"] == 1
+    (batch,) = DataLoader(ds, batch_size=4, collate_fn=collate_kept)
+    assert batch["index"].tolist() == [1, 3] and batch["label"].tolist() == [1, 0]
+    assert torch.equal(batch["video"][0], ds[1]["video"]) and batch["video"].shape == (2, 3, 3, 8, 32, 32)
+    assert sorted(ds.failed_paths) == sorted([paths[0], paths[2]])
+    only_bad = DataLoader(ClipDataset(video_list(paths[:1]), "/", cfg(), train=False), collate_fn=collate_kept)
+    assert next(iter(only_bad)) is None  # a batch of dropped videos only
 
 
 def _source_index(frame: torch.Tensor, source) -> int:

@@ -5,8 +5,10 @@ Clips are decoded at reduced resolution (short side ``cfg.load_size``) and centr
 ``S = cfg.load_size`` square so a batch stacks; augmentation happens later, batched on the device
 (``vssl.data.transforms``).
 
-Bad input never ends a run: a missing, empty, truncated or undecodable video is replaced by the
-next index (deterministic), the failure is counted, its path kept and logged once. Failures are
+Bad input never ends a run: in training, a missing, empty, truncated or undecodable video is replaced
+by the next index (deterministic); in test mode it is dropped instead (the item is ``None``, which
+:func:`collate_kept` leaves out of the batch), because a substitute would be scored under a label that is
+not its own. Either way the failure is counted, its path kept and logged once. Failures are
 appended to one small file per process in ``failure_log`` (a directory), so counts made inside
 DataLoader workers reach the main process (``failures``, ``failed_paths``, ``collect_failures``).
 
@@ -75,11 +77,13 @@ class ClipDataset(Dataset):
         jitter: per-index temporal jitter in stride mode (Tubelet-Contrast).
         failure_log: directory for the per-process failure files (a fresh temp dir when None).
         max_skips: consecutive bad videos tolerated before giving up with a ``VsslError``.
+        substitute: replace a bad video by the next one (default: in training only); otherwise its item
+            is ``None`` and the video is left out (test sets: every score belongs to its own video).
     """
 
     def __init__(self, videos, root: str | Path, cfg: DataConfig, num_clips: int = 1, train: bool = True,
                  test_clips: int = 1, *, seed: int = 0, pad: str = "cycle", jitter: bool = False,
-                 failure_log: str | Path | None = None, max_skips: int = 50):
+                 failure_log: str | Path | None = None, max_skips: int = 50, substitute: bool | None = None):
         if cfg.sampling not in ("random", "segment"):
             raise VsslError(f"data.sampling must be 'random' or 'segment', got {cfg.sampling!r}")
         if not len(videos.records):
@@ -88,6 +92,7 @@ class ClipDataset(Dataset):
         self.videos, self.root, self.cfg = videos, Path(root), cfg
         self.num_clips = num_clips if train else test_clips
         self.train, self.seed, self.pad, self.jitter, self.max_skips = train, seed, pad, jitter, max_skips
+        self.substitute = train if substitute is None else substitute
         self.task = getattr(videos, "task", None)
         self.num_classes = len(getattr(videos, "classes", []) or [])
         self.failure_log = Path(failure_log or tempfile.mkdtemp(prefix="vssl-failures-"))
@@ -148,9 +153,9 @@ class ClipDataset(Dataset):
         v, t = indices.shape
         return frames.reshape(v, t, size, size, 3).permute(0, 4, 1, 2, 3).contiguous()
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int) -> dict | None:
         last_error = None
-        for skip in range(min(self.max_skips, len(self))):
+        for skip in range(min(self.max_skips, len(self)) if self.substitute else 1):
             i = (index + skip) % len(self)
             try:
                 clips = self.load(i)
@@ -162,6 +167,8 @@ class ClipDataset(Dataset):
             return {"video": clips[0] if self.num_clips == 1 else clips,
                     "label": encode_label(record.label, self.task, self.num_classes),
                     "index": i}
+        if not self.substitute:
+            return None  # dropped: collate_kept leaves it out, the caller counts what is missing
         raise VsslError(f"{self.root}: {min(self.max_skips, len(self))} videos in a row from index {index} "
                         f"could not be decoded; last error: {last_error}")
 
@@ -173,7 +180,8 @@ class ClipDataset(Dataset):
             f.write(f"{path}\t{reason}\n")
         if path not in self._warned:
             self._warned.add(path)
-            log.warning("skipping unreadable video %s (%s); serving the next one", path, reason)
+            log.warning("skipping unreadable video %s (%s); %s", path, reason,
+                        "serving the next one" if self.substitute else "left out")
 
     def failure_report(self) -> list[tuple[str, str]]:
         """Every failed load so far, from all processes: [(path, reason), ...] (repeats kept)."""
@@ -193,6 +201,16 @@ class ClipDataset(Dataset):
     def failed_paths(self) -> list[str]:
         """Distinct paths (as in the annotations) that failed, in first-seen order per process."""
         return list(dict.fromkeys(path for path, _ in self.failure_report()))
+
+
+def collate_kept(items: list) -> dict | None:
+    """``default_collate`` of the items a test-mode :class:`ClipDataset` could decode (dropped ones are
+    ``None``); None when the whole batch was dropped. Items carry their dataset ``index``, so the caller
+    knows which videos were scored."""
+    from torch.utils.data import default_collate
+
+    kept = [item for item in items if item is not None]
+    return default_collate(kept) if kept else None
 
 
 def record_failures(failure_log: str | Path, failures) -> None:

@@ -9,24 +9,39 @@ log-count over the clips, then ``exp``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 
+class Views(NamedTuple):
+    """Per-view outputs (K, views, ...) of the K videos that could be decoded, their labels (K, ...) and
+    their dataset indices (K,): an unreadable test video is left out, never replaced by another."""
+
+    outputs: torch.Tensor
+    labels: torch.Tensor
+    index: torch.Tensor
+
+
 @torch.no_grad()
 def run_views(fn: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, transform, *, batch_size: int,
-              device: torch.device, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``fn`` over every view of every item: (N, views, ...) outputs on the CPU, and the (N, ...) labels.
+              device: torch.device, num_workers: int = 0) -> Views:
+    """``fn`` over every view of every item that decodes (see :class:`Views`), outputs on the CPU.
 
-    ``dataset`` items are ``{"video": uint8 (C,T,S,S) or (V,C,T,S,S), "label"}``; ``transform`` maps
-    uint8 (B, V, C, T, S, S) on ``device`` to float (B*V*crops, C, T, s, s) (``EvalTransform``).
+    ``dataset`` items are ``{"video": uint8 (C,T,S,S) or (V,C,T,S,S), "label", "index"}``, or None for a
+    video that could not be decoded (a test-mode ``ClipDataset``); ``transform`` maps uint8
+    (B, V, C, T, S, S) on ``device`` to float (B*V*crops, C, T, s, s) (``EvalTransform``).
     """
+    from vssl.data.dataset import collate_kept
+
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", collate_fn=collate_kept)
     amp = device.type == "cuda"
-    outs, labels = [], []
+    outs, labels, index = [], [], []
     for batch in loader:
+        if batch is None:  # every video of the batch was unreadable
+            continue
         video = batch["video"].to(device, non_blocking=True)
         if video.dim() == 5:
             video = video.unsqueeze(1)
@@ -34,7 +49,10 @@ def run_views(fn: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, tran
             y = fn(transform(video))
         outs.append(y.float().reshape(video.shape[0], -1, *y.shape[1:]).cpu())
         labels.append(batch["label"])
-    return torch.cat(outs), torch.cat(labels)
+        index.append(torch.as_tensor(batch["index"]))
+    if not outs:
+        return Views(torch.empty(0), torch.empty(0), torch.empty(0, dtype=torch.long))
+    return Views(torch.cat(outs), torch.cat(labels), torch.cat(index))
 
 
 def frozen_features(net, pool: str = "mean") -> Callable[[torch.Tensor], torch.Tensor]:

@@ -98,10 +98,18 @@ class Protocol:
     per_task: dict = field(default_factory=dict)  # task -> overrides
     use_paper_recipe: bool = False  # take epochs/lr/... from Experiment.paper
 
-    def recipe(self, experiment: Experiment, overrides: list[str] | dict | None = None) -> Recipe:
+    def recipe(self, experiment: Experiment, overrides: list[str] | dict | None = None,
+               row_recipe: str = "severe") -> Recipe:
+        """The resolved recipe; ``row_recipe`` names a published row's variant of the paper recipe
+        (:mod:`vssl.severe.recipes`), so it needs a protocol that uses the paper recipe."""
+        from vssl.severe.recipes import get_recipe
+
         r = self.base
+        if row_recipe != "severe" and not self.use_paper_recipe:
+            raise ConfigError(f"--recipe {row_recipe}: a published row's recipe varies the paper protocol, "
+                              f"not {self.name!r}")
         if self.use_paper_recipe:
-            p = experiment.paper
+            p = get_recipe(row_recipe).paper(experiment)
             r = replace(r, optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay, batch_size=p.batch_size,
                         epochs=p.epochs, milestones=tuple(p.milestones), gamma=p.gamma,
                         warmup_epochs=p.warmup_epochs, train_clips_per_video=p.train_clips_per_video,
