@@ -98,6 +98,35 @@ def broadcast(t: torch.Tensor, src: int = 0) -> torch.Tensor:
     return t
 
 
+def ranks_without(folder, device: torch.device) -> list[int]:
+    """The ranks that do not see a file rank 0 writes in ``folder`` (empty on one node, or when every node
+    mounts the same file system). A collective: every rank must call it.
+
+    Resuming needs this: every rank reads ``checkpoints/`` to pick its step, so a rank with its own local
+    folder would start from scratch (or another step) while the others resume, and the ranks hang.
+    """
+    if not is_dist():
+        return []
+    from pathlib import Path
+
+    token = torch.randint(1, 2**62, (1,), dtype=torch.long) if is_main() else torch.zeros(1, dtype=torch.long)
+    token = broadcast(token.to(device)).item()
+    marker = Path(folder) / f".vssl-shared-{token}"
+    if is_main():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(token))
+    barrier()
+    try:
+        seen = marker.read_text() == str(token)
+    except OSError:
+        seen = False
+    flags = all_gather(torch.tensor([int(seen)], device=device)).tolist()
+    barrier()  # everyone has looked before the marker goes
+    if is_main():
+        marker.unlink(missing_ok=True)
+    return [r for r, ok in enumerate(flags) if not ok]
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` = this rank's CUDA device if there is one, else CPU.
 

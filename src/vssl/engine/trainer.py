@@ -472,13 +472,39 @@ class Trainer:
                                   f"newest: {errors[0]})")
         return None
 
+    def _check_shared_out(self) -> None:
+        """Under DDP, ``out_dir`` must be one folder every rank sees: a resume is refused otherwise (it
+        would desynchronise the ranks), a fresh run warns that it could not be resumed."""
+        missing = D.ranks_without(self.out, self.device)
+        if not missing:
+            return
+        what = (f"{self.out} is not one folder shared by all ranks (ranks {missing} do not see rank 0's files "
+                "there): --out must be on a file system every node mounts")
+        if self.resume:
+            raise CheckpointError(f"{what}; resuming from per-node folders would desynchronise the ranks")
+        if D.is_main():
+            print(f"vssl: warning: {what}; this run's checkpoints cannot be resumed", file=sys.stderr, flush=True)
+
+    def _check_same_resume_step(self, state: dict | None) -> None:
+        """Every rank resumes from the same step (or none starts from scratch while others resume)."""
+        if not D.is_dist():
+            return
+        step = torch.tensor([-1 if state is None else int(state["step"])], device=self.device)
+        steps = D.all_gather(step).tolist()
+        if len(set(steps)) > 1:
+            seen = ", ".join(f"rank {r}: {'none' if s < 0 else f'step {s}'}" for r, s in enumerate(steps))
+            raise CheckpointError(f"the ranks found different checkpoints in {self.ckpt_dir} ({seen}); --out must "
+                                  "be one folder every node shares")
+
     # --- main --------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train until ``train.max_steps`` optimizer steps; returns a summary dict."""
         cfg = self.cfg.train
+        self._check_shared_out()
         if not self.overwrite:
             refuse_overwrite(self.out, self.resume)
         state = self._resume_state() if self.resume else None
+        self._check_same_resume_step(state)
         if state is not None:
             if D.is_main():
                 print(f"vssl: resuming from {self.last_checkpoint[1]} (step {state['step']})", flush=True)
