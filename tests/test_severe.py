@@ -186,8 +186,10 @@ def _sklearn_knn_top1(cached, synth_root, exp, broken) -> float:
 
     from vssl.data.datasets import load_videos
 
+    knn_files = sorted(cached, key=lambda p: p.stat().st_mtime)[-2:]  # the last run's: knn's
+
     def split(name):
-        (path,) = [p for p in cached if p.name.startswith(f"ssv2-{name}-") and torch.load(p)["feats"].shape[1] == 2]
+        (path,) = [p for p in knn_files if p.name.startswith(f"ssv2-{name}-")]
         stored = torch.load(path, weights_only=True)
         labels = {r.path: r.label for r in load_videos("ssv2", exp.annotation_dir(synth_root), name)}
         return stored["feats"].mean(1).numpy(), np.array([labels[p] for p in stored["paths"]]), stored
@@ -276,3 +278,32 @@ def test_paper_protocol_end_to_end_with_a_row_recipe(tmp_path, make_video):
     (again,) = run_severe("r2plus1d_tiny", None, root, out, "ucf101_1k", "paper", seeds=[1], overrides=toy,
                           recipe="tubelet", log=logs.append)
     assert logs[0].startswith("skip") and again.primary == res.primary
+
+
+def test_docs_state_each_protocols_test_clips():
+    """docs/severe.md's protocol table says how many test clips each protocol scores (it said 2 for quick
+    and linear, which use 1 and 10)."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "severe.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([\w-]+)` \|.*\| ([^|]*) \|$", doc, re.M)}
+    assert set(PROTOCOLS) <= set(rows)
+    for name, protocol in PROTOCOLS.items():
+        said = int(re.search(r"(\d+) (?:uniform )?clips?\b", rows[name]).group(1))
+        assert said == protocol.recipe(EXPERIMENTS["gym99"]).test_clips, (name, rows[name])
+
+
+def test_frozen_protocols_decode_synthetic_sized_clips(synth_root):
+    """On SynthSEVERE, linear and knn decode quick's clips (not 32-frame, 128 px, 10-clip paper clips of
+    32 px videos), counting included; their heads and pooling stay their own."""
+    exps = synthetic_experiments(synth_root)
+    fields = ("num_frames", "fps", "sampling", "load_size", "crop_size", "test_clips", "feature_clips")
+    for exp in (exps["domain_a"], exps["counting"]):
+        quick = PROTOCOLS["quick"].recipe(exp)
+        for name in ("linear", "knn"):
+            r = PROTOCOLS[name].recipe(exp)
+            assert {f: getattr(r, f) for f in fields} == {f: getattr(quick, f) for f in fields}
+            assert r.mode == name and r.pool == "mean"
+    real = PROTOCOLS["knn"].recipe(EXPERIMENTS["ssv2"])
+    assert (real.num_frames, real.load_size, real.test_clips) == (32, 128, 10)  # real data: paper clips
+    assert PROTOCOLS["knn"].recipe(exps["domain_a"], ["test_clips=3"]).test_clips == 3

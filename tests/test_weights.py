@@ -201,3 +201,20 @@ def test_convert_rejects_unknown_format(tmp_path, tv_sd):
     torch.save({"w": torch.ones(1)}, src)
     assert main(["weights", "convert", str(src), str(tmp_path / "o.pt"), "--from", "nope"]) == 1
     assert main(["weights", "convert", str(src), str(tmp_path / "o.pt"), "--from", "moco"]) == 1
+
+
+def test_inspect_names_the_backbone_of_vssl_run_outputs(tmp_path, capsys):
+    """A pretraining's backbone.pt (architecture in the run's config.yaml) and final.pt / checkpoints
+    (run config inside) are vssl files whose backbone inspect names, and that name loads them."""
+    from pathlib import Path
+
+    toy = Path(__file__).resolve().parents[1] / "configs" / "finetune" / "toy.yaml"
+    assert main(["finetune", "--config", str(toy), "--out", str(tmp_path), "--set", "train.max_steps=2",
+                 "--set", "train.ckpt_every=2", "--set", "train.deterministic=false"]) == 0
+    capsys.readouterr()
+    for name in ("backbone.pt", "final.pt", "checkpoints/last.pt"):
+        assert main(["weights", "inspect", str(tmp_path / name)]) == 0
+        last = capsys.readouterr().out.strip().splitlines()[-1]
+        assert "<backbone>" not in last and "unknown" not in last, last
+        assert "build_backbone('r2plus1d_tiny', checkpoint=PATH)" in last, last
+        assert build_backbone("r2plus1d_tiny", checkpoint=tmp_path / name).load_report.ok

@@ -286,6 +286,10 @@ def guess_format(obj: Mapping) -> str | None:
     """A ``--from`` name for a loaded checkpoint (``"vssl"`` = already in vssl layout), or None."""
     if isinstance(obj.get("meta"), Mapping) and "backbone" in obj["meta"]:
         return "vssl"
+    model = obj.get("model")
+    if isinstance(obj.get("config"), Mapping) and isinstance(model, Mapping) and any(
+            str(k).startswith("backbone.") for k in model):
+        return "vssl"  # a vssl run's final.pt or training checkpoint: the method, backbone under "backbone."
     if isinstance(obj.get("config"), Mapping) and isinstance(obj.get("weights"), Mapping):
         return "hf"
     keys = list(find_state_dict(obj))

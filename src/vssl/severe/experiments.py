@@ -63,6 +63,7 @@ class Experiment:
     flip: bool = True  # horizontal flips in training (SEVERE flips everywhere, §2.2; off for chiral classes)
     annotations: str = ""  # explicit annotation dir (synthetic); default <root>/<data_dir>/annotations
     videos: str = ""  # explicit video root (synthetic); default <root>/<data_dir>/videos
+    synthetic: bool = False  # a SynthSEVERE experiment (tiny native videos: protocols size their clips to them)
 
     @property
     def lower_is_better(self) -> bool:
@@ -140,7 +141,7 @@ def synthetic_experiments(root: str | Path) -> dict[str, Experiment]:
             task=task, num_classes=0 if task == "counting" else int(e.get("num_classes", len(e.get("classes", [])))),
             metric=metric, paper=_CHARADES if task == "multilabel" else (_UCF_RC if task == "counting" else _SSV2),
             options=dict(e.get("adapter_options") or {}), flip=bool(e.get("hflip_safe", True)),
-            annotations=str(Path(root) / e["annotations"]), videos=str(Path(root) / e["video_root"]),
+            annotations=str(Path(root) / e["annotations"]), videos=str(Path(root) / e["video_root"]), synthetic=True,
         )
     missing = [n for n in SYNTH_COLUMNS if n not in out]
     if missing:

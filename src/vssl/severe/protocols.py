@@ -97,6 +97,9 @@ class Protocol:
     base: Recipe
     per_task: dict = field(default_factory=dict)  # task -> overrides
     use_paper_recipe: bool = False  # take epochs/lr/... from Experiment.paper
+    #: on SynthSEVERE, take the clip settings of this protocol: paper-sized clips (32 frames at 16 fps,
+    #: 10 test clips, 128 px) upsample its 32 px videos 16-fold and made one small experiment take minutes
+    synthetic_clips_from: str = ""
 
     def recipe(self, experiment: Experiment, overrides: list[str] | dict | None = None,
                row_recipe: str = "severe") -> Recipe:
@@ -116,7 +119,15 @@ class Protocol:
                         num_frames=p.num_frames, fps=p.fps, test_clips=p.test_clips, test_crops=p.test_crops,
                         ensemble=p.ensemble, dropout=p.dropout, nesterov=p.optimizer == "sgd")
         r = replace(r, **self.per_task.get(experiment.task, {}))
+        if experiment.synthetic and self.synthetic_clips_from:
+            clips = PROTOCOLS[self.synthetic_clips_from].recipe(experiment)
+            r = replace(r, **{k: getattr(clips, k) for k in _CLIP_FIELDS})
         return check_recipe(apply_overrides(r, overrides))
+
+
+#: the fields that say which clips are decoded and how many (not how they are learned from)
+_CLIP_FIELDS = ("num_frames", "fps", "stride", "sampling", "load_size", "crop_size", "test_clips", "test_crops",
+                "feature_clips", "eval_batch_size")
 
 
 #: (lowest allowed, strictly above it?) per numeric recipe field: a value outside is refused, never stored
@@ -215,11 +226,11 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("linear", "frozen backbone, linear head on cached pooled features (paper clips: 32 at 16 fps, 112 px)",
              Recipe(mode="linear", num_frames=32, fps=16.0, load_size=128, crop_size=112, optimizer="adam",
                     lr=1e-2, weight_decay=1e-4, test_clips=10, feature_clips=2, num_workers=4),
-             per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}),
+             per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}, synthetic_clips_from="quick"),
     Protocol("knn", "frozen backbone, k=200 / tau=0.07 cosine-weighted votes over a train-set bank (paper clips)",
              Recipe(mode="knn", num_frames=32, fps=16.0, load_size=128, crop_size=112, test_clips=10,
                     feature_clips=2, num_workers=4),
-             per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}),
+             per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}, synthetic_clips_from="quick"),
 ]}
 
 
