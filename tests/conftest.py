@@ -29,6 +29,22 @@ def require_shared(path: Path) -> Path:
     return path
 
 
+def usable_backends() -> list[str]:
+    """pyav and the optional decoders this machine can use, for parametrising at collection (never a skip;
+    an absent decoder is refused in one line, tests/test_reliability_config.py)."""
+    from vssl.data.video import BACKENDS, check_backend
+    from vssl.errors import ConfigError
+
+    usable = []
+    for name in BACKENDS:
+        try:
+            check_backend(name)
+            usable.append(name)
+        except ConfigError:
+            pass
+    return usable
+
+
 @pytest.fixture
 def real_annotations() -> Path:
     """The real annotation files (``../shared/annotations``); see :func:`require_shared`."""

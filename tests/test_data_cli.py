@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ANNOTATIONS as ANN
+from conftest import usable_backends
 from vssl.cli import main
-
-from conftest import ANNOTATIONS as ANN  # noqa: E402
 
 real = pytest.mark.usefixtures("real_annotations")  # fails, never skips, without ../shared
 
@@ -82,21 +82,7 @@ def _manifest(folder: Path) -> None:
     (folder / "test.csv").write_text("path,label\ngood.mp4,a\n")
 
 
-def _usable_backends() -> list[str]:
-    from vssl.data.video import BACKENDS, check_backend
-    from vssl.errors import ConfigError
-
-    usable = []
-    for name in BACKENDS:
-        try:
-            check_backend(name)
-            usable.append(name)
-        except ConfigError:
-            pass  # an absent optional decoder is refused in one line (test_reliability_config)
-    return usable
-
-
-@pytest.mark.parametrize("backend", _usable_backends())
+@pytest.mark.parametrize("backend", usable_backends())
 def test_check_command_real_videos(tmp_path, make_video, capsys, backend):
     """The real checker through the CLI (a pool of 2 workers): a broken file is listed with its reason, the
     good one is not, the exit status says whether any video is unreadable."""

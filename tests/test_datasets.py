@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import ANNOTATIONS as ANN
 from vssl.data.datasets import ADAPTERS, SPLITS, VideoRecord, balanced_subset, fraction_subset, split_names
 from vssl.data.datasets.base import MissingAnnotationError
 from vssl.errors import AnnotationError
-
-from conftest import ANNOTATIONS as ANN  # noqa: E402
 
 real = pytest.mark.usefixtures("real_annotations")  # fails, never skips, without ../shared
 

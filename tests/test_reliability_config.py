@@ -22,13 +22,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, event, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
-from vssl.cli import main  # noqa: E402
-from vssl.config import RunConfig, load_config  # noqa: E402
-from vssl.errors import ConfigError  # noqa: E402
+from vssl.cli import main
+from vssl.config import RunConfig, load_config
+from vssl.errors import ConfigError
 
 TOY = str(Path(__file__).resolve().parents[1] / "configs" / "finetune" / "toy.yaml")
 EXAMPLES = int(os.environ.get("VSSL_HYPOTHESIS_EXAMPLES", "50"))

@@ -114,7 +114,7 @@ def test_videomae_and_sigma_pretrain_checkpoints(tmp_path):
 
 
 def test_hf_videomae_parity(tmp_path):
-    transformers = pytest.importorskip("transformers")
+    import transformers  # a test dependency ([test] extra): its absence fails, never skips
     torch.manual_seed(0)
     cfg = transformers.VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=48,
                                       num_hidden_layers=2, num_attention_heads=3, intermediate_size=192,
