@@ -107,3 +107,27 @@ def printed_mean_differs(row: dict) -> bool:
     """True when a published row's printed Mean disagrees with its own columns beyond rounding."""
     printed, computed = row["published"]["mean"], published_mean(row)
     return printed is not None and computed is not None and not math.isclose(printed, computed, abs_tol=MEAN_TOLERANCE)
+
+
+def published_notes(rows) -> list[str]:
+    """Report notes for published table rows (``report.Row`` objects with ``published`` set): each paper's
+    source, every flagged printed Mean, and every recipe the rows use with the deviations vssl's run of it
+    keeps (:mod:`vssl.severe.recipes`)."""
+    from vssl.severe.recipes import RECIPES
+
+    notes = [f"{label}: {src}" for label, src in dict.fromkeys(
+        (r.published["label"], f"{r.published['source']}; {r.published['table']} ({r.published['file']})")
+        for r in rows if r.published["source"])]
+    for r in rows:
+        if r.published["mean_differs"]:
+            row = {"published": r.published, **{k: c.mean for k, c in r.cells.items()}}
+            notes.append(f"† {r.model}: printed Mean {r.published['mean']:.1f}, its own columns give "
+                         f"{published_mean(row):.1f}.")
+    for name in dict.fromkeys(r.published["recipe"] for r in rows if r.published["recipe"]):
+        recipe = RECIPES.get(name)
+        if recipe is None:
+            notes.append(f"Recipe {name}: not one vssl knows ({', '.join(RECIPES)}).")
+            continue
+        notes.append(f"Recipe {name}: {recipe.description} ({recipe.source}); run it with `vssl severe --protocol "
+                     f"paper --recipe {name}`. Deviations of vssl's run: " + "; ".join(recipe.all_deviations) + ".")
+    return notes

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from vssl.errors import VsslError
 from vssl.severe.experiments import EXPERIMENTS, FACTORS, SEVERE_COLUMNS, SYNTH_COLUMNS
-from vssl.severe.published import printed_mean_differs, read_published_csv
+from vssl.severe.published import printed_mean_differs, published_notes, read_published_csv
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class Row:
     mean_complete: bool = False
     rank: float | None = None
     checkpoint: str = ""  # sha256 of the weights of a measured row ("none": random init)
-    published: dict | None = None  # a published row's source, printed Mean/Rank and recipe (PublishedTable)
+    published: dict | None = None  # a published row's source, printed Mean/Rank, recipe (read_published_csv)
 
 
 @dataclass
@@ -233,31 +233,7 @@ def _notes(table: Table) -> list[str]:
     if any("@" in r.model for r in table.rows if r.source == "measured"):
         notes.append("name @hash: one name given to different weights; the rows are told apart by the sha256 "
                      "of each checkpoint and never merged.")
-    return notes + _published_notes(table)
-
-
-def _published_notes(table: Table) -> list[str]:
-    """Sources of the published rows, flagged Means, and every recipe used with its remaining deviations."""
-    from vssl.severe.published import published_mean
-    from vssl.severe.recipes import RECIPES
-
-    pubs = [r for r in table.rows if r.published]
-    notes = [f"{label}: {src}" for label, src in dict.fromkeys(
-        (r.published["label"], f"{r.published['source']}; {r.published['table']} ({r.published['file']})")
-        for r in pubs if r.published["source"])]
-    for r in pubs:
-        if r.published["mean_differs"]:
-            row = {"published": r.published, **{k: c.mean for k, c in r.cells.items()}}
-            notes.append(f"† {r.model}: printed Mean {r.published['mean']:.1f}, its own columns give "
-                         f"{published_mean(row):.1f}.")
-    for name in dict.fromkeys(r.published["recipe"] for r in pubs if r.published["recipe"]):
-        recipe = RECIPES.get(name)
-        if recipe is None:
-            notes.append(f"Recipe {name}: not one vssl knows ({', '.join(RECIPES)}).")
-            continue
-        notes.append(f"Recipe {name}: {recipe.description} ({recipe.source}); run it with `vssl severe --protocol "
-                     f"paper --recipe {name}`. Deviations of vssl's run: " + "; ".join(recipe.all_deviations) + ".")
-    return notes
+    return notes + published_notes([r for r in table.rows if r.published])
 
 
 def to_markdown(table: Table) -> str:

@@ -107,7 +107,8 @@ def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: s
                 results.append(result)
                 if extra["failures"]:
                     log(f"warning: {exp.name}: {extra['failures']} unreadable video loads were skipped "
-                        f"(e.g. {extra['failed_paths'][:3]}): dropped from the test set, replaced in training")
+                        f"(e.g. {extra['failed_paths'][:3]}): left out of the scores and of frozen features, replaced "
+                        "by another video when fine-tuning")
                 if extra["missing"]:
                     log(f"warning: {exp.name}: {extra['missing']} listed videos are missing on disk and were "
                         f"left out (e.g. {extra['missing_paths'][:3]})")
@@ -451,7 +452,8 @@ def failure_summary(results: list[Result]) -> list[str]:
     """Lines naming the videos the results could not read (decoding failed) or find (missing on disk)."""
     lines = []
     for what, key in (("unreadable, dropped from the scores", "dropped_paths"),
-                      ("unreadable (a training clip was replaced by another video's)", "train_failed_paths"),
+                      ("unreadable in training (replaced when fine-tuning, left out of frozen features)",
+                       "train_failed_paths"),
                       ("missing on disk, left out", "missing_paths")):
         per_exp: dict[str, list[str]] = {}
         for r in results:
