@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from vssl.config import OptimConfig, RunConfig, ScheduleConfig, config_to_dict, save_config
+from vssl.data.collate import collate_clips
 from vssl.engine import distributed as D
 from vssl.engine.checkpoint import (atomic_save, load_checkpoint, remove_stale_temporaries,
                                     resume_candidates, rng_state, save_training_checkpoint, set_rng_state)
@@ -308,7 +309,7 @@ class Trainer:
         # (mod 2**63: a generator seed is a signed 64-bit integer; any train.seed < 2**32 fits after it)
         g = torch.Generator().manual_seed(((seed * 1_000_003 + self.epoch) * 1_000_003 + D.rank()) % 2**63)
         return DataLoader(D.SeededItems(self.dataset, seed, self.epoch), batch_sampler=sampler,
-                          num_workers=d.num_workers, generator=g,
+                          num_workers=d.num_workers, generator=g, collate_fn=collate_clips,
                           pin_memory=d.pin_memory and self.device.type == "cuda")
 
     def _batches(self):

@@ -233,7 +233,7 @@ class SIGMA(VideoMAE):
 
     def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
-        x01 = self.augment(batch["video"])
+        x01 = self.augment(batch["video"], batch.get("frame_size"))
         x = TF.normalize(x01)
         mask = self.make_mask(x01)
         pred = self.predict(x, mask).flatten(0, 1)  # (M, d): decoder outputs of the masked tubes
