@@ -3,10 +3,14 @@
 A :class:`Protocol` resolves to a :class:`Recipe` per experiment (``protocol.recipe(experiment)``):
 
 - ``paper``: the published SEVERE recipe of each experiment (severe-protocols.md §2.1-2.5, §5, §6):
-  32 frames at 16 fps, 112x112 crops after short side 128, Adam 1e-4 (wd 0), batch 32, per-epoch
+  32 frames at 16 fps, training crops drawn from the whole frame (random resized crop 0.08-1 of clips
+  decoded at short side 256), 112x112 test crop after short side 128, Adam 1e-4 (wd 0), batch 32, per-epoch
   MultiStepLR (gamma 0.3) with the experiment's epochs/milestones (§2.4), 10 uniform test clips x 1 centre
-  crop with softmax averaging. Charades: SGD 0.0375 Nesterov, wd 1e-4, 4 warm-up epochs, 57 epochs
-  (steps 41, 49, x0.1), dropout 0.5, BCE, 32 frames x rate 8 at 24 fps, 10 clips x 3 crops max-ensembled.
+  crop with softmax averaging. Charades (PySlowFast): SGD 0.0375 Nesterov, wd 1e-4, 4 warm-up epochs, 57
+  epochs (steps 41, 49, x0.1), dropout 0.5, BCE, 32 frames x rate 8 at 24 fps; train short side
+  inverse-uniform in [256, 340], random 112 crop, flip, no colour jitter; mean 0.45 / std 0.225;
+  precise-BN over 200 train batches; test short side 112, 10 clips x 3 crops spanning the long side,
+  max-ensembled.
   UCF-RC: Adam 5e-5, wd 1e-3, 100 epochs, our log-count head (see ``heads.py``).
   Deviation: the **last** weights are tested (no best-on-test checkpoint selection, §2.5/§7.1).
 - ``quick``: the synthetic benchmark on CPU (``vssl demo``): frozen backbone, 16x32x32 clips, pooled
@@ -46,8 +50,17 @@ class Recipe:
     fps: float = 16.0  # target frame rate; 0 = use `stride`
     stride: int = 1
     sampling: str = "random"  # random | segment (whole-video coverage; used for counting)
-    load_size: int = 128  # decoded short side (= test resize, SEVERE: int(112 / 0.875))
+    load_size: int = 128  # decoded short side of test clips (= test resize, SEVERE: int(112 / 0.875))
+    #: decoded short side of training clips (0 = load_size). The references crop training clips from native
+    #: frames; decoding at 256 keeps UCF101's and SS-v2's native 240 px, so their random resized crops see
+    #: the reference's pixels rather than upsampled ones (docs/severe.md, "Parity with the public code")
+    train_size: int = 0
     crop_size: int = 112
+    train_crop: str = "rrc"  # rrc (RandomResizedCrop of crop_scale) | short_side_jitter (PySlowFast, Charades)
+    short_side: tuple[int, ...] = (256, 340)  # short_side_jitter: inverse-uniform short side range (§6)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # normalisation (ImageNet; PySlowFast: 0.45)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)  # (ImageNet; PySlowFast: 0.225)
+    precise_bn: int = 0  # train batches whose BN statistics replace the running ones before testing (§6: 200)
     # optimisation (finetune / linear head)
     optimizer: str = "adam"
     lr: float = 1e-4
@@ -107,6 +120,7 @@ class Protocol:
                         warmup_epochs=p.warmup_epochs, train_clips_per_video=p.train_clips_per_video,
                         num_frames=p.num_frames, fps=p.fps, test_clips=p.test_clips, test_crops=p.test_crops,
                         ensemble=p.ensemble, dropout=p.dropout, nesterov=p.optimizer == "sgd")
+            r = replace(r, **p.pipeline)
         r = replace(r, **self.per_task.get(experiment.task, {}))
         return apply_overrides(r, overrides)
 
@@ -153,7 +167,8 @@ _COUNTING = {"sampling": "segment", "crop_scale": (0.8, 1.0), "test_clips": 2, "
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("paper", "published SEVERE fine-tuning recipe per experiment (last weights tested)",
-             Recipe(mode="finetune", num_frames=32, fps=16.0, load_size=128, crop_size=112, num_workers=4),
+             Recipe(mode="finetune", num_frames=32, fps=16.0, load_size=128, train_size=256, crop_size=112,
+                    num_workers=4),
              per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}, use_paper_recipe=True),
     Protocol("quick", "SynthSEVERE on CPU: frozen backbone, linear head on cached features of 16x32x32 clips",
              Recipe(mode="linear", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=32, crop_size=32,

@@ -135,11 +135,14 @@ def load_splits(exp: Experiment, data_root: str | Path):
     return train, test, videos
 
 
-def data_config(exp: Experiment, recipe: Recipe, video_root: Path):
+def data_config(exp: Experiment, recipe: Recipe, video_root: Path, train: bool = False):
+    """The data config of an experiment's clips: training clips are decoded at ``train_size`` (when set),
+    test clips (and the frozen protocols' clips) at ``load_size``, the test resize."""
     from vssl.config import DataConfig
 
+    size = (recipe.train_size or recipe.load_size) if train else recipe.load_size
     return DataConfig(dataset=exp.dataset, root=str(video_root), num_frames=recipe.num_frames, stride=recipe.stride,
-                      fps=recipe.fps, sampling=recipe.sampling, load_size=recipe.load_size, crop_size=recipe.crop_size,
+                      fps=recipe.fps, sampling=recipe.sampling, load_size=size, crop_size=recipe.crop_size,
                       batch_size=recipe.batch_size, num_workers=recipe.num_workers, persistent_workers=False)
 
 
@@ -164,8 +167,8 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
                           failure_log=workdir / "failures")
     extra = {"num_train": len(train), "num_test": len(test), "num_classes": num_classes, "device": str(dev)}
     if recipe.mode == "finetune":
-        method, timings = _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, device,
-                                    workdir)
+        method, timings = _finetune(exp, recipe, net, backbone, train, root, data_config(exp, recipe, root, True),
+                                    num_classes, seed, device, workdir)
         t1 = time.perf_counter()
         views, labels = _views(method.eval(), test_ds, recipe, dev)
         scores = _ensemble(views, exp.task, recipe.ensemble)
@@ -233,18 +236,28 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
         from vssl.severe.heads import constant_count_baseline
         best = constant_count_baseline([float(r.label) for r in train.records], [1.0])["count"]
         method = Counting(Counting.Config(dropout=recipe.dropout, init_log_count=math.log(best),
-                                          scale=list(recipe.crop_scale), flip=exp.flip,
-                                          **_jitter(recipe)),
+                                          scale=list(recipe.crop_scale), flip=exp.flip, mean=list(recipe.mean),
+                                          std=list(recipe.std), **_jitter(recipe)),
                           net, run)
     else:
         method = Supervised(Supervised.Config(num_classes=num_classes, task=exp.task, dropout=recipe.dropout,
-                                              scale=list(recipe.crop_scale), flip=exp.flip,
-                                              **_jitter(recipe)), net, run)
-    ds = _ClipEpochs(ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures"), repeats)
+                                              crop=recipe.train_crop, scale=list(recipe.crop_scale),
+                                              short_side=list(recipe.short_side), flip=exp.flip,
+                                              mean=list(recipe.mean), std=list(recipe.std), **_jitter(recipe)),
+                            net, run)
+    clips = ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures")
     t = time.perf_counter()
-    summary = Trainer(run, method, ds, workdir, resume=paper_like).fit()
-    return method, {"train_s": time.perf_counter() - t, "train_steps": summary["step"],
-                    "final_loss": summary.get("loss")}
+    summary = Trainer(run, method, _ClipEpochs(clips, repeats), workdir, resume=paper_like).fit()
+    timings = {"train_s": time.perf_counter() - t, "train_steps": summary["step"], "final_loss": summary.get("loss")}
+    if recipe.precise_bn > 0:
+        from vssl.severe.evaluate import precise_bn
+
+        t = time.perf_counter()
+        timings["precise_bn_batches"] = precise_bn(method, clips, batches=recipe.precise_bn,
+                                                   batch_size=recipe.batch_size, device=next(method.parameters()).device,
+                                                   num_workers=recipe.num_workers, seed=seed)
+        timings["precise_bn_s"] = time.perf_counter() - t
+    return method, timings
 
 
 def _jitter(recipe) -> dict:
@@ -305,7 +318,7 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
     from vssl.data.datasets import load_videos
 
     fields = {k: getattr(recipe, k) for k in ("num_frames", "fps", "stride", "sampling", "load_size", "crop_size",
-                                              "test_crops", "pool")}
+                                              "test_crops", "mean", "std", "pool")}
     annotations = exp.annotation_dir(data_root)
     fields.update(clips=clips, dataset=exp.dataset, split=split, fold=exp.fold, annotations=str(annotations.resolve()))
     tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
@@ -344,16 +357,18 @@ CLIP_CACHE_BYTES = 1 << 30
 
 
 class _TensorClips(Dataset):
-    """Decoded uint8 clips and labels held in memory, served like a ClipDataset's test items."""
+    """Decoded uint8 clips (padded to one frame size) and labels held in memory, served like a
+    ClipDataset's test items: each clip cut back to its own frame size."""
 
-    def __init__(self, video: torch.Tensor, label: torch.Tensor):
-        self.video, self.label = video, label
+    def __init__(self, video: torch.Tensor, label: torch.Tensor, frame_size: torch.Tensor):
+        self.video, self.label, self.frame_size = video, label, frame_size
 
     def __len__(self) -> int:
         return len(self.video)
 
     def __getitem__(self, i: int) -> dict:
-        return {"video": self.video[i], "label": self.label[i]}
+        h, w = self.frame_size[i].tolist()
+        return {"video": self.video[i][..., :h, :w], "label": self.label[i]}
 
 
 def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
@@ -370,7 +385,7 @@ def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
         return ds
     tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     path = workdir.parents[2] / "clips" / f"{fields['dataset']}-{fields['split']}-{tag}.pt"
-    stored = _read_feature_cache(path, keys={"video": torch.Tensor, "label": torch.Tensor})
+    stored = _read_feature_cache(path, keys={"video": torch.Tensor, "label": torch.Tensor, "frame_size": torch.Tensor})
     if stored is not None:
         from vssl.data.dataset import record_failures
 
@@ -378,16 +393,18 @@ def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
     else:
         from torch.utils.data import DataLoader
 
+        from vssl.data.collate import collate_clips, pad_frames
         from vssl.engine.checkpoint import atomic_save
 
-        videos, labels = [], []
-        for batch in DataLoader(ds, batch_size=32, shuffle=False, num_workers=recipe.num_workers):
-            videos.append(batch["video"])
-            labels.append(batch["label"])
-        stored = {"video": torch.cat(videos), "label": torch.cat(labels),
+        batches = list(DataLoader(ds, batch_size=32, shuffle=False, num_workers=recipe.num_workers,
+                                  collate_fn=collate_clips))
+        sizes = torch.cat([b["frame_size"] for b in batches])
+        height, width = sizes.max(0).values.tolist()
+        stored = {"video": torch.cat([pad_frames(b["video"], height, width) for b in batches]),
+                  "label": torch.cat([b["label"] for b in batches]), "frame_size": sizes,
                   "failures": _split_failures(ds, [r.path for r in ds.videos.records])}
         atomic_save(stored, path)
-    return _TensorClips(stored["video"], stored["label"])
+    return _TensorClips(stored["video"], stored["label"], stored["frame_size"])
 
 
 def _split_failures(ds, paths: list[str]) -> list[list[str]]:
