@@ -35,7 +35,8 @@ class DataConfig:
     fraction: float = 1.0  # class-balanced fraction of the training set (--data-fraction)
     num_frames: int = 16
     stride: int = 4  # frame stride; ignored when fps > 0
-    strides: list[int] = field(default_factory=list)  # a stride drawn per training clip (Tubelet-Contrast: [1, 2, 3, 4]); empty = `stride`
+    # a stride drawn per training clip (Tubelet-Contrast: [1, 2, 3, 4]); empty = `stride`
+    strides: list[int] = field(default_factory=list)
     jitter: bool = False  # per-index temporal jitter randint(0, stride - 1) in stride mode (Tubelet-Contrast)
     fps: float = 0.0  # sample at a target frame rate instead of a stride
     sampling: str = "random"  # random | segment (SSv2-style)

@@ -208,7 +208,8 @@ def crop_boxes(x: torch.Tensor, boxes: torch.Tensor, size, index: torch.Tensor |
     exact = torch.equal(boxes, boxes.round()) and bool(((boxes[:, 2] - boxes[:, 0]) == ow).all()
                                                        and ((boxes[:, 3] - boxes[:, 1]) == oh).all())
     if exact:
-        return torch.stack([x[i, ..., y0:y0 + oh, x0:x0 + ow] for i, (x0, y0) in zip(rows, boxes[:, :2].long().tolist())])
+        corners = boxes[:, :2].long().tolist()
+        return torch.stack([x[i, ..., y0:y0 + oh, x0:x0 + ow] for i, (x0, y0) in zip(rows, corners)])
     lo = (boxes[:, :2].floor() - 1).clamp(min=0)
     hi = torch.minimum(boxes[:, 2:].ceil() + 1, torch.tensor([width, height], dtype=torch.float64))
     ww, wh = (hi - lo).max(0).values.long().tolist()

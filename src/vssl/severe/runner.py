@@ -253,9 +253,9 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
         from vssl.severe.evaluate import precise_bn
 
         t = time.perf_counter()
-        timings["precise_bn_batches"] = precise_bn(method, clips, batches=recipe.precise_bn,
-                                                   batch_size=recipe.batch_size, device=next(method.parameters()).device,
-                                                   num_workers=recipe.num_workers, seed=seed)
+        used = precise_bn(method, clips, batches=recipe.precise_bn, batch_size=recipe.batch_size,
+                          device=next(method.parameters()).device, num_workers=recipe.num_workers, seed=seed)
+        timings["precise_bn_batches"] = used
         timings["precise_bn_s"] = time.perf_counter() - t
     return method, timings
 
