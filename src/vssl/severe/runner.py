@@ -333,7 +333,7 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
         ds = ClipDataset(full, root, cfg, train=False, test_clips=clips, seed=seed, failure_log=workdir / "failures")
         from vssl.severe.evaluate import frozen_features
 
-        clip_fields = {k: v for k, v in fields.items() if k != "pool"}
+        clip_fields = {k: v for k, v in fields.items() if k not in ("pool", "mean", "std")}  # uint8 clips
         feats, _ = _views(frozen_features(net, recipe.pool), _decoded_clips(ds, clip_fields, recipe, workdir),
                           recipe, dev)
         paths = [r.path for r in full.records]
