@@ -7,7 +7,9 @@ A :class:`Protocol` resolves to a :class:`Recipe` per experiment (``protocol.rec
   MultiStepLR (gamma 0.3) with the experiment's epochs/milestones (§2.4), 10 uniform test clips x 1 centre
   crop with softmax averaging. Charades: SGD 0.0375 Nesterov, wd 1e-4, 4 warm-up epochs, 57 epochs
   (steps 41, 49, x0.1), dropout 0.5, BCE, 32 frames x rate 8 at 24 fps, 10 clips x 3 crops max-ensembled.
-  UCF-RC: Adam 5e-5, wd 1e-3, 100 epochs, our log-count head (see ``heads.py``).
+  UCF-RC: the repetition counter of Zhang et al. (CVPR 2020) as SEVERE fine-tunes it (``counting.py``):
+  32-frame inputs around tracked cycles of <= 300-frame samples (10 per video), 7 anchors, Adam 5e-5,
+  wd 1e-3, 100 epochs; test-time multi-scale search and merge over each whole video.
   Deviation: the **last** weights are tested (no best-on-test checkpoint selection, §2.5/§7.1).
 - ``quick``: the synthetic benchmark on CPU (``vssl demo``): frozen backbone, 16x32x32 clips, pooled
   features of one clip per video (16 frames spanning the whole synthetic video) extracted once per
@@ -68,6 +70,9 @@ class Recipe:
     #: 32 px clips both jitter and strong crops slowed learning from scratch (docs/synthsevere.md)
     jitter_p: float | None = None
     clip_grad: float = 0.0
+    #: counting experiments under fine-tuning: "repetition_counter" (Zhang et al.'s anchor counter, the
+    #: paper protocol; vssl.severe.counting) or "log_count" (a log-count head on one clip, the quick ones)
+    counting_method: str = "log_count"
     # test
     test_clips: int = 10
     test_crops: int = 1
@@ -154,7 +159,7 @@ _COUNTING = {"sampling": "segment", "crop_scale": (0.8, 1.0), "test_clips": 2, "
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("paper", "published SEVERE fine-tuning recipe per experiment (last weights tested)",
              Recipe(mode="finetune", num_frames=32, fps=16.0, load_size=128, crop_size=112, num_workers=4),
-             per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}, use_paper_recipe=True),
+             per_task={"counting": {"counting_method": "repetition_counter"}}, use_paper_recipe=True),
     Protocol("quick", "SynthSEVERE on CPU: frozen backbone, linear head on cached features of 16x32x32 clips",
              Recipe(mode="linear", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=32, crop_size=32,
                     optimizer="adam", lr=1e-2, weight_decay=1e-4, test_clips=1, feature_clips=1, pool="time",
@@ -188,4 +193,6 @@ def steps_per_epoch(num_items: int, batch_size: int) -> int:
     return max(1, num_items // batch_size) if num_items >= batch_size else 1 if num_items else 0
 
 
-__all__ = ["Recipe", "Protocol", "PROTOCOLS", "get_protocol", "apply_overrides", "steps_per_epoch"]
+COUNTING_METHODS = ("repetition_counter", "log_count")
+
+__all__ = ["COUNTING_METHODS", "Recipe", "Protocol", "PROTOCOLS", "get_protocol", "apply_overrides", "steps_per_epoch"]

@@ -163,7 +163,14 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
     test_ds = ClipDataset(test, root, cfg, train=False, test_clips=recipe.test_clips, seed=seed,
                           failure_log=workdir / "failures")
     extra = {"num_train": len(train), "num_test": len(test), "num_classes": num_classes, "device": str(dev)}
-    if recipe.mode == "finetune":
+    counter = exp.task == "counting" and recipe.mode == "finetune" and _counting_method(recipe) == "repetition_counter"
+    if counter:
+        from vssl.severe.counting import count_videos, train_counter
+
+        method, timings = train_counter(exp, recipe, net, backbone, train, root, cfg, seed, device, workdir)
+        t1 = time.perf_counter()
+        scores, labels = count_videos(method, test, root, cfg, dev, workdir)
+    elif recipe.mode == "finetune":
         method, timings = _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, device,
                                     workdir)
         t1 = time.perf_counter()
@@ -187,6 +194,15 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
     return metrics, timings, extra
 
 
+def _counting_method(recipe) -> str:
+    from vssl.severe.protocols import COUNTING_METHODS
+
+    if recipe.counting_method not in COUNTING_METHODS:
+        raise ConfigError(f"--set counting_method: expected one of {', '.join(COUNTING_METHODS)}, "
+                          f"got {recipe.counting_method!r}")
+    return recipe.counting_method
+
+
 class _ClipEpochs(Dataset):
     """``repeats`` passes over a ClipDataset as one long epoch: item ``i`` is video ``i % N`` with a fresh
     random clip per pass (SEVERE's epoch is ``videos x clips_per_video`` random clips, §2.1). Each pass
@@ -207,7 +223,6 @@ class _ClipEpochs(Dataset):
 
 
 def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, device, workdir):
-    from vssl.config import MethodSection, ModelConfig, OptimConfig, RunConfig, ScheduleConfig, TrainConfig
     from vssl.data.dataset import ClipDataset
     from vssl.engine import Trainer
     from vssl.methods.supervised import Supervised
@@ -218,33 +233,42 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
     # the whole run is one long engine epoch over (video, pass) pairs: every pass draws fresh clips
     repeats = math.ceil((max_steps + 1) * recipe.batch_size / len(train))
     paper_like = recipe.steps == 0  # epoch-based recipes are long: checkpoint every epoch, resume
-    run = RunConfig(
-        method=MethodSection("counting" if exp.task == "counting" else "supervised", {}),
-        model=ModelConfig(backbone=backbone),
-        data=cfg,
-        optim=OptimConfig(name=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay, betas=[0.9, 0.999],
-                          momentum=recipe.momentum, nesterov=recipe.nesterov),
-        schedule=ScheduleConfig(name="step", milestones=milestones, gamma=recipe.gamma, warmup_steps=warmup),
-        train=TrainConfig(max_steps=max_steps, clip_grad=recipe.clip_grad, seed=seed, device=device,
-                          log_every=max(1, min(50, max_steps // 10)), ckpt_every=per_epoch if paper_like else 0,
-                          progress=False, tensorboard=False),
-    )
     if exp.task == "counting":
         from vssl.severe.heads import constant_count_baseline
         best = constant_count_baseline([float(r.label) for r in train.records], [1.0])["count"]
-        method = Counting(Counting.Config(dropout=recipe.dropout, init_log_count=math.log(best),
-                                          scale=list(recipe.crop_scale), flip=exp.flip,
-                                          **_jitter(recipe)),
-                          net, run)
+        name, params = "log_count", Counting.Config(dropout=recipe.dropout, init_log_count=math.log(best),
+                                                     scale=list(recipe.crop_scale), flip=exp.flip, **_jitter(recipe))
     else:
-        method = Supervised(Supervised.Config(num_classes=num_classes, task=exp.task, dropout=recipe.dropout,
-                                              scale=list(recipe.crop_scale), flip=exp.flip,
-                                              **_jitter(recipe)), net, run)
+        name, params = "supervised", Supervised.Config(num_classes=num_classes, task=exp.task, dropout=recipe.dropout,
+                                                       scale=list(recipe.crop_scale), flip=exp.flip, **_jitter(recipe))
+    run = train_config(recipe, name, params, backbone, cfg, seed, device, max_steps, milestones, warmup,
+                       ckpt_every=per_epoch if paper_like else 0)
+    method = (Counting if name == "log_count" else Supervised)(params, net, run)
     ds = _ClipEpochs(ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures"), repeats)
     t = time.perf_counter()
     summary = Trainer(run, method, ds, workdir, resume=paper_like).fit()
     return method, {"train_s": time.perf_counter() - t, "train_steps": summary["step"],
                     "final_loss": summary.get("loss")}
+
+
+def train_config(recipe, method: str, params, backbone: str, data, seed: int, device: str, max_steps: int,
+                 milestones, warmup: int, ckpt_every: int):
+    """The engine's RunConfig of a fine-tuning run: ``method`` (a ``vssl.methods.METHODS`` name) with its
+    typed ``params`` (saved in full, so the run's ``config.yaml`` loads again), the recipe's optimizer,
+    a step schedule (``milestones``, ``warmup`` in steps) and ``max_steps``."""
+    from vssl.config import MethodSection, ModelConfig, OptimConfig, RunConfig, ScheduleConfig, TrainConfig
+
+    return RunConfig(
+        method=MethodSection(method, asdict(params)),
+        model=ModelConfig(backbone=backbone),
+        data=data,
+        optim=OptimConfig(name=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay, betas=[0.9, 0.999],
+                          momentum=recipe.momentum, nesterov=recipe.nesterov),
+        schedule=ScheduleConfig(name="step", milestones=milestones, gamma=recipe.gamma, warmup_steps=warmup),
+        train=TrainConfig(max_steps=max_steps, clip_grad=recipe.clip_grad, seed=seed, device=device,
+                          log_every=max(1, min(50, max_steps // 10)), ckpt_every=ckpt_every,
+                          progress=False, tensorboard=False),
+    )
 
 
 def _jitter(recipe) -> dict:
