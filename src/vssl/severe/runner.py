@@ -83,7 +83,7 @@ def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: s
     results = []
     with ResultsStore(out / "results.sqlite") as store:
         for exp in exps:
-            recipe = proto.recipe(exp, overrides)
+            recipe = proto.recipe(exp, overrides, backbone=backbone)
             for seed in [int(s) for s in seeds]:
                 key = ResultKey(model, sha, exp.name, pkey, seed)
                 if store.has(key):
@@ -157,7 +157,7 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
     # Random init is one fixed network (seed 0), like a pretrained one: seeds vary what happens
     # downstream (clips, head, fine-tuning), and frozen features of "none" are extracted once.
     seed_everything(0)
-    net = build_backbone(backbone, checkpoint)
+    net = build_backbone(backbone, checkpoint, **({"drop_path_rate": recipe.drop_path} if recipe.drop_path else {}))
     seed_everything(seed)
     dev = resolve_device(device)
     test_ds = ClipDataset(test, root, cfg, train=False, test_clips=recipe.test_clips, seed=seed,
@@ -239,8 +239,11 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
         name, params = "log_count", Counting.Config(dropout=recipe.dropout, init_log_count=math.log(best),
                                                      scale=list(recipe.crop_scale), flip=exp.flip, **_jitter(recipe))
     else:
-        name, params = "supervised", Supervised.Config(num_classes=num_classes, task=exp.task, dropout=recipe.dropout,
-                                                       scale=list(recipe.crop_scale), flip=exp.flip, **_jitter(recipe))
+        name, params = "supervised", Supervised.Config(
+            num_classes=num_classes, task=exp.task, dropout=recipe.dropout, scale=list(recipe.crop_scale),
+            flip=exp.flip and recipe.flip, layer_decay=recipe.layer_decay, label_smoothing=recipe.label_smoothing,
+            mixup=recipe.mixup, cutmix=recipe.cutmix, erase_p=recipe.erase_p, randaug_ops=recipe.randaug_ops,
+            head_init_scale=recipe.head_init_scale, **_jitter(recipe))
     run = train_config(recipe, name, params, backbone, cfg, seed, device, max_steps, milestones, warmup,
                        ckpt_every=per_epoch if paper_like else 0)
     method = (Counting if name == "log_count" else Supervised)(params, net, run)
@@ -255,7 +258,7 @@ def train_config(recipe, method: str, params, backbone: str, data, seed: int, de
                  milestones, warmup: int, ckpt_every: int):
     """The engine's RunConfig of a fine-tuning run: ``method`` (a ``vssl.methods.METHODS`` name) with its
     typed ``params`` (saved in full, so the run's ``config.yaml`` loads again), the recipe's optimizer,
-    a step schedule (``milestones``, ``warmup`` in steps) and ``max_steps``."""
+    its schedule (step at ``milestones`` or cosine to ``min_lr``; ``warmup`` steps first) and ``max_steps``."""
     from vssl.config import MethodSection, ModelConfig, OptimConfig, RunConfig, ScheduleConfig, TrainConfig
 
     return RunConfig(
@@ -264,7 +267,8 @@ def train_config(recipe, method: str, params, backbone: str, data, seed: int, de
         data=data,
         optim=OptimConfig(name=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay, betas=[0.9, 0.999],
                           momentum=recipe.momentum, nesterov=recipe.nesterov),
-        schedule=ScheduleConfig(name="step", milestones=milestones, gamma=recipe.gamma, warmup_steps=warmup),
+        schedule=ScheduleConfig(name=recipe.lr_schedule, milestones=milestones, gamma=recipe.gamma,
+                                warmup_steps=warmup, min_lr=recipe.min_lr),
         train=TrainConfig(max_steps=max_steps, clip_grad=recipe.clip_grad, seed=seed, device=device,
                           log_every=max(1, min(50, max_steps // 10)), ckpt_every=ckpt_every,
                           progress=False, tensorboard=False),
