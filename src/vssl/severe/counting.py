@@ -140,14 +140,13 @@ def train_counter(exp, recipe, net, backbone: str, train: VideoList, root, data,
     from vssl.engine import Trainer
     from vssl.methods.repetition_counter import RepetitionCounter
     from vssl.severe.protocols import steps_per_epoch
-    from vssl.severe.runner import train_config
 
     params = RepetitionCounter.Config(clip_frames=recipe.num_frames, samples_per_video=recipe.train_clips_per_video,
                                       flip=exp.flip)
 
     def run_config(max_steps: int, milestones, ckpt_every: int):
-        return train_config(recipe, "repetition_counter", params, backbone, data, seed, device, max_steps, milestones,
-                            0, ckpt_every=ckpt_every)
+        return recipe.run_config("repetition_counter", params, backbone, data, seed, device, max_steps, milestones,
+                                 0, ckpt_every=ckpt_every)
 
     dataset = RepetitionCounter.training_set(train, root, run_config(1, [], 0), failure_log=workdir / "failures")
     per_epoch = steps_per_epoch(len(dataset), recipe.batch_size) * params.track_steps

@@ -33,7 +33,7 @@ A :class:`Protocol` resolves to a :class:`Recipe` per experiment (``protocol.rec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import yaml
 
@@ -101,6 +101,27 @@ class Recipe:
     # loader
     num_workers: int = 0
     eval_batch_size: int = 8
+
+    def run_config(self, method: str, params, backbone: str, data, seed: int, device: str, max_steps: int,
+                   milestones, warmup: int, ckpt_every: int):
+        """The engine's RunConfig of a fine-tuning run: ``method`` (a ``vssl.methods.METHODS`` name) with
+        its typed ``params`` (saved in full, so the run's ``config.yaml`` loads again), this recipe's
+        optimizer, its schedule (step at ``milestones`` or cosine to ``min_lr``; ``warmup`` steps first)
+        and ``max_steps``."""
+        from vssl.config import MethodSection, ModelConfig, OptimConfig, RunConfig, ScheduleConfig, TrainConfig
+
+        return RunConfig(
+            method=MethodSection(method, asdict(params)),
+            model=ModelConfig(backbone=backbone),
+            data=data,
+            optim=OptimConfig(name=self.optimizer, lr=self.lr, weight_decay=self.weight_decay, betas=[0.9, 0.999],
+                              momentum=self.momentum, nesterov=self.nesterov),
+            schedule=ScheduleConfig(name=self.lr_schedule, milestones=list(milestones), gamma=self.gamma,
+                                    warmup_steps=warmup, min_lr=self.min_lr),
+            train=TrainConfig(max_steps=max_steps, clip_grad=self.clip_grad, seed=seed, device=device,
+                              log_every=max(1, min(50, max_steps // 10)), ckpt_every=ckpt_every,
+                              progress=False, tensorboard=False),
+        )
 
     def schedule(self, steps_per_epoch: int) -> tuple[int, list[int], int]:
         """(max_steps, milestones in steps, warm-up steps) for a train set of ``steps_per_epoch`` batches."""

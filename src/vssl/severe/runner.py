@@ -244,35 +244,14 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
             flip=exp.flip and recipe.flip, layer_decay=recipe.layer_decay, label_smoothing=recipe.label_smoothing,
             mixup=recipe.mixup, cutmix=recipe.cutmix, erase_p=recipe.erase_p, randaug_ops=recipe.randaug_ops,
             head_init_scale=recipe.head_init_scale, **_jitter(recipe))
-    run = train_config(recipe, name, params, backbone, cfg, seed, device, max_steps, milestones, warmup,
-                       ckpt_every=per_epoch if paper_like else 0)
+    run = recipe.run_config(name, params, backbone, cfg, seed, device, max_steps, milestones, warmup,
+                            ckpt_every=per_epoch if paper_like else 0)
     method = (Counting if name == "log_count" else Supervised)(params, net, run)
     ds = _ClipEpochs(ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures"), repeats)
     t = time.perf_counter()
     summary = Trainer(run, method, ds, workdir, resume=paper_like).fit()
     return method, {"train_s": time.perf_counter() - t, "train_steps": summary["step"],
                     "final_loss": summary.get("loss")}
-
-
-def train_config(recipe, method: str, params, backbone: str, data, seed: int, device: str, max_steps: int,
-                 milestones, warmup: int, ckpt_every: int):
-    """The engine's RunConfig of a fine-tuning run: ``method`` (a ``vssl.methods.METHODS`` name) with its
-    typed ``params`` (saved in full, so the run's ``config.yaml`` loads again), the recipe's optimizer,
-    its schedule (step at ``milestones`` or cosine to ``min_lr``; ``warmup`` steps first) and ``max_steps``."""
-    from vssl.config import MethodSection, ModelConfig, OptimConfig, RunConfig, ScheduleConfig, TrainConfig
-
-    return RunConfig(
-        method=MethodSection(method, asdict(params)),
-        model=ModelConfig(backbone=backbone),
-        data=data,
-        optim=OptimConfig(name=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay, betas=[0.9, 0.999],
-                          momentum=recipe.momentum, nesterov=recipe.nesterov),
-        schedule=ScheduleConfig(name=recipe.lr_schedule, milestones=milestones, gamma=recipe.gamma,
-                                warmup_steps=warmup, min_lr=recipe.min_lr),
-        train=TrainConfig(max_steps=max_steps, clip_grad=recipe.clip_grad, seed=seed, device=device,
-                          log_every=max(1, min(50, max_steps // 10)), ckpt_every=ckpt_every,
-                          progress=False, tensorboard=False),
-    )
 
 
 def _jitter(recipe) -> dict:
