@@ -205,7 +205,8 @@ def test_counter_trains_end_to_end_on_synthsevere(tmp_path):
     sizes = {d: (0, 0) for d in ("pretrain", "samples_a", "domain_a", "domain_b", "multilabel")}
     generate(root, "tiny", seed=0, workers=1, progress=False, sizes={**sizes, "counting": (8, 4)})
     (result,) = run_severe("r2plus1d_tiny", None, root, tmp_path / "out", "counting", "paper", seeds=[1],
-                           overrides=["steps=13", "batch_size=4", "crop_size=32", "num_workers=0"], device="cpu", log=lambda _: None)
+                           overrides=["steps=13", "batch_size=4", "crop_size=32", "num_workers=0"], device="cpu",
+                           log=lambda _: None)
     assert result.metric == "mae" and math.isfinite(result.primary) and result.extra["num_test"] == 4
     assert result.timings["train_steps"] == 13 and result.timings["train_samples"] == 80
     assert result.extra["recipe"]["counting_method"] == "repetition_counter"

@@ -102,7 +102,8 @@ def apply_op(frames: torch.Tensor, name: str, arg) -> torch.Tensor:
     if name == "Rotate":  # PIL rotates counter-clockwise about the centre (w/2, h/2)
         angle = -math.radians(arg)
         cos, sin = math.cos(angle), math.sin(angle)
-        return _warp(frames, (cos, sin, w / 2 - cos * w / 2 - sin * h / 2, -sin, cos, h / 2 + sin * w / 2 - cos * h / 2))
+        cx, cy = w / 2, h / 2
+        return _warp(frames, (cos, sin, cx - cos * cx - sin * cy, -sin, cos, cy + sin * cx - cos * cy))
     if name == "ShearX":
         return _warp(frames, (1, arg, 0, 0, 1, 0))
     if name == "ShearY":

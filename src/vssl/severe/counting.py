@@ -106,9 +106,11 @@ def _merge(predict, n, cap, best, anchors, levels, w, box_clamp):
         for i, p in enumerate(pos):
             shared = level <= 2 or level == levels - 1
             before, after = slice(p - steps, p), slice(p, p + steps)
-            # positions left of p take p's estimate as their right-hand one, and right of p as their left-hand one
-            lp_r[before], rp_r[before] = np.trunc(mp[before] + (l_seg[i] - mp[p])), np.trunc(mp[before] + (r_seg[i] - mp[p]))
-            lp_l[after], rp_l[after] = np.trunc(mp[after] + (l_seg[i] - mp[p])), np.trunc(mp[after] + (r_seg[i] - mp[p]))
+            # positions left of p take p's bounds (as offsets from it) as their right-hand estimate, right
+            # of p (and p itself) as their left-hand one; the reference's integer arrays truncate
+            to_lp, to_rp = l_seg[i] - mp[p], r_seg[i] - mp[p]
+            lp_r[before], rp_r[before] = np.trunc(mp[before] + to_lp), np.trunc(mp[before] + to_rp)
+            lp_l[after], rp_l[after] = np.trunc(mp[after] + to_lp), np.trunc(mp[after] + to_rp)
             if shared or i == 0:
                 lp_l[before], rp_l[before] = lp_r[before], rp_r[before]
             else:

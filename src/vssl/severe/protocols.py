@@ -41,6 +41,10 @@ from vssl.errors import ConfigError
 from vssl.severe.experiments import Experiment
 
 
+#: how a counting experiment is fine-tuned (``Recipe.counting_method``)
+COUNTING_METHODS = ("repetition_counter", "log_count")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Fully resolved settings of one (experiment, protocol) run."""
@@ -192,9 +196,10 @@ def apply_overrides(recipe: Recipe, overrides: list[str] | dict | None) -> Recip
     return replace(recipe, **out)
 
 
-# counting: a clip must see the whole video to count its cycles -> segment sampling over the video;
-# mild crops so the repeating object stays in view. Paper: 64 frames so UCFRep's short periods do not
-# alias; quick: 16 (measured in docs/severe.md: 64 frames cost 4x and did not beat 16 on SynthSEVERE tiny)
+# counting with the log-count head (the protocols other than paper): a clip must see the whole video to
+# count its cycles -> segment sampling over the video; mild crops so the repeating object stays in view.
+# linear/knn: 64 frames so UCFRep's short periods do not alias; quick: 16 (measured in docs/severe.md:
+# 64 frames cost 4x and did not beat 16 on SynthSEVERE tiny)
 _COUNTING = {"sampling": "segment", "crop_scale": (0.8, 1.0), "test_clips": 2, "ensemble": "mean"}
 
 # SIGMA fine-tunes ViTs on UCF101 (--examples 1000), Gym99 (also with 1000 examples), FX-S1 and UB-S1 with
@@ -253,6 +258,5 @@ def steps_per_epoch(num_items: int, batch_size: int) -> int:
     return max(1, num_items // batch_size) if num_items >= batch_size else 1 if num_items else 0
 
 
-COUNTING_METHODS = ("repetition_counter", "log_count")
-
-__all__ = ["COUNTING_METHODS", "VIT_PAPER", "Recipe", "Protocol", "PROTOCOLS", "get_protocol", "apply_overrides", "steps_per_epoch"]
+__all__ = ["COUNTING_METHODS", "VIT_PAPER", "Recipe", "Protocol", "PROTOCOLS", "get_protocol", "apply_overrides",
+           "steps_per_epoch"]
