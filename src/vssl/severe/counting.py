@@ -144,7 +144,7 @@ def train_counter(exp, recipe, net, backbone: str, train: VideoList, root, data,
     from vssl.severe.protocols import steps_per_epoch
 
     params = RepetitionCounter.Config(clip_frames=recipe.num_frames, samples_per_video=recipe.train_clips_per_video,
-                                      flip=exp.flip)
+                                      flip=exp.flip and recipe.flip)
 
     def run_config(max_steps: int, milestones, ckpt_every: int):
         return recipe.run_config("repetition_counter", params, backbone, data, seed, device, max_steps, milestones,
