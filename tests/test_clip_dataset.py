@@ -104,6 +104,46 @@ def test_labels():
     assert count.dtype == torch.float32 and float(count) == 5.0
 
 
+CHARADES_HEADER = "id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length\n"
+
+
+def test_charades_training_clips_get_the_actions_they_overlap(tmp_path, make_video):
+    """PySlowFast labels a training clip with the union of its frames' labels (first to last frame);
+    test items keep the video-level labels. Rows in the official Charades_v1 format."""
+    from vssl.data.datasets import ADAPTERS
+
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    rows = ('46GP8,HR43,Kitchen,6,7,Yes,"s","o","d","c092 11.90 21.20;c147 0.00 12.60",24.83\n'
+            'SHORT,HR43,Kitchen,6,7,Yes,"s","o","d","c001 0.00 0.50;c002 1.00 1.90;c003 2.50 3.00",3.00\n')
+    for split in ("train", "test"):
+        (ann / f"Charades_v1_{split}.csv").write_text(CHARADES_HEADER + rows)
+    train = ADAPTERS["charades"](ann, "train")
+    long_video = train.records[0]
+    ds = ClipDataset(train, tmp_path, cfg(num_frames=32, fps=3.0))
+
+    def clip(start):  # SEVERE's Charades clip: 32 frames at sampling rate 8 of the 24 fps frames
+        return ((start + 8 * np.arange(32)) / 24.0)[None]
+
+    def classes(target):
+        return torch.nonzero(target).flatten().tolist()
+
+    # frames 300..548 = 12.50..22.83 s: inside c092 (11.90-21.20) and c147 (0-12.60) by 0.1 s
+    assert classes(ds.label(long_video, clip(300))) == [92, 147]
+    assert classes(ds.label(long_video, clip(310))) == [92]  # 12.92 s > 12.60: c147 is over
+    assert classes(ds.label(long_video, clip(0))) == [147]  # 0..10.33 s, before c092 starts
+    assert classes(ds.label(long_video, clip(520))) == []  # 21.67 s on: after both
+    assert classes(ds.label(long_video, np.concatenate([clip(0), clip(520)]))) == [147]  # union of views
+
+    # end to end: a 50-frame clip of a 50-frame 25 fps video spans 0..1.96 s, so c003 (2.5-3 s) is
+    # not in it, though the video-level (test) label has it
+    make_video("SHORT.mp4", num_frames=50, fps=25.0)
+    item = ClipDataset(train, tmp_path, cfg(num_frames=50, stride=1))[1]
+    assert classes(item["label"]) == [1, 2]
+    test = ADAPTERS["charades"](ann, "test")
+    assert classes(ClipDataset(test, tmp_path, cfg(num_frames=50, stride=1), train=False)[1]["label"]) == [1, 2, 3]
+
+
 def test_resolve_other_extension(tree):
     assert resolve_video_path(tree, "v0.avi") == tree / "v0.mp4"
     assert resolve_video_path(tree, "nope.avi") == tree / "nope.avi"

@@ -87,3 +87,20 @@ def test_videomae_crops_each_whole_frame_in_a_mixed_batch():
         assert box[2] <= w and box[3] <= h and box[2] - box[0] >= int(0.66 * min(h, w))
     loss, _ = method.training_step(batch)
     assert torch.isfinite(loss)
+
+
+def test_rand_augment_works_on_each_clips_own_frame():
+    """VideoMAE's RandAugment in a padded batch: each clip is augmented on its own frame (rotation centre,
+    translation, histograms), as the same clip alone; the padding is re-made from the augmented border."""
+    import random
+
+    from vssl.data import videomae_augment as VA
+
+    batch = mixed_batch(t=2)
+    together = VA.rand_augment(batch["video"], 4, 9.0, 0.0, p=1.0, rng=random.Random(0), sizes=batch["frame_size"])
+    rng = random.Random(0)
+    for i, (h, w) in enumerate(batch["frame_size"].tolist()):
+        alone = VA.rand_augment(batch["video"][i:i + 1, ..., :h, :w], 4, 9.0, 0.0, p=1.0, rng=rng)[0]
+        assert torch.equal(together[i, ..., :h, :w], alone)
+        width = together.shape[-1]
+        assert torch.equal(together[i, ..., :h, w:], alone[..., -1:].expand(*alone.shape[:-1], width - w))

@@ -141,6 +141,9 @@ def test_run_severe_end_to_end(synth_root, tmp_path):
     assert quick[1].metric == "mae" and quick[1].primary >= 0 and "mae_constant_baseline" in quick[1].metrics
     assert quick[0].timings["train_steps"] == 3 and quick[0].extra["num_test"] == 8
     assert quick[0].extra["failures"] >= 1 and any("unreadable" in line for line in logs)
+    from vssl.config import load_config  # each fine-tuning run saves the config of a registered method
+    saved = {load_config(p).method.name: load_config(p) for p in (out / "runs").rglob("config.yaml")}
+    assert set(saved) == {"supervised", "log_count"} and saved["supervised"].method.params["num_classes"] == 8
 
     # a pretrained checkpoint (here: the tiny net's own init) is keyed by its sha256
     from vssl.models import build_backbone

@@ -129,9 +129,10 @@ class ClipDataset(Dataset):
                                                   pad=self.pad, **rate) for k in strides])
         return sampling.uniform_clips(num_frames, cfg.num_frames, v, cfg.stride, pad=self.pad, **rate)
 
-    def load(self, index: int) -> torch.Tensor:
+    def load(self, index: int, times: bool = False):
         """Decode the clips of item ``index``: uint8 (V, C, T, H, W), short side ``load_size``, the
-        aspect ratio kept. Raises on a bad video."""
+        aspect ratio kept. Raises on a bad video. With ``times``: ``(clips, seconds)``, the (V, T) time
+        stamps of the decoded frames."""
         record = self.videos.records[index]
         rng = np.random.default_rng((self.seed, self.epoch, index))
         path = resolve_video_path(self.root, record.path)
@@ -139,22 +140,36 @@ class ClipDataset(Dataset):
             indices = self.clip_indices(reader.num_frames, reader.fps, rng)
             frames = reader.get_frames(indices.reshape(-1))  # one pass over the file for all clips
         v, t = indices.shape
-        return frames.reshape(v, t, *frames.shape[1:]).permute(0, 4, 1, 2, 3).contiguous()
+        clips = frames.reshape(v, t, *frames.shape[1:]).permute(0, 4, 1, 2, 3).contiguous()
+        return (clips, indices / max(reader.fps, 1e-6)) if times else clips
+
+    def label(self, record, times: np.ndarray) -> torch.Tensor:
+        """The target of one item. A training item of a record with timed ``segments`` (Charades) is
+        labelled with the actions overlapping its clips' spans (the union over its clips), as PySlowFast
+        labels a training clip; every other item carries the record's (video-level) label."""
+        timed = self.train and self.task == "multilabel"
+        segments = getattr(record, "meta", {}).get("segments") if timed else None
+        if segments is None:
+            return encode_label(record.label, self.task, self.num_classes)
+        from vssl.data.datasets.charades import segment_labels
+
+        classes = set()
+        for span in times:
+            classes.update(segment_labels(segments, float(span.min()), float(span.max())))
+        return encode_label(sorted(classes), self.task, self.num_classes)
 
     def __getitem__(self, index: int) -> dict:
         last_error = None
         for skip in range(min(self.max_skips, len(self))):
             i = (index + skip) % len(self)
             try:
-                clips = self.load(i)
+                clips, times = self.load(i, times=True)
             except Exception as e:  # noqa: BLE001 - any broken file must not end the run
                 last_error = e
                 self._record_failure(self.videos.records[i].path, e)
                 continue
-            record = self.videos.records[i]
             return {"video": clips[0] if self.num_clips == 1 else clips,
-                    "label": encode_label(record.label, self.task, self.num_classes),
-                    "index": i}
+                    "label": self.label(self.videos.records[i], times), "index": i}
         raise VsslError(f"{self.root}: {min(self.max_skips, len(self))} videos in a row from index {index} "
                         f"could not be decoded; last error: {last_error}")
 

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from vssl.data.crops import (crop_boxes, eval_boxes, frame_sizes, multi_scale_crop,  # noqa: F401
                              random_resized_crop, rrc_params, short_side_jitter_params)
 
+from vssl.data.photometric import gaussian_blur, hsv_to_rgb, per_clip, rgb_to_hsv
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
@@ -78,48 +80,26 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (_GRAY[0] * r + _GRAY[1] * g + _GRAY[2] * b).unsqueeze(1)
 
 
-def _per_clip(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return v.to(device=x.device, dtype=x.dtype).view(-1, *[1] * (x.dim() - 1))
-
-
 def adjust_brightness(x, factor):
-    return (x * _per_clip(factor, x)).clamp_(0, 1)
+    return (x * per_clip(factor, x)).clamp_(0, 1)
 
 
 def adjust_contrast(x, factor):
     """Blend with the mean grey level of each frame (torchvision ``adjust_contrast`` per frame)."""
     mean = _gray(x).mean(dim=(-2, -1), keepdim=True)
-    f = _per_clip(factor, x)
+    f = per_clip(factor, x)
     return (f * x + (1 - f) * mean).clamp_(0, 1)
 
 
 def adjust_saturation(x, factor):
-    f = _per_clip(factor, x)
+    f = per_clip(factor, x)
     return (f * x + (1 - f) * _gray(x)).clamp_(0, 1)
 
 
 def adjust_hue(x, shift):
     """Rotate hue by ``shift`` in [-0.5, 0.5] turns per clip (HSV round trip as in torchvision)."""
-    r, g, b = x.unbind(1)
-    maxc, minc = x.amax(1), x.amin(1)
-    equal = maxc == minc
-    chroma = maxc - minc
-    ones = torch.ones_like(maxc)
-    s = chroma / torch.where(equal, ones, maxc)
-    div = torch.where(equal, ones, chroma)
-    rc, gc, bc = (maxc - r) / div, (maxc - g) / div, (maxc - b) / div
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.where(equal, torch.zeros_like(h), h)
-    h = torch.remainder(h / 6.0 + _per_clip(shift, h), 1.0)
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.long() % 6
-    v = maxc
-    p, q, t = (v * (1 - s)).clamp(0, 1), (v * (1 - s * f)).clamp(0, 1), (v * (1 - s * (1 - f))).clamp(0, 1)
-    pick = i.unsqueeze(0)
-    out = [torch.stack(c).gather(0, pick).squeeze(0)
-           for c in ((v, q, p, p, t, v), (t, v, v, q, p, p), (p, p, t, v, v, q))]
-    return torch.stack(out, 1)
+    h, s, v = rgb_to_hsv(x)
+    return hsv_to_rgb(torch.remainder(h + per_clip(shift, h), 1.0), s, v)
 
 
 def color_jitter(x: torch.Tensor, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
@@ -191,22 +171,25 @@ TRAIN_CROPS = ("rrc", "short_side_jitter")
 
 
 class TrainAugment:
-    """Crop -> horizontal flip -> colour jitter (random order) -> grayscale -> normalize.
+    """Crop -> horizontal flip -> colour jitter (random order) -> grayscale -> Gaussian blur -> normalize.
 
     ``crop="rrc"`` (default) is SEVERE's fine-tuning recipe (§2.2): RandomResizedCrop of the whole
     frame, scale (0.08, 1), ratio (3/4, 4/3), flip p=0.5, ColorJitter(0.4, 0.4, 0.4, 0.2) (applied with
-    ``jitter_p``), ImageNet mean/std. ``crop="short_side_jitter"`` is PySlowFast's (SEVERE's Charades
-    code, §6): short side inverse-uniform in ``short_side``, a random ``size`` crop.
+    ``jitter_p``), no blur, ImageNet mean/std. ``crop="short_side_jitter"`` is PySlowFast's (SEVERE's
+    Charades code, §6): short side inverse-uniform in ``short_side``, a random ``size`` crop.
+    ``blur_p`` > 0 blurs a clip with sigma ``U(blur_sigma)`` pixels (MoCo v2: p 0.5, sigma 0.1-2).
     uint8 (B, C, T, H, W) or (B, V, C, T, H, W) -> float (..., C, T, size, size).
     """
 
     def __init__(self, size: int = 112, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True,
                  jitter=(0.4, 0.4, 0.4, 0.2), jitter_p: float = 0.8, grayscale_p: float = 0.0,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD, crop: str = "rrc", short_side=(256, 340)):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, blur_p: float = 0.0, blur_sigma=(0.1, 2.0),
+                 crop: str = "rrc", short_side=(256, 340)):
         if crop not in TRAIN_CROPS:
             raise ValueError(f"TrainAugment: crop must be one of {', '.join(TRAIN_CROPS)}, got {crop!r}")
         self.size, self.scale, self.ratio, self.flip = size, tuple(scale), tuple(ratio), flip
         self.jitter, self.jitter_p, self.grayscale_p = tuple(jitter) if jitter else None, jitter_p, grayscale_p
+        self.blur_p, self.blur_sigma = blur_p, tuple(blur_sigma)
         self.mean, self.std = tuple(mean), tuple(std)
         self.crop, self.short_side = crop, tuple(short_side)
 
@@ -226,12 +209,15 @@ class TrainAugment:
             x = color_jitter(x, *self.jitter, p=self.jitter_p, generator=generator)
         if self.grayscale_p > 0:
             x = random_grayscale(x, self.grayscale_p, generator)
+        if self.blur_p > 0:
+            x = gaussian_blur(x, self.blur_sigma, self.blur_p, generator)
         return unfold(normalize(x, self.mean, self.std))
 
     def __repr__(self) -> str:
         crop = f"scale={self.scale}, ratio={self.ratio}" if self.crop == "rrc" else f"short_side={self.short_side}"
         return (f"TrainAugment(size={self.size}, crop={self.crop!r}, {crop}, flip={self.flip}, "
-                f"jitter={self.jitter}, jitter_p={self.jitter_p}, grayscale_p={self.grayscale_p})")
+                f"jitter={self.jitter}, jitter_p={self.jitter_p}, grayscale_p={self.grayscale_p}, "
+                f"blur_p={self.blur_p}, blur_sigma={self.blur_sigma})")
 
 
 class EvalTransform:

@@ -256,7 +256,8 @@ class Trainer:
     Args:
         cfg: the run config (``data`` batch/loader settings, ``optim``, ``schedule``, ``train``).
         method: an ``nn.Module`` with ``training_step(batch) -> (loss, logs)``, a ``backbone``
-            attribute, and optionally ``param_groups(weight_decay)`` and ``after_optimizer_step(step)``.
+            attribute, and optionally ``param_groups(weight_decay)``, ``after_optimizer_step(step)`` and
+            ``needs_batch`` (False: the next ``training_step`` gets ``None`` and continues on its last batch).
         dataset: map-style dataset of dicts (``video``, ``label``, ``index``).
         out_dir: run directory.
         resume: continue from ``<out_dir>/checkpoints/last.pt`` if it exists.
@@ -503,7 +504,9 @@ class Trainer:
                     t0, data_time, micro = time.perf_counter(), 0.0, []
                     for i in range(cfg.grad_accum):
                         t = time.perf_counter()
-                        batch = next(batches)
+                        # a method that trains several steps on one batch (the repetition counter's
+                        # tracking episodes) asks for the next one only when it is done with the last
+                        batch = next(batches) if getattr(self.method, "needs_batch", True) else None
                         data_time += time.perf_counter() - t  # waiting for the loader: the input bottleneck
                         micro.append(self._micro_step(batch, sync=i == cfg.grad_accum - 1))
                     logs = {k: sum(m[k] for m in micro) / len(micro) for k in micro[0]}

@@ -10,7 +10,9 @@ and motion. The view pipeline follows ``fmthoker/tubelet-contrast`` (tubelet-con
    last frame), so the two backgrounds of a pair play at different speeds under the same tubelets;
 2. the tubelets (cut from clip 1) are pasted at identical positions on clip 1 and on a clip of
    another video of the batch;
-3. one colour jitter with the same parameters for both views and all frames; ImageNet normalisation;
+3. the same colour ops for both views and all frames (three independent ops with p 0.2: brightness
+   +-32/255, contrast x exp(U(-.2, .2)), hue +-24 degrees with saturation x exp(U(-.1, .1)),
+   :func:`vssl.data.photometric.tubelet_color_ops`); ImageNet normalisation;
 4. MoCo: query = view 1, key = view 2, queue 16384, m 0.999, tau 0.2, 128-d MLP head.
 """
 
@@ -24,6 +26,7 @@ from torch import nn
 
 from vssl.data import transforms as TF
 from vssl.data.crops import TUBELET_SCALES, crop_boxes, frame_sizes, rescale_crop_params, rrc_params
+from vssl.data.photometric import tubelet_color_ops
 from vssl.errors import ConfigError
 from vssl.methods.moco import MoCo
 from vssl.methods.tubelets import TubeletConfig, TubeletSynthesizer
@@ -51,10 +54,13 @@ class TubeletContrast(MoCo):
         crop_scale: list[float] = field(default_factory=lambda: [0.45, 0.75])
         crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
         flip: bool = True
-        # shared colour jitter after the tubelets (reference: brightness +-32/255, contrast
-        # exp(U(-.2,.2)), hue +-24 deg, saturation exp(U(-.1,.1)), each with p 0.2)
+        # shared colour ops after the tubelets: the reference's three independent ops, each with this
+        # probability (brightness +-32/255, contrast x exp(U(-.2, .2)), hue +-24 deg and saturation
+        # x exp(U(-.1, .1)))
+        color_p: float = 0.2
+        # optional ColorJitter-style jitter (random op order, p jitter_p) instead: off in the reference
         jitter: list[float] = field(default_factory=lambda: [0.25, 0.2, 0.1, 0.067])
-        jitter_p: float = 0.5
+        jitter_p: float = 0.0
         grayscale_p: float = 0.0  # not used by the reference; a cue-removal option (pilot study)
         tubelets: TubeletConfig = field(default_factory=TubeletConfig)
 
@@ -89,6 +95,8 @@ class TubeletContrast(MoCo):
         v1, v2, info = self.synthesize(x)  # same tubelets on clip i and on clip partner[i]
         t = v1.shape[2]
         both = torch.cat([v1, v2], dim=2).clamp_(0, 1)  # one clip per pair: shared jitter parameters
+        if cfg.color_p > 0:
+            both = tubelet_color_ops(both, cfg.color_p)
         if cfg.jitter_p > 0:
             both = TF.color_jitter(both, *cfg.jitter, p=cfg.jitter_p)
         if cfg.grayscale_p > 0:

@@ -83,7 +83,7 @@ def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: s
     results = []
     with ResultsStore(out / "results.sqlite") as store:
         for exp in exps:
-            recipe = proto.recipe(exp, overrides)
+            recipe = proto.recipe(exp, overrides, backbone=backbone)
             for seed in [int(s) for s in seeds]:
                 key = ResultKey(model, sha, exp.name, pkey, seed)
                 if store.has(key):
@@ -160,13 +160,20 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
     # Random init is one fixed network (seed 0), like a pretrained one: seeds vary what happens
     # downstream (clips, head, fine-tuning), and frozen features of "none" are extracted once.
     seed_everything(0)
-    net = build_backbone(backbone, checkpoint)
+    net = build_backbone(backbone, checkpoint, **({"drop_path_rate": recipe.drop_path} if recipe.drop_path else {}))
     seed_everything(seed)
     dev = resolve_device(device)
     test_ds = ClipDataset(test, root, cfg, train=False, test_clips=recipe.test_clips, seed=seed,
                           failure_log=workdir / "failures")
     extra = {"num_train": len(train), "num_test": len(test), "num_classes": num_classes, "device": str(dev)}
-    if recipe.mode == "finetune":
+    counter = exp.task == "counting" and recipe.mode == "finetune" and _counting_method(recipe) == "repetition_counter"
+    if counter:
+        from vssl.severe.counting import count_videos, train_counter
+
+        method, timings = train_counter(exp, recipe, net, backbone, train, root, cfg, seed, device, workdir)
+        t1 = time.perf_counter()
+        scores, labels = count_videos(method, test, root, cfg, dev, workdir)
+    elif recipe.mode == "finetune":
         method, timings = _finetune(exp, recipe, net, backbone, train, root, data_config(exp, recipe, root, True),
                                     num_classes, seed, device, workdir)
         t1 = time.perf_counter()
@@ -190,6 +197,15 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
     return metrics, timings, extra
 
 
+def _counting_method(recipe) -> str:
+    from vssl.severe.protocols import COUNTING_METHODS
+
+    if recipe.counting_method not in COUNTING_METHODS:
+        raise ConfigError(f"--set counting_method: expected one of {', '.join(COUNTING_METHODS)}, "
+                          f"got {recipe.counting_method!r}")
+    return recipe.counting_method
+
+
 class _ClipEpochs(Dataset):
     """``repeats`` passes over a ClipDataset as one long epoch: item ``i`` is video ``i % N`` with a fresh
     random clip per pass (SEVERE's epoch is ``videos x clips_per_video`` random clips, §2.1). Each pass
@@ -210,7 +226,6 @@ class _ClipEpochs(Dataset):
 
 
 def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, device, workdir):
-    from vssl.config import MethodSection, ModelConfig, OptimConfig, RunConfig, ScheduleConfig, TrainConfig
     from vssl.data.dataset import ClipDataset
     from vssl.engine import Trainer
     from vssl.methods.supervised import Supervised
@@ -221,30 +236,22 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
     # the whole run is one long engine epoch over (video, pass) pairs: every pass draws fresh clips
     repeats = math.ceil((max_steps + 1) * recipe.batch_size / len(train))
     paper_like = recipe.steps == 0  # epoch-based recipes are long: checkpoint every epoch, resume
-    run = RunConfig(
-        method=MethodSection("counting" if exp.task == "counting" else "supervised", {}),
-        model=ModelConfig(backbone=backbone),
-        data=cfg,
-        optim=OptimConfig(name=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay, betas=[0.9, 0.999],
-                          momentum=recipe.momentum, nesterov=recipe.nesterov),
-        schedule=ScheduleConfig(name="step", milestones=milestones, gamma=recipe.gamma, warmup_steps=warmup),
-        train=TrainConfig(max_steps=max_steps, clip_grad=recipe.clip_grad, seed=seed, device=device,
-                          log_every=max(1, min(50, max_steps // 10)), ckpt_every=per_epoch if paper_like else 0,
-                          progress=False, tensorboard=False),
-    )
     if exp.task == "counting":
         from vssl.severe.heads import constant_count_baseline
         best = constant_count_baseline([float(r.label) for r in train.records], [1.0])["count"]
-        method = Counting(Counting.Config(dropout=recipe.dropout, init_log_count=math.log(best),
-                                          scale=list(recipe.crop_scale), flip=exp.flip, mean=list(recipe.mean),
-                                          std=list(recipe.std), **_jitter(recipe)),
-                          net, run)
+        name, params = "log_count", Counting.Config(dropout=recipe.dropout, init_log_count=math.log(best),
+                                                     scale=list(recipe.crop_scale), flip=exp.flip,
+                                                     mean=list(recipe.mean), std=list(recipe.std), **_jitter(recipe))
     else:
-        method = Supervised(Supervised.Config(num_classes=num_classes, task=exp.task, dropout=recipe.dropout,
-                                              crop=recipe.train_crop, scale=list(recipe.crop_scale),
-                                              short_side=list(recipe.short_side), flip=exp.flip,
-                                              mean=list(recipe.mean), std=list(recipe.std), **_jitter(recipe)),
-                            net, run)
+        name, params = "supervised", Supervised.Config(
+            num_classes=num_classes, task=exp.task, dropout=recipe.dropout, crop=recipe.train_crop,
+            scale=list(recipe.crop_scale), short_side=list(recipe.short_side), mean=list(recipe.mean),
+            std=list(recipe.std), flip=exp.flip and recipe.flip, layer_decay=recipe.layer_decay,
+            label_smoothing=recipe.label_smoothing, mixup=recipe.mixup, cutmix=recipe.cutmix, erase_p=recipe.erase_p,
+            randaug_ops=recipe.randaug_ops, head_init_scale=recipe.head_init_scale, **_jitter(recipe))
+    run = recipe.run_config(name, params, backbone, cfg, seed, device, max_steps, milestones, warmup,
+                            ckpt_every=per_epoch if paper_like else 0)
+    method = (Counting if name == "log_count" else Supervised)(params, net, run)
     clips = ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures")
     t = time.perf_counter()
     summary = Trainer(run, method, _ClipEpochs(clips, repeats), workdir, resume=paper_like).fit()

@@ -56,7 +56,7 @@ def make_pairs(config: str | os.PathLike, n: int = 8, seed: int = 0, overrides: 
         raise VsslError("--n: a tubelet pair needs at least 2 clips (view 2 is always another video)")
     seed_everything(seed)
     try:
-        dataset, *_ = build_dataset(cfg, num_clips=1, pad=METHODS[cfg.method.name].pad)
+        dataset, *_ = build_dataset(cfg, num_clips=1, method_cls=METHODS[cfg.method.name])
     except (OSError, VsslError) as e:
         if isinstance(e, ConfigError):
             raise

@@ -11,7 +11,9 @@ end), ``offset_next_estimate``, ``offset_pre_estimate``. For example ``v_BenchPr
 The record label is the count ``float(K - 1)``; the path is ``<Class>/<video>.avi`` with
 ``Class = name[2:-8]`` (``v_BabyCrawling_g01_c01`` -> ``BabyCrawling``; note UCFRep spells
 ``HandStandPushups`` where the UCF101 folder is ``HandstandPushups``). ``meta`` holds ``class``,
-``start_frame``, ``end_frame``, ``duration`` and ``temporal_bound`` (list of ints). ``classes`` are the
+``start_frame``, ``end_frame``, ``duration``, ``temporal_bound`` (list of ints) and the per-frame period
+labels ``offset_next`` / ``offset_pre`` (``duration`` ints each: frames to the same phase of the next /
+previous cycle, -1 where it does not exist; the counter's training targets). ``classes`` are the
 23 action classes (sorted); they are not the prediction target. Splits ``train`` / ``val``.
 """
 
@@ -57,8 +59,13 @@ def read_mat(name: str, source) -> dict:
                                squeeze_me=True, struct_as_record=False)
         label = mat["label"]
         bounds = [int(b) for b in np.atleast_1d(label.temporal_bound)]
-        return {"start_frame": _scalar(label.start_frame), "end_frame": _scalar(label.end_frame),
+        meta = {"start_frame": _scalar(label.start_frame), "end_frame": _scalar(label.end_frame),
                 "duration": _scalar(label.duration), "temporal_bound": bounds}
+        for key, field in (("offset_next", "offset_next_estimate"), ("offset_pre", "offset_pre_estimate")):
+            meta[key] = [int(v) for v in np.atleast_1d(getattr(label, field))]
+            if len(meta[key]) != meta["duration"]:
+                raise ValueError(f"{field} has {len(meta[key])} entries for a duration of {meta['duration']}")
+        return meta
     except Exception as e:  # scipy raises many types for a broken file
         raise AnnotationError(f"{name}: not a UCFRep annotation ({type(e).__name__}: {e})") from None
 
