@@ -144,6 +144,9 @@ def test_run_severe_end_to_end(synth_root, tmp_path):
     assert (quick[0].extra["dropped"], quick[0].extra["num_scored"], quick[0].extra["dropped_paths"]) == (1, 7, [rel])
     assert any(line.startswith("done domain_a") and "on 7 of 8 test videos: 1 unreadable, dropped" in line
                for line in logs)
+    from vssl.config import load_config  # each fine-tuning run saves the config of a registered method
+    saved = {load_config(p).method.name: load_config(p) for p in (out / "runs").rglob("config.yaml")}
+    assert set(saved) == {"supervised", "log_count"} and saved["supervised"].method.params["num_classes"] == 8
 
     # a pretrained checkpoint (here: the tiny net's own init) is keyed by its sha256
     from vssl.models import build_backbone
@@ -261,8 +264,8 @@ def test_paper_protocol_end_to_end_with_a_row_recipe(tmp_path, make_video):
 
     root = _mini_ucf101(tmp_path / "data", make_video)
     out, logs = tmp_path / "out", []
-    toy = ["num_frames=4", "fps=0", "load_size=32", "crop_size=32", "test_clips=2", "eval_batch_size=4",
-           "num_workers=0"]
+    toy = ["num_frames=4", "fps=0", "load_size=32", "train_size=0", "crop_size=32", "test_clips=2",
+           "eval_batch_size=4", "num_workers=0"]
     (res,) = run_severe("r2plus1d_tiny", None, root, out, "ucf101_1k", "paper", seeds=[1], overrides=toy,
                         recipe="tubelet", log=logs.append)
     assert res.key.protocol == "paper+tubelet(" + ",".join(sorted(toy[:-1])) + ")"  # num_workers: speed only

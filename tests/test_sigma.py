@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -104,8 +105,23 @@ def tiny_sigma(target: str) -> SIGMA:
     run = RunConfig()
     run.data.crop_size = 32
     cfg = SIGMA.Config(decoder_dim=32, decoder_depth=1, decoder_heads=2, target=target, num_prototypes=16,
-                       mlp_dims=[32, 24], dino_model="vit_tiny_patch16_224")
+                       mlp_dims=[32, 24], dino_model="vit_tiny_patch16_224", random_teacher=True)
     return SIGMA(cfg, build_backbone("vit_tiny"), run)
+
+
+def test_dino_target_without_weights_is_refused_outside_smoke_recipes():
+    """An empty dino_checkpoint would train against a random teacher: a one-line error naming the key."""
+    from vssl.config import load_config
+    from vssl.errors import ConfigError
+
+    run = RunConfig()
+    run.data.crop_size = 32
+    cfg = SIGMA.Config(decoder_dim=32, decoder_depth=1, decoder_heads=2, target="dino", num_prototypes=16,
+                       dino_model="vit_tiny_patch16_224")
+    with pytest.raises(ConfigError, match="method.dino_checkpoint: empty"):
+        SIGMA(cfg, build_backbone("vit_tiny"), run)
+    tiny = load_config(Path(__file__).resolve().parents[1] / "configs/pretrain/sigma_dino_tiny.yaml")
+    assert tiny.method.params["random_teacher"] is True and tiny.method.params["dino_checkpoint"] == ""
 
 
 @pytest.mark.parametrize("target", ["mlp", "dino"])

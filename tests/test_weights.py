@@ -103,11 +103,13 @@ def test_videomae_and_sigma_pretrain_checkpoints(tmp_path):
             "decoder.blocks.0.attn.qkv.weight": torch.randn(144, 48), "decoder.head.weight": torch.randn(96, 48),
             "prototypes": torch.randn(30, 96)}
     src = tmp_path / "checkpoint-799.pth"
-    torch.save({"model": raw, "epoch": 799, "args": argparse.Namespace(model="pretrain_videomae_tiny")}, src)
+    # VideoMAE/SIGMA record the clip size in their args: 16 frames at 32 px -> the 8x4x4 token grid
+    args = argparse.Namespace(model="pretrain_videomae_tiny", num_frames=16, input_size=32)
+    torch.save({"model": raw, "epoch": 799, "args": args}, src)
     out = tmp_path / "sigma.pt"
     assert main(["weights", "convert", str(src), str(out), "--from", "sigma"]) == 0
     model = build_backbone("vit", checkpoint=out).eval()  # depth 2: not a named variant
-    assert model.load_report.ok and len(model.blocks) == 2 and model.num_heads == 3
+    assert model.load_report.ok and len(model.blocks) == 2 and model.num_heads == 3 and model.pos_grid == (8, 4, 4)
     x = torch.randn(2, 3, 4, 32, 32)
     torch.testing.assert_close(model.forward_tokens(x), enc.forward_tokens(x))
     assert guess_format(torch.load(src, weights_only=False)) == "sigma"
@@ -132,6 +134,7 @@ def test_hf_videomae_parity(tmp_path):
     assert main(["weights", "convert", str(tmp_path / "hf"), str(out), "--from", "hf"]) == 0
     model = build_backbone("vit", checkpoint=out).eval()  # architecture comes from the converted file
     assert model.load_report.ok and model.embed_dim == 48 and model.blocks[0].norm1.eps == 1e-12
+    assert model.pos_grid == (2, 4, 4)  # HF's num_frames 4 and image_size 32: its table's own grid
     x = torch.randn(2, 3, 4, 32, 32)  # vssl (B, C, T, H, W); HF takes (B, T, C, H, W)
     with torch.no_grad():
         ref = hf.videomae(x.permute(0, 2, 1, 3, 4)).last_hidden_state

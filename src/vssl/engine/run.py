@@ -49,13 +49,15 @@ def class_balanced_subset(labels: list[Any], fraction: float, seed: int = 0) -> 
     return sorted(keep)
 
 
-def build_dataset(cfg: RunConfig, num_clips: int, failure_log: str | Path | None = None
+def build_dataset(cfg: RunConfig, num_clips: int, failure_log: str | Path | None = None, method_cls=None
                   ) -> tuple[Dataset, list[Any], list[str], str]:
-    """The training dataset of ``cfg.data`` with its labels, class names and task.
+    """The training dataset of ``cfg.data`` with its labels, class names and task; clips longer than a
+    video are filled by ``method_cls.pad`` (the method reference's rule, ``vssl.data.sampling``).
 
     ``data.dataset: random`` gives :class:`vssl.engine.toy.RandomClipDataset`; any other name is a
     ``vssl.data.datasets.ADAPTERS`` entry read into a ``vssl.data.dataset.ClipDataset`` whose
-    unreadable videos are logged under ``failure_log`` (a directory).
+    unreadable videos are logged under ``failure_log`` (a directory), or into the method's own
+    ``training_set(videos, root, cfg, failure_log)`` when ``method_cls`` has one (the repetition counter).
     """
     d = cfg.data
     if d.dataset == "random":
@@ -72,7 +74,11 @@ def build_dataset(cfg: RunConfig, num_clips: int, failure_log: str | Path | None
     videos = ADAPTERS[d.dataset](d.annotations, d.split, fold=d.fold, **opts)
     from vssl.data.dataset import ClipDataset
 
-    ds = ClipDataset(videos, d.root, d, num_clips=num_clips, train=True, seed=cfg.train.seed, failure_log=failure_log)
+    if hasattr(method_cls, "training_set"):
+        ds = method_cls.training_set(videos, d.root, cfg, failure_log)
+    else:
+        ds = ClipDataset(videos, d.root, d, num_clips=num_clips, train=True, seed=cfg.train.seed,
+                         pad=getattr(method_cls, "pad", "cycle"), failure_log=failure_log)
     return ds, [r.label for r in videos.records], list(videos.classes), videos.task
 
 
@@ -131,7 +137,7 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False, ove
         shutil.rmtree(failure_log, ignore_errors=True)
     seed_everything(cfg.train.seed)  # same initial weights on every rank and every resume
     method_cls = METHODS[cfg.method.name]
-    dataset, labels, classes, task = build_dataset(cfg, getattr(method_cls, "num_clips", 1), failure_log)
+    dataset, labels, classes, task = build_dataset(cfg, getattr(method_cls, "num_clips", 1), failure_log, method_cls)
     params = cfg.method.params
     if params.get("num_classes", None) == 0:  # "take it from the dataset"
         params["num_classes"] = len(classes)

@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from vssl.config import OptimConfig, RunConfig, ScheduleConfig, config_to_dict, save_config
+from vssl.data.collate import collate_clips
 from vssl.engine import distributed as D
 from vssl.engine.checkpoint import (atomic_save, load_checkpoint, refuse_overwrite, remove_stale_temporaries,
                                     resume_candidates, rng_state, save_training_checkpoint, set_rng_state)
@@ -255,7 +256,8 @@ class Trainer:
     Args:
         cfg: the run config (``data`` batch/loader settings, ``optim``, ``schedule``, ``train``).
         method: an ``nn.Module`` with ``training_step(batch) -> (loss, logs)``, a ``backbone``
-            attribute, and optionally ``param_groups(weight_decay)`` and ``after_optimizer_step(step)``.
+            attribute, and optionally ``param_groups(weight_decay)``, ``after_optimizer_step(step)`` and
+            ``needs_batch`` (False: the next ``training_step`` gets ``None`` and continues on its last batch).
         dataset: map-style dataset of dicts (``video``, ``label``, ``index``).
         out_dir: run directory.
         resume: continue from ``<out_dir>/checkpoints/last.pt`` if it exists.
@@ -312,7 +314,7 @@ class Trainer:
         # (mod 2**63: a generator seed is a signed 64-bit integer; any train.seed < 2**32 fits after it)
         g = torch.Generator().manual_seed(((seed * 1_000_003 + self.epoch) * 1_000_003 + D.rank()) % 2**63)
         return DataLoader(D.SeededItems(self.dataset, seed, self.epoch), batch_sampler=sampler,
-                          num_workers=d.num_workers, generator=g,
+                          num_workers=d.num_workers, generator=g, collate_fn=collate_clips,
                           pin_memory=d.pin_memory and self.device.type == "cuda")
 
     def _batches(self):
@@ -534,7 +536,9 @@ class Trainer:
                     t0, data_time, micro = time.perf_counter(), 0.0, []
                     for i in range(cfg.grad_accum):
                         t = time.perf_counter()
-                        batch = next(batches)
+                        # a method that trains several steps on one batch (the repetition counter's
+                        # tracking episodes) asks for the next one only when it is done with the last
+                        batch = next(batches) if getattr(self.method, "needs_batch", True) else None
                         data_time += time.perf_counter() - t  # waiting for the loader: the input bottleneck
                         micro.append(self._micro_step(batch, sync=i == cfg.grad_accum - 1))
                     logs = {k: sum(m[k] for m in micro) / len(micro) for k in micro[0]}

@@ -166,7 +166,10 @@ class SIGMA(VideoMAE):
         temperature: float = 0.1
         mlp_dims: list[int] = field(default_factory=lambda: [1024, 1024, 512, 256])  # after the pixel dim
         dino_model: str = "vit_base_patch16_224"  # a timm ViT name (DINO ViT-B/16 in the paper)
-        dino_checkpoint: str = ""  # local weights (e.g. timm's vit_base_patch16_224.dino); "" = random
+        dino_checkpoint: str = ""  # local weights (e.g. timm's vit_base_patch16_224.dino)
+        # an empty dino_checkpoint means a randomly initialised teacher, which is not SIGMA-DINO: it is
+        # refused unless this is set (the tiny CPU smoke recipes, which have no DINO weights at 32 px)
+        random_teacher: bool = False
 
     num_clips = 1
 
@@ -176,6 +179,10 @@ class SIGMA(VideoMAE):
         if cfg.num_prototypes < 2 or cfg.sinkhorn_eps <= 0 or cfg.temperature <= 0 or not cfg.mlp_dims:
             raise ConfigError("method: num_prototypes must be >= 2, sinkhorn_eps and temperature > 0, "
                               "mlp_dims non-empty")
+        if cfg.target == "dino" and not cfg.dino_checkpoint and not cfg.random_teacher:
+            raise ConfigError("method.dino_checkpoint: empty, so SIGMA-DINO would train against a randomly "
+                              "initialised teacher; give the DINO image-model weights (or set "
+                              "method.random_teacher: true for a smoke test)")
         teacher = self._build_teacher(cfg, backbone, run) if cfg.target == "dino" else None
         out_dim = teacher.num_features if teacher is not None else cfg.mlp_dims[-1]
         super().__init__(cfg, backbone, run, out_dim=out_dim)
@@ -246,7 +253,7 @@ class SIGMA(VideoMAE):
 
     def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
-        x01 = self.augment(batch["video"])
+        x01 = self.augment(batch["video"], batch.get("frame_size"))
         x = TF.normalize(x01)
         mask = self.make_mask(x01)
         pred = self.predict(x, mask).flatten(0, 1)  # (M, d): decoder outputs of the masked tubes

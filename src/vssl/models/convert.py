@@ -183,8 +183,22 @@ def from_videomae(obj, fmt: str = "videomae"):
     if _heads_from_args(obj) is None:
         notes.append(f"num_heads={kwargs['num_heads']} inferred from width {kwargs['embed_dim']} "
                      "(heads are not stored in the weights)")
+    grid = _pretraining_grid(getattr(obj.get("args"), "num_frames", None), getattr(obj.get("args"), "input_size", None),
+                             kwargs)
+    if grid:
+        kwargs["pos_grid"] = grid
     _fresh_fc_norm(sd, kwargs["embed_dim"], notes)
     return Converted(sd, name, kwargs, dropped, notes)
+
+
+def _pretraining_grid(num_frames, image_size, kwargs: dict) -> list[int] | None:
+    """The token grid of the clips a checkpoint was trained on (its position table's layout), from the
+    frame count and image size its arguments or config record; None when they are not recorded."""
+    if not num_frames or not image_size:
+        return None
+    size = image_size[0] if isinstance(image_size, (list, tuple)) else image_size
+    return [int(num_frames) // kwargs["tubelet_size"], int(size) // kwargs["patch_size"],
+            int(size) // kwargs["patch_size"]]
 
 
 def from_sigma(obj):
@@ -240,6 +254,9 @@ def from_hf(obj):
                   norm_eps=cfg.get("layer_norm_eps", 1e-12))
     if "fc_norm.weight" in sd:
         kwargs["fc_norm_eps"] = 1e-5  # HF's fc_norm is nn.LayerNorm(hidden_size): default eps
+    grid = _pretraining_grid(cfg.get("num_frames"), cfg.get("image_size"), kwargs)
+    if grid:
+        kwargs["pos_grid"] = grid
     _fresh_fc_norm(sd, dim, notes)
     extra = {"image_size": cfg.get("image_size"), "num_frames": cfg.get("num_frames")}
     return Converted(sd, _NAMES.get((dim, depth, heads), "vit"), kwargs, dropped, notes, extra)

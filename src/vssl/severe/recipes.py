@@ -66,10 +66,11 @@ RECIPES: dict[str, RowRecipe] = {r.name: r for r in [
     RowRecipe("tclr", "TCLR: the fine-tuning input is neither mean/std-normalised nor RGB",
               "configs/benchmark/*/*_tclr.yaml (normalize: false, switch_channels: true)", {},
               ("TCLR's configs feed unnormalised BGR frames (severe-protocols.md §2.2); vssl normalises RGB",)),
-    RowRecipe("vit", "ViT-B rows, fine-tuned with their authors' VideoMAE-style code (sigma-videomae.md)",
-              "MCG-NJU/VideoMAE, QUVA-Lab/SIGMA fine-tuning scripts", {},
-              ("vssl's paper protocol applies the R(2+1)D recipe (112 px, 32 frames, Adam) to ViTs, not the "
-               "224 px / 16-frame AdamW recipe with layer-wise lr decay of the ViT papers",)),
+    RowRecipe("vit", "ViT-B rows, fine-tuned with their authors' VideoMAE-style code; the paper protocol gives a "
+              "vit* backbone SIGMA's recipe (protocols.VIT_PAPER) by itself",
+              "QUVA-Lab/SIGMA run_class_finetuning.py and scripts_finetune/*.sh", {},
+              ("SIGMA released no SEVERE fine-tuning scripts: vssl's ViT recipe is run_class_finetuning.py's "
+               "defaults with the released scripts' batch and rates", "UCF-RC and Charades keep the CNN recipes")),
 ]}
 
 

@@ -79,7 +79,8 @@ def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: s
     from vssl.engine.distributed import resolve_device
 
     resolve_device(device)  # a missing GPU fails now, not inside the first experiment
-    recipes = {exp.name: proto.recipe(exp, overrides, recipe) for exp in exps}  # a bad --set value too
+    recipes = {exp.name: proto.recipe(exp, overrides, backbone=backbone, row_recipe=recipe)  # a bad --set value too
+               for exp in exps}
     if checkpoint:  # an unreadable or mismatched checkpoint fails now, not after the first experiment's data
         from vssl.models import build_backbone
 
@@ -152,11 +153,14 @@ def load_splits(exp: Experiment, data_root: str | Path):
     return train, test, videos
 
 
-def data_config(exp: Experiment, recipe: Recipe, video_root: Path):
+def data_config(exp: Experiment, recipe: Recipe, video_root: Path, train: bool = False):
+    """The data config of an experiment's clips: training clips are decoded at ``train_size`` (when set),
+    test clips (and the frozen protocols' clips) at ``load_size``, the test resize."""
     from vssl.config import DataConfig
 
+    size = (recipe.train_size or recipe.load_size) if train else recipe.load_size
     return DataConfig(dataset=exp.dataset, root=str(video_root), num_frames=recipe.num_frames, stride=recipe.stride,
-                      fps=recipe.fps, sampling=recipe.sampling, load_size=recipe.load_size, crop_size=recipe.crop_size,
+                      fps=recipe.fps, sampling=recipe.sampling, load_size=size, crop_size=recipe.crop_size,
                       batch_size=recipe.batch_size, num_workers=recipe.num_workers, persistent_workers=False)
 
 
@@ -174,15 +178,22 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
     # Random init is one fixed network (seed 0), like a pretrained one: seeds vary what happens
     # downstream (clips, head, fine-tuning), and frozen features of "none" are extracted once.
     seed_everything(0)
-    net = build_backbone(backbone, checkpoint)
+    net = build_backbone(backbone, checkpoint, **({"drop_path_rate": recipe.drop_path} if recipe.drop_path else {}))
     seed_everything(seed)
     dev = resolve_device(device)
     test_ds = ClipDataset(test, root, cfg, train=False, test_clips=recipe.test_clips, seed=seed,
                           failure_log=workdir / "failures")
     extra = {"num_train": len(train), "num_test": len(test), "num_classes": num_classes, "device": str(dev)}
-    if recipe.mode == "finetune":
-        method, timings = _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, device,
-                                    workdir)
+    counter = exp.task == "counting" and recipe.mode == "finetune" and _counting_method(recipe) == "repetition_counter"
+    if counter:
+        from vssl.severe.counting import count_videos, train_counter
+
+        method, timings = train_counter(exp, recipe, net, backbone, train, root, cfg, seed, device, workdir)
+        t1 = time.perf_counter()
+        scores, labels, dropped = count_videos(method, test, root, cfg, dev, workdir)
+    elif recipe.mode == "finetune":
+        method, timings = _finetune(exp, recipe, net, backbone, train, root, data_config(exp, recipe, root, True),
+                                    num_classes, seed, device, workdir)
         t1 = time.perf_counter()
         views, labels, index = _views(method.eval(), test_ds, recipe, dev)
         scores = _ensemble(views, exp.task, recipe.ensemble)
@@ -213,6 +224,15 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
     return metrics, timings, extra
 
 
+def _counting_method(recipe) -> str:
+    from vssl.severe.protocols import COUNTING_METHODS
+
+    if recipe.counting_method not in COUNTING_METHODS:
+        raise ConfigError(f"--set counting_method: expected one of {', '.join(COUNTING_METHODS)}, "
+                          f"got {recipe.counting_method!r}")
+    return recipe.counting_method
+
+
 class _ClipEpochs(Dataset):
     """``repeats`` passes over a ClipDataset as one long epoch: item ``i`` is video ``i % N`` with a fresh
     random clip per pass (SEVERE's epoch is ``videos x clips_per_video`` random clips, §2.1). Each pass
@@ -233,7 +253,6 @@ class _ClipEpochs(Dataset):
 
 
 def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, device, workdir):
-    from vssl.config import MethodSection, ModelConfig, OptimConfig, RunConfig, ScheduleConfig, TrainConfig
     from vssl.data.dataset import ClipDataset
     from vssl.engine import Trainer
     from vssl.methods.supervised import Supervised
@@ -244,35 +263,37 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
     # the whole run is one long engine epoch over (video, pass) pairs: every pass draws fresh clips
     repeats = math.ceil((max_steps + 1) * recipe.batch_size / len(train))
     paper_like = recipe.steps == 0  # epoch-based recipes are long: checkpoint every epoch, resume
-    run = RunConfig(
-        method=MethodSection("counting" if exp.task == "counting" else "supervised", {}),
-        model=ModelConfig(backbone=backbone),
-        data=cfg,
-        optim=OptimConfig(name=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay, betas=[0.9, 0.999],
-                          momentum=recipe.momentum, nesterov=recipe.nesterov),
-        schedule=ScheduleConfig(name="step", milestones=milestones, gamma=recipe.gamma, warmup_steps=warmup),
-        train=TrainConfig(max_steps=max_steps, clip_grad=recipe.clip_grad, seed=seed, device=device,
-                          log_every=max(1, min(50, max_steps // 10)), ckpt_every=per_epoch if paper_like else 0,
-                          progress=False, tensorboard=False),
-    )
     if exp.task == "counting":
         from vssl.severe.heads import constant_count_baseline
         best = constant_count_baseline([float(r.label) for r in train.records], [1.0])["count"]
-        method = Counting(Counting.Config(dropout=recipe.dropout, init_log_count=math.log(best),
-                                          scale=list(recipe.crop_scale), flip=exp.flip,
-                                          **_jitter(recipe)),
-                          net, run)
+        name, params = "log_count", Counting.Config(dropout=recipe.dropout, init_log_count=math.log(best),
+                                                     scale=list(recipe.crop_scale), flip=exp.flip,
+                                                     mean=list(recipe.mean), std=list(recipe.std), **_jitter(recipe))
     else:
-        method = Supervised(Supervised.Config(num_classes=num_classes, task=exp.task, dropout=recipe.dropout,
-                                              scale=list(recipe.crop_scale), flip=exp.flip,
-                                              **_jitter(recipe)), net, run)
-    ds = _ClipEpochs(ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures"), repeats)
+        name, params = "supervised", Supervised.Config(
+            num_classes=num_classes, task=exp.task, dropout=recipe.dropout, crop=recipe.train_crop,
+            scale=list(recipe.crop_scale), short_side=list(recipe.short_side), mean=list(recipe.mean),
+            std=list(recipe.std), flip=exp.flip and recipe.flip, layer_decay=recipe.layer_decay,
+            label_smoothing=recipe.label_smoothing, mixup=recipe.mixup, cutmix=recipe.cutmix, erase_p=recipe.erase_p,
+            randaug_ops=recipe.randaug_ops, head_init_scale=recipe.head_init_scale, **_jitter(recipe))
+    run = recipe.run_config(name, params, backbone, cfg, seed, device, max_steps, milestones, warmup,
+                            ckpt_every=per_epoch if paper_like else 0)
+    method = (Counting if name == "log_count" else Supervised)(params, net, run)
+    clips = ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures")
     t = time.perf_counter()
     # the work folder is the runner's scratch (the result lives in the store): a killed paper run resumes,
     # anything else left there is replaced
-    summary = Trainer(run, method, ds, workdir, resume=paper_like, overwrite=True).fit()
-    return method, {"train_s": time.perf_counter() - t, "train_steps": summary["step"],
-                    "final_loss": summary.get("loss")}
+    summary = Trainer(run, method, _ClipEpochs(clips, repeats), workdir, resume=paper_like, overwrite=True).fit()
+    timings = {"train_s": time.perf_counter() - t, "train_steps": summary["step"], "final_loss": summary.get("loss")}
+    if recipe.precise_bn > 0:
+        from vssl.severe.evaluate import precise_bn
+
+        t = time.perf_counter()
+        used = precise_bn(method, clips, batches=recipe.precise_bn, batch_size=recipe.batch_size,
+                          device=next(method.parameters()).device, num_workers=recipe.num_workers, seed=seed)
+        timings["precise_bn_batches"] = used
+        timings["precise_bn_s"] = time.perf_counter() - t
+    return method, timings
 
 
 def _jitter(recipe) -> dict:
@@ -334,7 +355,7 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
     from vssl.data.datasets import load_videos
 
     fields = {k: getattr(recipe, k) for k in ("num_frames", "fps", "stride", "sampling", "load_size", "crop_size",
-                                              "test_crops", "pool")}
+                                              "test_crops", "mean", "std", "pool")}
     annotations = exp.annotation_dir(data_root)
     fields.update(clips=clips, dataset=exp.dataset, split=split, fold=exp.fold, annotations=str(annotations.resolve()))
     tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
@@ -349,7 +370,7 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
         ds = ClipDataset(full, root, cfg, train=False, test_clips=clips, seed=seed, failure_log=workdir / "failures")
         from vssl.severe.evaluate import frozen_features
 
-        clip_fields = {k: v for k, v in fields.items() if k != "pool"}
+        clip_fields = {k: v for k, v in fields.items() if k not in ("pool", "mean", "std")}  # uint8 clips
         feats, _, index = _views(frozen_features(net, recipe.pool), _decoded_clips(ds, clip_fields, recipe, workdir),
                                  recipe, dev)
         scored = set(index.tolist())
@@ -378,17 +399,19 @@ CLIP_CACHE_BYTES = 1 << 30
 
 
 class _TensorClips(Dataset):
-    """Decoded uint8 clips, labels and dataset indices held in memory, served like a ClipDataset's test
-    items (the videos that could not be decoded are not among them)."""
+    """Decoded uint8 clips (padded to one frame size), labels and dataset indices held in memory, served like
+    a ClipDataset's test items: each clip cut back to its own frame size (the videos that could not be
+    decoded are not among them)."""
 
-    def __init__(self, video: torch.Tensor, label: torch.Tensor, index: torch.Tensor):
-        self.video, self.label, self.index = video, label, index
+    def __init__(self, video: torch.Tensor, label: torch.Tensor, frame_size: torch.Tensor, index: torch.Tensor):
+        self.video, self.label, self.frame_size, self.index = video, label, frame_size, index
 
     def __len__(self) -> int:
         return len(self.video)
 
     def __getitem__(self, i: int) -> dict:
-        return {"video": self.video[i], "label": self.label[i], "index": self.index[i]}
+        h, w = self.frame_size[i].tolist()
+        return {"video": self.video[i][..., :h, :w], "label": self.label[i], "index": self.index[i]}
 
 
 def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
@@ -405,7 +428,8 @@ def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
         return ds
     tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     path = workdir.parents[2] / "clips" / f"{fields['dataset']}-{fields['split']}-{tag}.pt"
-    stored = _read_feature_cache(path, keys={"video": torch.Tensor, "label": torch.Tensor, "index": torch.Tensor})
+    stored = _read_feature_cache(path, keys={"video": torch.Tensor, "label": torch.Tensor, "frame_size": torch.Tensor,
+                                             "index": torch.Tensor})
     if stored is not None:
         from vssl.data.dataset import record_failures
 
@@ -413,6 +437,7 @@ def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
     else:
         from torch.utils.data import DataLoader
 
+        from vssl.data.collate import pad_frames
         from vssl.data.dataset import collate_kept
         from vssl.engine.checkpoint import atomic_save
 
@@ -420,10 +445,14 @@ def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
                                          collate_fn=collate_kept) if b is not None]
         if not batches:  # nothing decodes: the caller reports it
             return ds
-        stored = {k: torch.cat([torch.as_tensor(b[k]) for b in batches]) for k in ("video", "label", "index")}
-        stored["failures"] = _split_failures(ds, [r.path for r in ds.videos.records])
+        sizes = torch.cat([b["frame_size"] for b in batches])
+        height, width = sizes.max(0).values.tolist()
+        stored = {"video": torch.cat([pad_frames(b["video"], height, width) for b in batches]),
+                  "label": torch.cat([b["label"] for b in batches]), "frame_size": sizes,
+                  "index": torch.cat([torch.as_tensor(b["index"]) for b in batches]),
+                  "failures": _split_failures(ds, [r.path for r in ds.videos.records])}
         atomic_save(stored, path)
-    return _TensorClips(stored["video"], stored["label"], stored["index"])
+    return _TensorClips(stored["video"], stored["label"], stored["frame_size"], stored["index"])
 
 
 def _split_failures(ds, paths: list[str]) -> list[list[str]]:

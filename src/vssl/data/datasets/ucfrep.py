@@ -13,7 +13,9 @@ The record label is the count ``float(K - 1)``, the number of cycles between ``s
 ``name[2:-8]`` (``v_BabyCrawling_g01_c01`` -> ``BabyCrawling``), except that UCFRep's video names spell
 ``HandStandPushups`` where the UCF101 folder is ``HandstandPushups`` (the file keeps the name:
 ``HandstandPushups/v_HandStandPushups_g01_c01.avi``, as in UCF101's own lists). ``meta`` holds ``class``
-(UCFRep's spelling), ``start_frame``, ``end_frame``, ``duration``, ``temporal_bound`` (list of ints) and
+(UCFRep's spelling), ``start_frame``, ``end_frame``, ``duration``, ``temporal_bound`` (list of ints), the
+per-frame period labels ``offset_next`` / ``offset_pre`` (``duration`` ints each: frames to the same phase
+of the next / previous cycle, -1 where it does not exist; the counter's training targets) and
 ``frame_range`` = ``(start_frame - 1, end_frame - 1)``, the annotated part as 0-based decoded-frame indices:
 clips are drawn from it (``ClipDataset``), because the count covers only it. ``classes`` are the 23 action
 classes (sorted); they are not the prediction target. Splits ``train`` / ``val``.
@@ -63,8 +65,13 @@ def read_mat(name: str, source) -> dict:
                                squeeze_me=True, struct_as_record=False)
         label = mat["label"]
         bounds = [int(b) for b in np.atleast_1d(label.temporal_bound)]
-        return {"start_frame": _scalar(label.start_frame), "end_frame": _scalar(label.end_frame),
+        meta = {"start_frame": _scalar(label.start_frame), "end_frame": _scalar(label.end_frame),
                 "duration": _scalar(label.duration), "temporal_bound": bounds}
+        for key, field in (("offset_next", "offset_next_estimate"), ("offset_pre", "offset_pre_estimate")):
+            meta[key] = [int(v) for v in np.atleast_1d(getattr(label, field))]
+            if len(meta[key]) != meta["duration"]:
+                raise ValueError(f"{field} has {len(meta[key])} entries for a duration of {meta['duration']}")
+        return meta
     except Exception as e:  # scipy raises many types for a broken file
         raise AnnotationError(f"{name}: not a UCFRep annotation ({type(e).__name__}: {e})") from None
 
