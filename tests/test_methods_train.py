@@ -26,8 +26,8 @@ SETUPS = {
     # learnable in 30 steps: a fast key encoder (m 0.9, not 0.999), mild augmentation, and large
     # opaque tubelets (the paper's small ones need thousands of steps, see the pilot study)
     "video_contrast": ("r2plus1d_tiny", {"queue_size": 32, "momentum": 0.9, "crop_scale": [0.6, 1.0],
-                                         "jitter_p": 0.0, "grayscale_p": 0.0}),
-    "tubelet_contrast": ("r2plus1d_tiny", {"queue_size": 32, "momentum": 0.9, "jitter_p": 0.0,
+                                         "jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": 0.0}),
+    "tubelet_contrast": ("r2plus1d_tiny", {"queue_size": 32, "momentum": 0.9, "color_p": 0.0,
                                            "tubelets": {"scales": [0.6, 0.7], "opacity": [1.0, 1.0],
                                                         "soft_edge_prob": 0.0}}),
     "videomae": ("vit_tiny", {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2}),

@@ -8,6 +8,7 @@ import torch
 import torchvision.models.video as tvv
 
 from vssl.models import BACKBONES, Block, build_backbone, sinusoid_table
+from vssl.models.vit import position_table
 
 torch.set_num_threads(1)
 
@@ -89,7 +90,8 @@ def test_vit_visible_tokens_match_reference_gather():
     keep = torch.stack([torch.randperm(N) < 8 for _ in range(3)])  # 8 visible per sample
     with torch.no_grad():
         got = model.forward_tokens(x, visible=keep)
-        emb = model.patch_embed.proj(x).flatten(2).transpose(1, 2) + sinusoid_table(N, 96)
+        # the 2x4x4 grid of 4-frame clips, positions resampled from the 8x4x4 pretraining grid
+        emb = model.patch_embed.proj(x).flatten(2).transpose(1, 2) + position_table((2, 4, 4), 96, (8, 4, 4))
         ref = torch.stack([emb[i][keep[i]] for i in range(3)])
         for blk in model.blocks:
             ref = blk(ref)
@@ -113,6 +115,28 @@ def test_sinusoid_table_equals_videomae_formula():
     model = build_backbone("vit_tiny")
     assert model.pos_embed((2, 2, 2), torch.device("cpu"), torch.float32) is \
         model.pos_embed((2, 2, 2), torch.device("cpu"), torch.float32)  # cached per grid
+
+
+def test_position_table_is_resampled_in_3d_by_hand():
+    table = sinusoid_table(4, 6)  # a 1 x 2 x 2 pretraining grid: rows (h, w) = 00, 01, 10, 11
+    # 2 -> 4 cells with cell centres aligned: source coordinates -0.25, 0.25, 0.75, 1.25 (clamped)
+    weights = torch.tensor([[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]])
+    expected = torch.stack([sum(weights[y, a] * weights[x, b] * table[2 * a + b] for a in (0, 1) for b in (0, 1))
+                            for y in range(4) for x in range(4)])
+    torch.testing.assert_close(position_table((1, 4, 4), 6, (1, 2, 2)), expected)
+    # time: 2 frames -> 1 is the middle of the two; 2 -> 4 frames as space above
+    two = sinusoid_table(2, 6)
+    torch.testing.assert_close(position_table((1, 1, 1), 6, (2, 1, 1)), (two[:1] + two[1:]) / 2)
+    torch.testing.assert_close(position_table((4, 1, 1), 6, (2, 1, 1)), weights @ two)
+    # the same grid, or no pretraining grid: VideoMAE's flat table itself
+    assert torch.equal(position_table((8, 14, 14), 12, (8, 14, 14)), sinusoid_table(1568, 12))
+    assert torch.equal(position_table((16, 7, 7), 12), sinusoid_table(784, 12))
+    assert position_table((16, 7, 7), 12, (8, 14, 14)).shape == (784, 12)
+    # ViT-B/S keep VideoMAE's 8x14x14 layout: SEVERE's 32x112x112 clips (16x7x7) get it resampled
+    vit = build_backbone("vit", embed_dim=12, depth=1, num_heads=2, pos_grid=(8, 14, 14))
+    torch.testing.assert_close(vit.pos_embed((16, 7, 7), torch.device("cpu"), torch.float32)[0],
+                               position_table((16, 7, 7), 12, (8, 14, 14)))
+    assert build_backbone("vit_b").pos_grid == (8, 14, 14) and build_backbone("vit_tiny").pos_grid == (8, 4, 4)
 
 
 def test_vit_grad_checkpointing_and_drop_path():

@@ -21,6 +21,9 @@ _ENTRIES: dict[str, str] = {
     "tubelet_contrast": "vssl.methods.tubelet_contrast:TubeletContrast",
     "videomae": "vssl.methods.videomae:VideoMAE",
     "sigma": "vssl.methods.sigma:SIGMA",
+    # SEVERE's UCF-RC fine-tuning: Zhang et al.'s counter (paper protocol) and the quick log-count head
+    "repetition_counter": "vssl.methods.repetition_counter:RepetitionCounter",
+    "log_count": "vssl.severe.heads:Counting",
 }
 
 

@@ -159,7 +159,8 @@ class VideoContrast(MoCo):
 
     ``batch["video"]``: uint8 (B, 2, C, T, H, W). Augmentation per clip (MoCo v2 recipe on video):
     random resized crop (scale 0.2-1), flip, colour jitter (0.4, 0.4, 0.4, 0.1) with p 0.8,
-    grayscale p 0.2, ImageNet normalisation.
+    grayscale p 0.2, Gaussian blur with sigma U(0.1, 2) pixels and p 0.5 (MoCo v2's ``GaussianBlur``),
+    ImageNet normalisation.
     """
 
     @dataclass
@@ -176,6 +177,8 @@ class VideoContrast(MoCo):
         jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.1])  # brightness, contrast, sat., hue
         jitter_p: float = 0.8
         grayscale_p: float = 0.2
+        blur_p: float = 0.5
+        blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])  # pixels, drawn per clip
 
     num_clips = 2
 
@@ -185,13 +188,14 @@ class VideoContrast(MoCo):
         from vssl.data.transforms import TrainAugment
 
         self.augment = TrainAugment(run.data.crop_size, scale=cfg.crop_scale, ratio=cfg.crop_ratio, flip=cfg.flip,
-                                    jitter=cfg.jitter, jitter_p=cfg.jitter_p, grayscale_p=cfg.grayscale_p)
+                                    jitter=cfg.jitter, jitter_p=cfg.jitter_p, grayscale_p=cfg.grayscale_p,
+                                    blur_p=cfg.blur_p, blur_sigma=cfg.blur_sigma)
 
     def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         video = batch["video"]
         if video.dim() != 6 or video.shape[1] != 2:
             raise ValueError(f"video_contrast expects (B, 2, C, T, H, W) clips, got {tuple(video.shape)}")
-        x = self.augment(video)  # two independently augmented clips of each video
+        x = self.augment(video, sizes=batch.get("frame_size"))  # two independently augmented clips of each video
         self.momentum_step()  # as MoCo: update the key encoder before computing the keys
         q = self.embed_query(x[:, 0])
         k = self.embed_key(x[:, 1])

@@ -166,7 +166,10 @@ class SIGMA(VideoMAE):
         temperature: float = 0.1
         mlp_dims: list[int] = field(default_factory=lambda: [1024, 1024, 512, 256])  # after the pixel dim
         dino_model: str = "vit_base_patch16_224"  # a timm ViT name (DINO ViT-B/16 in the paper)
-        dino_checkpoint: str = ""  # local weights (e.g. timm's vit_base_patch16_224.dino); "" = random
+        dino_checkpoint: str = ""  # local weights (e.g. timm's vit_base_patch16_224.dino)
+        # an empty dino_checkpoint means a randomly initialised teacher, which is not SIGMA-DINO: it is
+        # refused unless this is set (the tiny CPU smoke recipes, which have no DINO weights at 32 px)
+        random_teacher: bool = False
 
     num_clips = 1
 
@@ -176,6 +179,10 @@ class SIGMA(VideoMAE):
         if cfg.num_prototypes < 2 or cfg.sinkhorn_eps <= 0 or cfg.temperature <= 0 or not cfg.mlp_dims:
             raise ConfigError("method: num_prototypes must be >= 2, sinkhorn_eps and temperature > 0, "
                               "mlp_dims non-empty")
+        if cfg.target == "dino" and not cfg.dino_checkpoint and not cfg.random_teacher:
+            raise ConfigError("method.dino_checkpoint: empty, so SIGMA-DINO would train against a randomly "
+                              "initialised teacher; give the DINO image-model weights (or set "
+                              "method.random_teacher: true for a smoke test)")
         teacher = self._build_teacher(cfg, backbone, run) if cfg.target == "dino" else None
         out_dim = teacher.num_features if teacher is not None else cfg.mlp_dims[-1]
         super().__init__(cfg, backbone, run, out_dim=out_dim)
@@ -198,15 +205,28 @@ class SIGMA(VideoMAE):
 
             from timm.models.vision_transformer import checkpoint_filter_fn
 
+            from vssl.errors import CheckpointError
+            from vssl.models.weights import load_state_dict_file
+
             if not Path(cfg.dino_checkpoint).is_file():
                 raise ConfigError(f"method.dino_checkpoint: file not found: {cfg.dino_checkpoint}")
-
-            state = torch.load(cfg.dino_checkpoint, map_location="cpu", weights_only=True)
-            state = state.get("model", state.get("teacher", state)) if isinstance(state, dict) else state
-            state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
-            missing, unexpected = teacher.load_state_dict(checkpoint_filter_fn(state, teacher), strict=False)
+            where = f"method.dino_checkpoint: {cfg.dino_checkpoint}"
+            try:  # weights_only; a damaged or foreign file is one line, not a traceback
+                state = load_state_dict_file(cfg.dino_checkpoint)
+            except CheckpointError as e:
+                raise ConfigError(f"method.dino_checkpoint: {e}") from None
+            # DINO's released backbone is a plain ViT state dict; its full training checkpoint keeps the
+            # teacher under "teacher" with "backbone."/"head." prefixes (facebookresearch/dino main_dino.py)
+            state = state.get("model", state.get("teacher", state))
+            state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()
+                     if isinstance(v, torch.Tensor)}
+            try:
+                missing, _ = teacher.load_state_dict(checkpoint_filter_fn(state, teacher), strict=False)
+            except (RuntimeError, KeyError, ValueError) as e:  # shape mismatches: another ViT width
+                raise ConfigError(f"{where}: does not fit {cfg.dino_model} "
+                                  f"({str(e).strip().splitlines()[-1].strip()[:200]})") from None
             if missing:
-                raise ConfigError(f"method.dino_checkpoint: {cfg.dino_checkpoint}: missing keys {missing[:5]}")
+                raise ConfigError(f"{where}: missing keys {missing[:5]}")
         teacher.eval().requires_grad_(False)
         return teacher
 
@@ -233,7 +253,7 @@ class SIGMA(VideoMAE):
 
     def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
-        x01 = self.augment(batch["video"])
+        x01 = self.augment(batch["video"], batch.get("frame_size"))
         x = TF.normalize(x01)
         mask = self.make_mask(x01)
         pred = self.predict(x, mask).flatten(0, 1)  # (M, d): decoder outputs of the masked tubes

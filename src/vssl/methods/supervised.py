@@ -1,8 +1,12 @@
 """Supervised training of a backbone with a linear head: the supervised baseline and fine-tuning.
 
 Defaults follow SEVERE's fine-tuning recipe (Thoker et al., ECCV 2022, ``finetune.py``): random
-resized crop (scale 0.08-1, ratio 3/4-4/3), horizontal flip, colour jitter (0.4, 0.4, 0.4, 0.2),
-ImageNet mean/std, no dropout, no label smoothing, a fresh ``nn.Linear`` on the pooled features.
+resized crop of the whole frame (scale 0.08-1, ratio 3/4-4/3), horizontal flip, colour jitter
+(0.4, 0.4, 0.4, 0.2), ImageNet mean/std, no dropout, no label smoothing, a fresh ``nn.Linear`` on the
+pooled features. ``crop: short_side_jitter`` is SEVERE's Charades code (PySlowFast): short side
+inverse-uniform in ``short_side``, a random crop (with ``jitter_p: 0``, mean 0.45 / std 0.225).
+VideoMAE/SIGMA's ViT fine-tuning adds RandAugment, cube random erasing, mixup/cutmix with label
+smoothing, layer-wise lr decay and a small head init (:mod:`vssl.data.videomae_augment`; all off by default).
 """
 
 from __future__ import annotations
@@ -35,15 +39,27 @@ class Supervised(nn.Module):
         task: str = "classification"  # classification (cross-entropy) | multilabel (BCE)
         label_smoothing: float = 0.0
         dropout: float = 0.0
+        crop: str = "rrc"  # rrc | short_side_jitter (vssl.data.transforms.TrainAugment)
         scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
         ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
         flip: bool = True
+        short_side: list[int] = field(default_factory=lambda: [256, 340])  # short_side_jitter range
         jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.2])
         jitter_p: float = 1.0
         grayscale_p: float = 0.0
         mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
         std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
         layer_decay: float = 1.0  # < 1: layer-wise lr decay for ViT backbones (VideoMAE fine-tuning: 0.75)
+        # VideoMAE/SIGMA fine-tuning (run_class_finetuning.py defaults): rand-m7-n4-mstd0.5-inc1 on the
+        # decoded clip, cube erasing p 0.25 after normalising, mixup 0.8 / cutmix 1.0 on the batch (with
+        # label_smoothing 0.1 in the soft targets), head init trunc-normal(0.02) x 0.001
+        randaug_ops: int = 0
+        randaug_magnitude: float = 7.0
+        randaug_std: float = 0.5
+        erase_p: float = 0.0
+        mixup: float = 0.0
+        cutmix: float = 0.0
+        head_init_scale: float = 0.0  # 0: PyTorch's default Linear init
 
     num_clips = 1
 
@@ -51,6 +67,8 @@ class Supervised(nn.Module):
         super().__init__()
         if cfg.task not in ("classification", "multilabel"):
             raise ConfigError(f"method.task: expected classification or multilabel, got {cfg.task!r}")
+        if cfg.crop not in ("rrc", "short_side_jitter"):
+            raise ConfigError(f"method.crop: expected rrc or short_side_jitter, got {cfg.crop!r}")
         if cfg.num_classes < 1:
             raise ConfigError("method.num_classes: must be >= 1 (or left 0 for the dataset to set it)")
         if cfg.layer_decay != 1.0 and not hasattr(backbone, "blocks"):
@@ -59,7 +77,19 @@ class Supervised(nn.Module):
         self.backbone = backbone
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(backbone.feature_dim, cfg.num_classes)
+        if cfg.head_init_scale > 0:
+            nn.init.trunc_normal_(self.head.weight, std=0.02)
+            nn.init.zeros_(self.head.bias)
+            self.head.weight.data.mul_(cfg.head_init_scale)
         self.augment = self._build_augment(cfg, run.data.crop_size)
+        self.mixer = None
+        if cfg.mixup > 0 or cfg.cutmix > 0:
+            if cfg.task != "classification" or run.data.batch_size % 2:
+                raise ConfigError("method.mixup/cutmix: need classification and an even data.batch_size")
+            from timm.data import Mixup
+
+            self.mixer = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=1.0, switch_prob=0.5,
+                               mode="batch", label_smoothing=cfg.label_smoothing, num_classes=cfg.num_classes)
 
     @staticmethod
     def _build_augment(cfg: Config, size: int):
@@ -68,7 +98,8 @@ class Supervised(nn.Module):
 
         return TrainAugment(size, scale=tuple(cfg.scale), ratio=tuple(cfg.ratio), flip=cfg.flip,
                             jitter=tuple(cfg.jitter), jitter_p=cfg.jitter_p,
-                            grayscale_p=cfg.grayscale_p, mean=tuple(cfg.mean), std=tuple(cfg.std))
+                            grayscale_p=cfg.grayscale_p, mean=tuple(cfg.mean), std=tuple(cfg.std),
+                            crop=cfg.crop, short_side=tuple(cfg.short_side))
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """No decay on biases and 1-D params; with ``layer_decay`` < 1, block ``i`` of ``n`` gets
@@ -99,9 +130,21 @@ class Supervised(nn.Module):
 
     def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """Augment the uint8 batch on its device, classify it and return (loss, logs)."""
-        x = self.augment(batch["video"])
-        logits = self(x)
-        loss = self.loss(logits, batch["label"])
+        from vssl.data import videomae_augment as VA
+
+        cfg, video, sizes = self.cfg, batch["video"], batch.get("frame_size")
+        if cfg.randaug_ops > 0:
+            video = VA.rand_augment(video, cfg.randaug_ops, cfg.randaug_magnitude, cfg.randaug_std, sizes=sizes)
+        x = self.augment(video, sizes=sizes)
+        if cfg.erase_p > 0:
+            x = VA.random_erasing(x, cfg.erase_p)
+        if self.mixer is not None:
+            x, soft = VA.mixup_clips(x, batch["label"], self.mixer)
+            logits = self(x)
+            loss = torch.sum(-soft * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()  # SoftTargetCrossEntropy
+        else:
+            logits = self(x)
+            loss = self.loss(logits, batch["label"])
         logs = {"loss": loss.item()}
         if self.cfg.task == "classification":
             logs["acc"] = (logits.argmax(1) == batch["label"]).float().mean().item()

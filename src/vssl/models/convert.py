@@ -92,10 +92,11 @@ def from_gdt(obj):
 
 
 def from_rspnet(obj):
-    skip = re.compile(r"^encoder_q\.(fc\.|linear|head|new_fc|fc8|encoder_fuse)")
-    rules = [(r"^encoder_q\.", ""), (r"^encoder\.base_network\.", "layer"), (r"^layer0\.", "stem.")]
+    # only the query encoder's network: RSPNet's MultiTaskWrapper also holds one head per pretext task
+    # (fc1, fc2) and the base encoder's own fc, which SEVERE's block-list lets through (strict=False hides it)
+    rules = [(r"^encoder_q\.encoder\.base_network\.", "layer"), (r"^layer0\.", "stem.")]
     return _rename(_entry(obj, "model", fmt="rspnet"), "rspnet", rules,
-                   lambda k: k.startswith("encoder_q.") and not skip.match(k))
+                   lambda k: k.startswith("encoder_q.encoder.base_network."))
 
 
 def from_pretext_contrast(obj):
@@ -182,8 +183,22 @@ def from_videomae(obj, fmt: str = "videomae"):
     if _heads_from_args(obj) is None:
         notes.append(f"num_heads={kwargs['num_heads']} inferred from width {kwargs['embed_dim']} "
                      "(heads are not stored in the weights)")
+    grid = _pretraining_grid(getattr(obj.get("args"), "num_frames", None), getattr(obj.get("args"), "input_size", None),
+                             kwargs)
+    if grid:
+        kwargs["pos_grid"] = grid
     _fresh_fc_norm(sd, kwargs["embed_dim"], notes)
     return Converted(sd, name, kwargs, dropped, notes)
+
+
+def _pretraining_grid(num_frames, image_size, kwargs: dict) -> list[int] | None:
+    """The token grid of the clips a checkpoint was trained on (its position table's layout), from the
+    frame count and image size its arguments or config record; None when they are not recorded."""
+    if not num_frames or not image_size:
+        return None
+    size = image_size[0] if isinstance(image_size, (list, tuple)) else image_size
+    return [int(num_frames) // kwargs["tubelet_size"], int(size) // kwargs["patch_size"],
+            int(size) // kwargs["patch_size"]]
 
 
 def from_sigma(obj):
@@ -239,6 +254,9 @@ def from_hf(obj):
                   norm_eps=cfg.get("layer_norm_eps", 1e-12))
     if "fc_norm.weight" in sd:
         kwargs["fc_norm_eps"] = 1e-5  # HF's fc_norm is nn.LayerNorm(hidden_size): default eps
+    grid = _pretraining_grid(cfg.get("num_frames"), cfg.get("image_size"), kwargs)
+    if grid:
+        kwargs["pos_grid"] = grid
     _fresh_fc_norm(sd, dim, notes)
     extra = {"image_size": cfg.get("image_size"), "num_frames": cfg.get("num_frames")}
     return Converted(sd, _NAMES.get((dim, depth, heads), "vit"), kwargs, dropped, notes, extra)
@@ -286,6 +304,10 @@ def guess_format(obj: Mapping) -> str | None:
     """A ``--from`` name for a loaded checkpoint (``"vssl"`` = already in vssl layout), or None."""
     if isinstance(obj.get("meta"), Mapping) and "backbone" in obj["meta"]:
         return "vssl"
+    model = obj.get("model")
+    if isinstance(obj.get("config"), Mapping) and isinstance(model, Mapping) and any(
+            str(k).startswith("backbone.") for k in model):
+        return "vssl"  # a vssl run's final.pt or training checkpoint: the method, backbone under "backbone."
     if isinstance(obj.get("config"), Mapping) and isinstance(obj.get("weights"), Mapping):
         return "hf"
     keys = list(find_state_dict(obj))

@@ -75,6 +75,10 @@ class VideoResNet(nn.Module):
         strides: spatial stride of each stage (torchvision: 1, 2, 2, 2).
         temporal_strides: temporal stride of each stage (default = ``strides``, as torchvision).
         channels_last: keep weights and activations in ``torch.channels_last_3d`` (CPU and CUDA).
+        bn_eps: BatchNorm eps; torchvision 1e-5, Tubelet-Contrast's pretraining backbone 1e-3
+            (``fmthoker/tubelet-contrast: pyvrl/models/backbones/r3d.py``).
+        init: "torchvision" (Kaiming fan-out convs, unit BN) or "pytorch" (each module's own default
+            init: Tubelet-Contrast's MoCo never calls its backbone's ``init_weights``).
     """
 
     def __init__(
@@ -85,10 +89,14 @@ class VideoResNet(nn.Module):
         strides: Sequence[int] = (1, 2, 2, 2),
         temporal_strides: Sequence[int] | None = None,
         channels_last: bool = False,
+        bn_eps: float = 1e-5,
+        init: str = "torchvision",
     ) -> None:
         super().__init__()
         if conv not in ("r2plus1d", "r3d"):
             raise ValueError(f"conv must be 'r2plus1d' or 'r3d', got {conv!r}")
+        if init not in ("torchvision", "pytorch"):
+            raise ValueError(f"init must be 'torchvision' or 'pytorch', got {init!r}")
         if not (len(widths) == len(layers) == len(strides) == 4):
             raise ValueError("widths, layers and strides need 4 entries (layer1..layer4)")
         temporal_strides = tuple(strides) if temporal_strides is None else tuple(temporal_strides)
@@ -100,7 +108,11 @@ class VideoResNet(nn.Module):
             inplanes = planes
         self.feature_dim = int(widths[-1])
         self.channels_last = False
-        self._init_weights()
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm3d):
+                m.eps = bn_eps
+        if init == "torchvision":
+            self._init_weights()
         if channels_last:
             self.set_channels_last(True)
 

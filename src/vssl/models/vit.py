@@ -7,7 +7,10 @@ ECCV 2024) reuses unchanged:
 - tube embedding: Conv3d with kernel = stride = (tubelet 2, patch 16, patch 16), with bias; tokens in
   ``t*h*w + h*w + w`` order; no CLS token (16x224x224 -> 8x14x14 = 1568 tokens);
 - a *fixed* 1-D sinusoid table over the flattened positions, sin on even channels and cos on odd ones
-  (not a parameter: absent from state dicts);
+  (not a parameter: absent from state dicts). It is laid out on the token grid the model was pretrained
+  on (``pos_grid``; VideoMAE/SIGMA: 16 frames at 224 px = 8x14x14); another input grid gets that table
+  resampled in 3-D (:func:`position_table`), so a token keeps the position of its place in the
+  pretraining grid instead of indexing the flat table in another layout;
 - pre-LN blocks, ``qkv`` Linear without bias plus ``q_bias``/``v_bias`` (no key bias), exact GELU MLP
   with ratio 4, LayerNorm eps 1e-6;
 - pooled output = mean over tokens -> ``fc_norm`` (``use_mean_pooling``).
@@ -39,6 +42,24 @@ def sinusoid_table(num_positions: int, dim: int) -> Tensor:
     table[:, 0::2] = torch.sin(angles[:, 0::2])
     table[:, 1::2] = torch.cos(angles[:, 1::2])
     return table.float()
+
+
+def position_table(grid: tuple[int, int, int], dim: int, pos_grid: tuple[int, int, int] | None = None) -> Tensor:
+    """The fixed position embeddings (N, dim) of a token grid (t, h, w), N = t*h*w in token order.
+
+    The sinusoid table belongs to ``pos_grid`` (default: ``grid`` itself): its N' rows are laid out as a
+    (t', h', w') volume, and for another ``grid`` the volume is resampled trilinearly (``align_corners``
+    False: cell centres map to cell centres) to (t, h, w). VideoMAE's fine-tuning interpolates a
+    checkpoint's position table the same way, spatially per frame (``run_class_finetuning.py``); time
+    is resampled here too, as SEVERE's 32-frame clips double the temporal grid.
+    """
+    grid = tuple(int(g) for g in grid)
+    if pos_grid is None or tuple(pos_grid) == grid:
+        return sinusoid_table(math.prod(grid), dim)
+    t, h, w = (int(g) for g in pos_grid)
+    volume = sinusoid_table(t * h * w, dim).reshape(1, t, h, w, dim).permute(0, 4, 1, 2, 3)
+    out = F.interpolate(volume.double(), size=grid, mode="trilinear", align_corners=False)
+    return out.permute(0, 2, 3, 4, 1).reshape(-1, dim).float()
 
 
 CHECK_VISIBLE = False  # check the equal-count rule of bool masks on GPUs too (one host sync per call)
@@ -152,13 +173,20 @@ class VisionTransformer(nn.Module):
         norm_eps: eps of the blocks' LayerNorms (1e-6 in VideoMAE; HF uses ``config.layer_norm_eps``).
         fc_norm_eps: eps of the pooled ``fc_norm`` (1e-6 in VideoMAE; HF's ``fc_norm`` uses 1e-5).
         grad_checkpointing: recompute blocks in backward (saves activation memory when training).
+        pos_grid: the token grid (t, h, w) the position table is laid out on, i.e. the grid of the
+            pretraining clips; other input grids resample it (:func:`position_table`). None = every
+            grid gets its own flat table.
     """
 
     def __init__(self, patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3, embed_dim: int = 768,
                  depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 norm_eps: float = 1e-6, fc_norm_eps: float = 1e-6, grad_checkpointing: bool = False) -> None:
+                 norm_eps: float = 1e-6, fc_norm_eps: float = 1e-6, grad_checkpointing: bool = False,
+                 pos_grid: tuple[int, int, int] | list[int] | None = None) -> None:
         super().__init__()
+        self.pos_grid = tuple(int(g) for g in pos_grid) if pos_grid else None
+        if self.pos_grid is not None and len(self.pos_grid) != 3:
+            raise ValueError(f"pos_grid must be (t, h, w), got {pos_grid!r}")
         self.patch_size, self.tubelet_size = int(patch_size), int(tubelet_size)
         self.embed_dim = self.feature_dim = int(embed_dim)
         self.num_heads, self.depth = int(num_heads), int(depth)
@@ -185,7 +213,7 @@ class VisionTransformer(nn.Module):
         key = (grid, device, dtype)
         table = self._pos_cache.get(key)
         if table is None:
-            table = sinusoid_table(math.prod(grid), self.embed_dim).to(device=device, dtype=dtype)[None]
+            table = position_table(grid, self.embed_dim, self.pos_grid).to(device=device, dtype=dtype)[None]
             self._pos_cache[key] = table
         return table
 
@@ -227,16 +255,22 @@ class VisionTransformer(nn.Module):
 
 # Named variants ------------------------------------------------------------------------------------
 
+#: the token grid of VideoMAE/SIGMA pretraining: 16 frames at 224 px, tubelet 2, patch 16
+VIDEOMAE_GRID = (8, 14, 14)
+
+
 def vit_tiny(**kwargs) -> VisionTransformer:
-    """Tiny ViT for CPU tests/demos: 96/4/3, patch 8, tubelet 2 (0.49 M params; 64 tokens at 8x32x32)."""
-    return VisionTransformer(**{**dict(patch_size=8, embed_dim=96, depth=4, num_heads=3), **kwargs})
+    """Tiny ViT for CPU tests/demos: 96/4/3, patch 8, tubelet 2 (0.49 M params; 64 tokens at 8x32x32);
+    positions laid out on the 8x4x4 grid of its 16x32x32 pretraining recipes."""
+    return VisionTransformer(**{**dict(patch_size=8, embed_dim=96, depth=4, num_heads=3, pos_grid=(8, 4, 4)),
+                                **kwargs})
 
 
 def vit_s(**kwargs) -> VisionTransformer:
-    """ViT-S/16, tubelet 2: 384/12/6 (~22 M params), VideoMAE/SIGMA ViT-S."""
-    return VisionTransformer(**{**dict(embed_dim=384, depth=12, num_heads=6), **kwargs})
+    """ViT-S/16, tubelet 2: 384/12/6 (~22 M params), VideoMAE/SIGMA ViT-S, positions on 8x14x14."""
+    return VisionTransformer(**{**dict(embed_dim=384, depth=12, num_heads=6, pos_grid=VIDEOMAE_GRID), **kwargs})
 
 
 def vit_b(**kwargs) -> VisionTransformer:
-    """ViT-B/16, tubelet 2: 768/12/12 (~87 M params), VideoMAE/SIGMA ViT-B."""
-    return VisionTransformer(**{**dict(embed_dim=768, depth=12, num_heads=12), **kwargs})
+    """ViT-B/16, tubelet 2: 768/12/12 (~87 M params), VideoMAE/SIGMA ViT-B, positions on 8x14x14."""
+    return VisionTransformer(**{**dict(embed_dim=768, depth=12, num_heads=12, pos_grid=VIDEOMAE_GRID), **kwargs})

@@ -3,10 +3,10 @@
 - Classification (§2.3): ``nn.Linear(D, C)`` on the pooled features, cross-entropy, no dropout.
 - Multi-label (Charades, §4.4/§6): dropout 0.5 -> ``nn.Linear(D, 157)``, BCE-with-logits; sigmoid at test.
   Both are :class:`vssl.methods.supervised.Supervised` (its ``task`` / ``dropout`` options).
-- Repetition counting (UCF-RC): the reference uses a two-cycle, anchor-based period regressor with
-  an iterative tracking loop at train and test time (§5). We use a simpler, backbone-agnostic design:
-  the clip covers the **whole** video (segment sampling, ``num_frames`` frames), and a linear head on
-  the pooled features predicts ``log(count)``, trained with a smooth-L1 on the relative error
+- Repetition counting (UCF-RC) in the CPU protocols (``quick``, ``quick-ft``, ``linear``, ``knn``; the
+  ``paper`` protocol trains the reference's anchor-based counter instead, ``vssl.severe.counting``): the
+  clip covers the **whole** video (segment sampling, ``num_frames`` frames), and a linear head on the
+  pooled features predicts ``log(count)``, trained with a smooth-L1 on the relative error
   ``exp(pred) / t - 1`` (the normalised MAE it is scored with). The prediction is ``exp`` of the mean
   log-count over test clips, rounded (``counting_errors``). The floor it must beat, the best constant
   fitted on the train set, is stored with each result (``mae_constant_baseline``); measurements are in
@@ -51,7 +51,8 @@ def log_count_loss(pred_log: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
 
 
 class Counting(nn.Module):
-    """Repetition counting as an engine method: ``training_step(batch) -> (loss, logs)``.
+    """Repetition counting with a log-count head as an engine method (``log_count`` in
+    ``vssl.methods.METHODS``): ``training_step(batch) -> (loss, logs)``.
 
     ``batch["label"]`` holds float counts. Augmentation is :class:`vssl.data.transforms.TrainAugment`
     (per-clip crops, flips and colour jitter leave the temporal structure, hence the count, intact).
@@ -83,7 +84,7 @@ class Counting(nn.Module):
         return self.head(self.backbone(x))
 
     def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        pred = self(self.augment(batch["video"]))
+        pred = self(self.augment(batch["video"], sizes=batch.get("frame_size")))
         loss = log_count_loss(pred, batch["label"])
         with torch.no_grad():
             rel = ((pred.exp().round() - batch["label"]).abs() / batch["label"].clamp_min(1)).mean()

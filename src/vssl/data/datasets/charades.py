@@ -10,6 +10,11 @@ Official files::
 empty); ``meta["segments"]`` = ``[(class, start s, end s), ...]`` and ``meta["length"]`` (seconds).
 Splits ``train`` / ``test`` (``val`` is accepted for ``test``: PySlowFast's name for it). (SEVERE itself reads PySlowFast frame lists; these CSVs are the
 standard distribution and carry the same video-level labels.)
+
+The record label is the test-time (video-level) target. A *training clip* is labelled with the actions
+whose interval overlaps the clip (:func:`segment_labels`), as PySlowFast, which takes the union of the
+frame labels from the clip's first to its last frame (``slowfast/datasets/charades.py``,
+severe-protocols.md §3.6); ``vssl.data.dataset.ClipDataset`` applies it to training clips.
 """
 
 from __future__ import annotations
@@ -59,6 +64,16 @@ def _parse_actions(text: str, path: Path, lineno: int, num_classes: int) -> list
             raise bad_line(path, lineno, f"action class {code!r} outside c000..c{num_classes - 1:03d}")
         segments.append(seg)
     return segments
+
+
+def segment_labels(segments, start: float, end: float) -> list[int]:
+    """Sorted classes of the ``(class, start s, end s)`` segments that overlap the clip span
+    ``[start, end]`` seconds (closed intervals: an action ending where the clip starts counts).
+
+    >>> segment_labels([(92, 11.9, 21.2), (147, 0.0, 12.6)], 13.0, 20.0)
+    [92]
+    """
+    return sorted({int(c) for c, s, e in segments if s <= end and e >= start})
 
 
 def charades(annotations: str | Path, split: str, fold: int = 1, **opts) -> VideoList:
