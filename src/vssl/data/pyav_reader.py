@@ -2,10 +2,12 @@
 
 For each group of nearby requested frames the reader seeks to the last keyframe that serves the
 first one (``container.seek(target, backward=True, stream=...)``), decodes forward and stops once it
-holds every requested frame of the group. Decoded frames are identified by their timestamp through
-the index, never by a timestamp-to-frame-rate formula, so VFR files, null frames, edit lists and
-streams that start late all number frames as a sequential decode does. Groups split where a keyframe
-lies between two requested frames: a new seek then skips decoding the gap.
+holds every requested frame of the group; a new group (a new seek) starts where the seek skips
+decoding more than ``SEEK_GAP`` frames. Decoded frames are identified through the index (by their
+timestamp, or for "decoded" indices by counting from a placed keyframe), never by a timestamp-to-
+frame-rate formula, so VFR files, null frames, edit lists and streams that start late all number
+frames as a sequential decode does. With a "pts" index the decoder skips the packets of unwanted
+frames that nothing references (``skip_frame=NONREF``).
 
 What the decoder shows is checked against the index as it goes:
 
@@ -149,11 +151,10 @@ class PyAVReader:
         resize = (frame.height, frame.width) != (h, w)
         return self._reformatter.reformat(frame, format="gbrp" if resize else "rgb24", width=w, height=h).to_ndarray()
 
-    def _decode_from(self, point: int, group: list[int], out: dict) -> bool:
-        """Seek to seek point ``point`` and decode until ``out`` holds every frame of ``group``.
-
-        Returns False when the seek landed after ``group[0]`` (overshoot). Raises Contradiction when
-        the decoded frames disagree with the index. ``point`` -1 decodes from a reopened container."""
+    def _by_timestamp(self, point: int, need: set[int]):
+        """"pts" indices: ``(frame index, frame)`` from seek point ``point`` on (-1: the reopened file),
+        identified by timestamp. Raises Contradiction for a frame the index does not list, frames out
+        of order, or a frame of ``need`` skipped."""
         index = self.index
         if point < 0:
             self._rewind()
@@ -161,42 +162,28 @@ class PyAVReader:
         else:
             start = int(index.key_frames[point])
             self.container.seek(int(index.key_targets[point]), backward=True, any_frame=False, stream=self.stream)
-        need = set(group) - set(out)
-        keep = {int(index.labels[i]) for i in need} if index.mode == "pts" else None
-        previous, last = -1, None
-        for frame in self._frames(keep):
+        previous = -1
+        for frame in self._frames({int(index.labels[i]) for i in need}):
             self.last_decoded += 1
             i = index.frame_of(frame.pts)
             if i is None:
                 raise Contradiction(f"decoded a frame (timestamp {frame.pts}) the index does not list")
             if i < start:  # decoded before the keyframe (a seek that landed early), or an open GOP's
                 continue  # leading frames, which this seek cannot decode: the previous keyframe serves them
-            if previous < 0:
-                if i > group[0]:
-                    return False
-            elif i <= previous or (i > previous + 1 and (keep is None or need.intersection(range(previous + 1, i)))):
+            if previous >= 0 and (i <= previous or need.intersection(range(previous + 1, i))):
                 raise Contradiction(f"frame {i} decoded after frame {previous}")
-            previous, last = i, frame
-            if i in need:
-                out[i] = self._to_array(frame)
-                need.discard(i)
-                if not need:
-                    return True
-        if last is None:  # nothing from the keyframe on: the seek landed past it (or the file is empty)
-            return point < 0
-        if previous not in out:  # the stream ended early: its last frame stands in for requested
-            out[previous] = self._to_array(last)  # frames just past it
-        return True
+            previous = i
+            yield i, frame
 
-    def _frames(self, keep: set[int] | None):
-        """Decoded frames from the current position. With ``keep`` (the timestamps of the frames
-        wanted), the decoder skips the packets of other frames that no frame refers to (B-frames
-        that are not references, FFmpeg's ``skip_frame=NONREF``): they would be decoded only to be
-        thrown away, about a third of an H.264 stream with B-frames."""
+    def _frames(self, keep: set[int]):
+        """Decoded frames from the current position. The decoder skips the packets of frames not in
+        ``keep`` (timestamps) that no frame refers to (B-frames that are not references, FFmpeg's
+        ``skip_frame=NONREF``): they would be decoded only to be thrown away, about a third of an
+        H.264 stream with B-frames."""
         cc = self.stream.codec_context
         skipping = None
         for packet in self.container.demux(self.stream):
-            skip = keep is not None and packet.pts not in keep
+            skip = packet.pts not in keep
             if skip != skipping:
                 cc.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
             yield from cc.decode(packet)
@@ -234,29 +221,31 @@ class PyAVReader:
                 elif len(held) > MAX_HELD:
                     return
 
-    def _decode_counted(self, point: int, group: list[int], out: dict) -> bool:
-        """Like :meth:`_decode_from`, for decoded and sequential indices (see :meth:`_counted`)."""
+    def _collect(self, point: int, group: list[int], out: dict) -> bool:
+        """Decode from seek point ``point`` until ``out`` holds every frame of ``group``. False when
+        the seek landed after ``group[0]`` (overshoot: the caller tries the keyframe before)."""
         need = set(group) - set(out)
+        by_timestamp = self.index.mode == "pts"
+        frames = self._by_timestamp(point, need) if by_timestamp else self._counted(point)
         last = None
-        for i, frame in self._counted(point):
+        for i, frame in frames:
             if last is None and i > group[0]:
-                return False  # the seek landed after the first frame wanted
+                return False
             last = (i, frame)
             if i in need:
                 out[i] = self._to_array(frame)
                 need.discard(i)
                 if not need:
                     return True
-        if last is None:
-            return point <= 0
+        if last is None:  # nothing placed: the seek landed past the keyframe, unless the file was reopened
+            return point < (0 if by_timestamp else 1)
         if last[0] not in out:  # the stream ended early: its last frame stands in for frames past it
             out[last[0]] = self._to_array(last[1])
         return True
 
     def _decode_group(self, group: list[int], out: dict) -> None:
-        decode = self._decode_from if self.index.mode == "pts" else self._decode_counted
         point = self.index.seek_point(group[0])
-        while not decode(point, group, out):
+        while not self._collect(point, group, out):
             point -= 1  # overshoot: the keyframe before, and at last a reopened container
 
     def _groups(self, wanted: list[int]) -> list[list[int]]:
