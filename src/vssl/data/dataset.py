@@ -259,4 +259,6 @@ def collect_failures(loader_or_dataset) -> list[tuple[str, str]]:
     dataset = getattr(loader_or_dataset, "dataset", loader_or_dataset)
     while not hasattr(dataset, "failure_report") and hasattr(dataset, "dataset"):  # Subset wrappers
         dataset = dataset.dataset
+    if not hasattr(dataset, "failure_report"):  # synthetic clips: nothing is read, nothing fails
+        return []
     return distinct_failures(dataset.failure_report())

@@ -8,8 +8,8 @@ mid-GOP holds frames that cannot be decoded, and Matroska, TS and PS store no co
 *times* are no better guide: VFR files and null frames leave gaps, and the timestamps of AVI
 B-frame streams are decode slots that FFmpeg shifts by the reorder delay.
 
-:func:`build_index` therefore reads the packets (demuxing only, no decoding) and predicts the
-display order from their timestamps (``mode="pts"``):
+:func:`scan_packets` therefore reads the packets (demuxing only, no decoding) and
+:func:`index_from_packets` predicts the display order from their timestamps (``mode="pts"``):
 
 - packets before the first keyframe (a stream cut mid-GOP) and packets the demuxer marks as
   discarded (before an edit list's start) are not displayed; empty packets (AVI null frames) are
@@ -24,8 +24,9 @@ but with permuted timestamps), and missing or repeated timestamps. Each decoded 
 with the timestamp the decoder gave it; keyframes are seek points, and after a seek the reader
 places itself by the first frame whose label no other frame has and counts frames from there.
 Without keyframes past the first, ``mode="sequential"``: the reader decodes from the start and
-counts. The reader also falls back to a decoded index when decoding contradicts a
-predicted one, and to sequential reading when it contradicts a decoded one.
+counts. The reader also falls back to a decoded index when decoding contradicts a predicted one,
+and to sequential reading when it contradicts a decoded one. A file whose container index lists
+packets past its end (a truncated mp4 or AVI) gets no index: :func:`truncation` says why.
 
 Indices are cached per file (path, size and modification time) in memory and in a directory
 (``$VSSL_INDEX_CACHE``, default ``~/.cache/vssl/frame-index``; ``off`` disables it), so a dataset
@@ -47,7 +48,7 @@ import numpy as np
 
 log = logging.getLogger("vssl.data")
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # entries written by another version are rebuilt
 # Demuxers whose seeks compare presentation timestamps (mov adjusts its DTS index by the composition
 # offsets, Matroska's cues hold keyframe PTS); the others (AVI slots, MPEG-TS/PS, FLV) compare DTS.
 SEEK_BY_PTS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"}
@@ -74,8 +75,7 @@ class FrameIndex:
         time_base, fps: seconds per timestamp unit; displayed frames per second on average.
         rotation: counter-clockwise degrees to rotate a decoded frame for display (its display matrix).
         height, width, sar: stored frame size and sample aspect ratio (1.0 when unknown).
-        codec, container: FFmpeg's codec and demuxer names; reorders: the codec reorders frames
-            (B-frames), as FFmpeg's ``has_b_frames`` says.
+        codec, container: FFmpeg's codec and demuxer names.
     """
 
     num_frames: int
@@ -91,7 +91,6 @@ class FrameIndex:
     sar: float = 1.0
     codec: str = ""
     container: str = ""
-    reorders: bool = False
     _lookup: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     def frame_of(self, label) -> int | None:
@@ -111,7 +110,7 @@ class FrameIndex:
                 "labels": _runs(self.labels), "key_frames": self.key_frames.tolist(),
                 "key_targets": self.key_targets.tolist(), "time_base": self.time_base, "fps": self.fps,
                 "rotation": self.rotation, "height": self.height, "width": self.width, "sar": self.sar,
-                "codec": self.codec, "container": self.container, "reorders": self.reorders}
+                "codec": self.codec, "container": self.container}
 
     @classmethod
     def from_json(cls, data: dict) -> "FrameIndex":
@@ -120,7 +119,7 @@ class FrameIndex:
                    key_targets=np.asarray(data["key_targets"], np.int64),
                    time_base=float(data["time_base"]), fps=float(data["fps"]), rotation=int(data["rotation"]),
                    height=int(data["height"]), width=int(data["width"]), sar=float(data["sar"]),
-                   codec=str(data["codec"]), container=str(data["container"]), reorders=bool(data["reorders"]))
+                   codec=str(data["codec"]), container=str(data["container"]))
 
     def describe(self, container, stream) -> "FrameIndex":
         """Fill in the stream facts the optional backends are checked against; returns self."""
@@ -129,7 +128,6 @@ class FrameIndex:
         self.height, self.width = int(cc.height), int(cc.width)
         self.sar = float(sar) if sar else 1.0
         self.codec, self.container = cc.name, container.format.name
-        self.reorders = bool(cc.has_b_frames)
         return self
 
 

@@ -4,8 +4,10 @@
 access (seek to the nearest keyframe, decode forward) stays cheap.
 
 ``VideoReader`` gives random access to frames through one API over three decoders: PyAV (default,
-keyframe seeks, see reference/environment.md §2.1), torchcodec and decord (optional, imported
-lazily). Unreadable files raise ``VideoDecodeError(path, reason)``.
+keyframe seeks over a frame index, :mod:`vssl.data.pyav_reader`), torchcodec and decord (optional,
+imported lazily, used only where they are right: :mod:`vssl.data.optional_backends`). Frame ``i``
+is the ``i``-th frame a sequential decode shows (:mod:`vssl.data.frame_index`), upright. Unreadable
+files raise ``VideoDecodeError(path, reason)``.
 """
 
 from __future__ import annotations
@@ -134,6 +136,12 @@ def _check_indices(path, indices) -> list[int]:
     return indices
 
 
+def _check_file(path: str) -> None:
+    if not Path(path).is_file():
+        raise VideoDecodeError(path, "file not found")
+    if Path(path).stat().st_size == 0:
+        raise VideoDecodeError(path, "empty file (0 bytes)")
+
 
 _REFUSED: set[tuple[str, str]] = set()  # (path, backend) that fell back to PyAV in this process
 
@@ -144,6 +152,7 @@ def frame_index(path: str | Path):
     from vssl.data.pyav_reader import PyAVReader
 
     path = str(path)
+    _check_file(path)
     index = cached_index(file_key(path))
     if index is None:
         reader = PyAVReader(path, 0, 0, VideoDecodeError)
@@ -201,10 +210,7 @@ class VideoReader:
         if backend not in BACKENDS:
             raise ValueError(f"unknown video backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         path = str(path)
-        if not Path(path).is_file():
-            raise VideoDecodeError(path, "file not found")
-        if Path(path).stat().st_size == 0:
-            raise VideoDecodeError(path, "empty file (0 bytes)")
+        _check_file(path)
         self.path, self.backend = path, backend
         self._options = (threads, short_side)
         self._impl = _optional_reader(path, backend, threads, short_side) if backend != "pyav" else None
