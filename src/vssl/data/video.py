@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vssl.data.formats import VIDEO_EXTENSIONS  # noqa: F401 - re-exported: vssl.data.video is its home for users
 from vssl.errors import ConfigError, VsslError
 
 log = logging.getLogger("vssl.data")
@@ -62,9 +63,6 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, gop: in
 # Decoding
 # --------------------------------------------------------------------------------------------------
 
-# Containers FFmpeg reads that hold datasets' videos (a listed name is found under any of these).
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".mpg", ".mpeg", ".ts", ".m4v", ".flv", ".3gp",
-                    ".wmv", ".m2ts", ".mts", ".vob", ".ogv", ".asf", ".divx", ".mxf")
 BACKENDS = ("pyav", "torchcodec", "decord")
 _BACKEND_MODULES = {"torchcodec": "torchcodec.decoders", "decord": "decord"}
 

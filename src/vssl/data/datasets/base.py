@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vssl.data.formats import VIDEO_EXTENSIONS
 from vssl.errors import AnnotationError
 
 TASKS = ("classification", "multilabel", "counting")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv")
 SEVERE_SEED = 99999
 
 
