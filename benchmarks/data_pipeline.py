@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -53,33 +51,47 @@ from vssl.data import transforms as TF
 from vssl.data.sampling import random_clip
 from vssl.data.video import VideoReader
 
-# name: (file, ffmpeg output arguments): 320x240 at 25 fps with moving content and a little noise
-_X264 = ["-c:v", "libx264", "-pix_fmt", "yuv420p"]
+# name: (file, encoder, codec context settings, encoder options); 320x240 at 25 fps
 FORMATS = {
-    "h264 mp4 (web, default GOP)": ("h264.mp4", _X264),
-    "MPEG-4 ASP AVI, B-frames (UCF101/HMDB51)": ("xvid.avi", ["-c:v", "mpeg4", "-vtag", "XVID", "-bf", "2",
-                                                               "-q:v", "4"]),
-    "VP9 webm (SSv2)": ("vp9.webm", ["-c:v", "libvpx-vp9", "-b:v", "600k", "-deadline", "realtime", "-g", "48"]),
-    "HEVC mp4, B-pyramid": ("hevc.mp4", ["-c:v", "libx265", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error"]),
-    "MPEG-2 PS (.mpg)": ("mpeg2.mpg", ["-c:v", "mpeg2video", "-bf", "2", "-q:v", "4", "-f", "mpeg"]),
-    "h264 MPEG-TS": ("h264.ts", _X264 + ["-g", "50"]),
+    "h264 mp4 (web, default GOP)": ("h264.mp4", "libx264", {}, {}),
+    "MPEG-4 ASP AVI, B-frames (UCF101/HMDB51)": ("xvid.avi", "mpeg4", {"codec_tag": "XVID", "max_b_frames": 2,
+                                                                       "bit_rate": 1_500_000}, {}),
+    "VP9 webm (SSv2)": ("vp9.webm", "libvpx-vp9", {"gop_size": 48, "bit_rate": 600_000}, {"deadline": "realtime"}),
+    "HEVC mp4, B-pyramid": ("hevc.mp4", "libx265", {}, {"x265-params": "log-level=error"}),
+    "MPEG-2 PS (.mpg)": ("mpeg2.mpg", "mpeg2video", {"max_b_frames": 2, "bit_rate": 2_000_000}, {}),
+    "h264 MPEG-TS": ("h264.ts", "libx264", {"gop_size": 50}, {}),
 }
 CLIP, STRIDE = 16, 4
 
 
 def write_formats(folder: Path, seconds: float, names) -> list[Path]:
-    """The generated test files (the ffmpeg CLI writes them as users' tools do)."""
-    if shutil.which("ffmpeg") is None:
-        raise SystemExit("data_pipeline: the ffmpeg CLI is needed to write the test files (or pass --files)")
+    """The generated test files: FFmpeg's moving ``testsrc2`` pattern plus a little noise, encoded by
+    PyAV's FFmpeg in each format's encoder and container (``FORMATS``)."""
+    import av
+
     paths = []
     for name in names:
-        file, args = FORMATS[name]
+        file, codec, settings, options = FORMATS[name]
         path = folder / file
-        if not path.exists():
-            subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                            f"testsrc2=size=320x240:rate=25:duration={seconds}", "-vf", "noise=alls=12:allf=t",
-                            *args, str(path)], check=True)
         paths.append(path)
+        if path.exists():
+            continue
+        rng = np.random.default_rng(0)
+        source = av.open(f"testsrc2=size=320x240:rate=25:duration={seconds}", format="lavfi")
+        with av.open(str(path), mode="w") as out:
+            stream = out.add_stream(codec, rate=25)
+            stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+            for key, value in settings.items():
+                setattr(stream.codec_context, key, value)
+            stream.options = options
+            for frame in source.decode(video=0):
+                rgb = frame.to_ndarray(format="rgb24").astype(np.int16) + rng.integers(-12, 13, (240, 320, 3))
+                picture = av.VideoFrame.from_ndarray(np.clip(rgb, 0, 255).astype(np.uint8), format="rgb24")
+                for packet in stream.encode(picture):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+        source.close()
     return paths
 
 
