@@ -289,7 +289,6 @@ def main(argv=None) -> list[dict]:
     size_name = "smoke" if args.smoke else "tiny" if args.tiny else "full"
     clips = args.clips or {"smoke": 2, "tiny": 8, "full": 24}[size_name]
     pin = "not pinned" if args.no_pin else pin_one_core(args.core)
-    backends = available_backends()
     load, crop = args.short_side, args.short_side * 7 // 8
     print(f"# data_pipeline ({size_name}: {clips} clips per reader and file, {pin}) on {hardware()}", flush=True)
     tmp = tempfile.TemporaryDirectory(prefix="vssl-bench-") if args.dir is None else None
@@ -313,6 +312,9 @@ def main(argv=None) -> list[dict]:
                 if not target.exists():
                     reencode(path, target, load)
                 files.append((target, f"prepared: {label}"))
+        # imported only now: decord's own FFmpeg libraries, once loaded, make PyAV's libvpx-vp9
+        # encoder fail to open (EINVAL) in this process
+        backends = available_backends()
         for i, (path, label) in enumerate(files):
             rows += measure(path, label, backends, clips, load, crop, seed=i)
             print(f"  measured {path.name} ({label})", flush=True)
