@@ -55,6 +55,7 @@ class TubeletContrast(MoCo):
         jitter_p: float = 0.0
         grayscale_p: float = 0.0  # not used by the reference; a cue-removal option (pilot study)
         tubelets: TubeletConfig = field(default_factory=TubeletConfig)
+        cuda_graph_keys: bool = False  # replay the key encoder's forward from a CUDA graph (speed lever)
 
     num_clips = 1
 
@@ -84,7 +85,7 @@ class TubeletContrast(MoCo):
         both = TF.normalize(both)
         return both[:, :, :t], both[:, :, t:], info
 
-    def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         video = batch["video"]
         if video.dim() != 5 or video.shape[0] < 2:
             raise ValueError(f"tubelet_contrast expects (B, C, T, H, W) clips with B >= 2, got {tuple(video.shape)}")
@@ -93,4 +94,4 @@ class TubeletContrast(MoCo):
         q = self.embed_query(view1)
         k = self.embed_key(view2)
         loss, logs = self.contrast(q, k)
-        return loss, {"loss": loss.item(), **logs}
+        return loss, {"loss": loss.detach(), **logs}
