@@ -130,6 +130,39 @@ def test_loss_step_compiles_as_one_graph_and_matches_eager(cls, kw):
         torch.testing.assert_close(dict(m.named_parameters())[k].grad, g, msg=k)
 
 
+@pytest.mark.slow
+def test_moco_loss_step_compiles_as_one_graph_and_matches_eager():
+    """Tubelet contrast after its views: momentum update, both encoders, InfoNCE, enqueue."""
+    m = _tubelet_contrast(False, "cpu")
+    g = torch.Generator().manual_seed(3)
+    q_clips, k_clips = torch.randn(4, 3, 8, 32, 32, generator=g), torch.randn(4, 3, 8, 32, 32, generator=g)
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    loss, logs = m.forward_loss(q_clips, k_clips)
+    after = {k: v.clone() for k, v in m.state_dict().items()}
+    m.load_state_dict(state)
+    loss_c, logs_c = torch.compile(m.forward_loss, fullgraph=True, backend="aot_eager")(q_clips, k_clips)
+    torch.testing.assert_close(loss_c, loss)
+    assert read_scalars([logs_c])[0] == pytest.approx(read_scalars([logs])[0])
+    for k, v in m.state_dict().items():  # the momentum update, the queue and its pointer, BN statistics
+        torch.testing.assert_close(v, after[k], msg=k)
+
+
+def test_engine_compile_takes_the_loss_step_and_leaves_the_augmentation_eager():
+    from vssl.engine.trainer import _StepModule, compile_step
+
+    m = _tiny(VideoMAE)
+    video = torch.randint(0, 256, (2, 3, 8, 40, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    torch.manual_seed(5)
+    loss, _ = m.training_step({"video": video})
+    step = _StepModule(m)
+    compile_step(m, step, backend="aot_eager")
+    assert "forward_loss" in vars(m) and getattr(step, "_compiled_call_impl", None) is None  # the step stays eager
+    torch.manual_seed(5)
+    loss_c, _ = step({"video": video})
+    torch.testing.assert_close(loss_c, loss)
+    assert all("forward_loss" not in k for k in m.state_dict())
+
+
 def test_sigma_step_equals_the_boolean_mask_path():
     """SIGMA's targets gathered by index give the loss of the old path (``gather_tokens``, count read
     from the mask) on the same clips and mask."""
@@ -233,8 +266,8 @@ def test_cuda_graph_keys_is_a_no_op_on_cpu():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (benchmarks/gpu_check.sh runs this)")
 def test_cuda_graph_keys_equal_eager_keys_across_momentum_updates():
-    torch.backends.cudnn.deterministic = True
-    (k_off, s_off), (k_on, s_on) = _three_steps(False, "cuda"), _three_steps(True, "cuda")
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
+        (k_off, s_off), (k_on, s_on) = _three_steps(False, "cuda"), _three_steps(True, "cuda")
     for a, b in zip(k_off, k_on):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
     for k in s_off:  # BN statistics: the warm-up before the capture left no trace

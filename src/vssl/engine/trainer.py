@@ -114,6 +114,18 @@ def build_scheduler(cfg: ScheduleConfig, optimizer: torch.optim.Optimizer, max_s
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, max_steps, base_lr))
 
 
+def compile_step(method: nn.Module, step: nn.Module, backend: str = "inductor") -> None:
+    """``train.compile``: ``torch.compile(dynamic=False)`` (dynamic shapes crash conv3d), in place so that
+    state-dict keys stay as they are. A method's ``forward_loss`` (the step after its augmentation,
+    free of host syncs) is compiled as one graph; the augmentation stays eager, since its crop boxes
+    and tubelets are drawn on the host and a whole-step graph would be recompiled for their values at
+    every step. Without ``forward_loss`` the whole step module is compiled."""
+    if hasattr(method, "forward_loss"):
+        method.forward_loss = torch.compile(method.forward_loss, dynamic=False, backend=backend)
+    else:
+        step.compile(dynamic=False, backend=backend)
+
+
 class _StepModule(nn.Module):
     """Makes ``training_step`` the ``forward`` so that DDP's forward hooks (gradient sync) run."""
 
@@ -286,8 +298,8 @@ class Trainer:
         if D.is_dist():
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = self.ddp = DistributedDataParallel(self.model, device_ids=ids)
-        if cfg.train.compile:  # in place: state-dict keys stay as they are; dynamic shapes crash conv3d
-            self.model.compile(dynamic=False)
+        if cfg.train.compile:
+            compile_step(self.method, self.model)
         self.step = self.epoch = self.batch_in_epoch = 0
         self.last_checkpoint: tuple[int, Path] | None = None  # (step, path) of the newest good checkpoint
         self.checkpoint_failures = 0  # writes that failed for lack of space (the run went on)

@@ -200,6 +200,14 @@ class MoCo(nn.Module):
         self.queue[idx] = keys.to(self.queue.dtype)
         self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % self.queue.shape[0])
 
+    def forward_loss(self, query_clips: torch.Tensor, key_clips: torch.Tensor
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The step once the two views are built: momentum update (before the keys, as MoCo), queries,
+        keys, InfoNCE and enqueue. No host synchronisation, so ``torch.compile`` can take it whole."""
+        self.momentum_step()
+        loss, logs = self.contrast(self.embed_query(query_clips), self.embed_key(key_clips))
+        return loss, {"loss": loss.detach(), **logs}
+
     def contrast(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """InfoNCE of queries against their keys and the queue, then enqueue the keys.
 
@@ -259,8 +267,4 @@ class VideoContrast(MoCo):
         if video.dim() != 6 or video.shape[1] != 2:
             raise ValueError(f"video_contrast expects (B, 2, C, T, H, W) clips, got {tuple(video.shape)}")
         x = self.augment(video)  # two independently augmented clips of each video
-        self.momentum_step()  # as MoCo: update the key encoder before computing the keys
-        q = self.embed_query(x[:, 0])
-        k = self.embed_key(x[:, 1])
-        loss, logs = self.contrast(q, k)
-        return loss, {"loss": loss.detach(), **logs}
+        return self.forward_loss(x[:, 0], x[:, 1])

@@ -90,8 +90,4 @@ class TubeletContrast(MoCo):
         if video.dim() != 5 or video.shape[0] < 2:
             raise ValueError(f"tubelet_contrast expects (B, C, T, H, W) clips with B >= 2, got {tuple(video.shape)}")
         view1, view2, _ = self.make_views(video)
-        self.momentum_step()
-        q = self.embed_query(view1)
-        k = self.embed_key(view2)
-        loss, logs = self.contrast(q, k)
-        return loss, {"loss": loss.detach(), **logs}
+        return self.forward_loss(view1, view2)
