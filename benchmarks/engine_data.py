@@ -142,7 +142,7 @@ def main(argv=None) -> list[dict]:
         probe = recipe_config(name, work, args.smoke, args.device, steps)
         t0 = time.perf_counter()
         folder = write_videos(work / f"videos_{probe.data.load_size}", probe.data.load_size,
-                              distinct=4 if args.smoke else 32, rows=64 if args.smoke else 2048,
+                              distinct=4 if args.smoke else 16, rows=64 if args.smoke else 2048,
                               seconds=2.0 if args.smoke else 10.0)
         cfg = recipe_config(name, folder, args.smoke, args.device, steps)
         row = {"recipe": name, "videos_s": time.perf_counter() - t0, "batch": cfg.data.batch_size,

@@ -96,7 +96,7 @@ def main(argv=None) -> list[dict]:
                          [[r["impl"], f"{r['ms']:.1f}", f"{r['speedup']:.2f}x",
                            f"{r['agreement_with_fp32']:.4f}" if "agreement_with_fp32" in r else ""] for r in rows]))
     print(f"max |Q_bf16 - Q_fp32| {q_bf16_diff:.2e}")
-    write_json(args.json, {"benchmark": "sinkhorn", "n": n, "k": args.k, "agreement": agree, "max_abs_diff": max_diff,
+    write_json(args.json, {"benchmark": "sinkhorn", "size": f"N={n} K={args.k}", "n": n, "k": args.k, "agreement": agree, "max_abs_diff": max_diff,
                            "bf16_max_abs_diff": q_bf16_diff, "hardware": hardware(), "clock": clock, "rows": rows})
     return rows
 

@@ -101,6 +101,8 @@ class VideoMAE(nn.Module):
         return TF.horizontal_flip(x, 0.5) if self.cfg.flip else x
 
     def decoder_pos(self, num: int, device) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # built in the graph: a cache write there would be guarded on
+            return sinusoid_table(num, self.cfg.decoder_dim, device)[None]  # (a recompile)
         key = (num, device)
         if key not in self._pos:
             self._pos[key] = sinusoid_table(num, self.cfg.decoder_dim).to(device)[None]
