@@ -137,17 +137,19 @@ def main(argv=None) -> list[dict]:
     steps = args.steps or (3 if args.smoke else 14)
     skip = 1 if args.smoke else 4  # worker start-up and cuDNN autotuning
     work = Path(args.dir or tempfile.mkdtemp(prefix="vssl-engine-data-"))
-    rows = []
-    for name in [r.strip() for r in args.recipes.split(",") if r.strip()]:
-        probe = recipe_config(name, work, args.smoke, args.device, steps)
+    names = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    folders = {}
+    for name in names:  # all videos first: the encoder processes fork before CUDA is initialised
+        load = recipe_config(name, work, args.smoke, args.device, steps).data.load_size
         t0 = time.perf_counter()
-        folder = write_videos(work / f"videos_{probe.data.load_size}", probe.data.load_size,
-                              distinct=4 if args.smoke else 16, rows=64 if args.smoke else 2048,
-                              seconds=2.0 if args.smoke else 10.0)
-        cfg = recipe_config(name, folder, args.smoke, args.device, steps)
-        row = {"recipe": name, "videos_s": time.perf_counter() - t0, "batch": cfg.data.batch_size,
-               "workers": cfg.data.num_workers, "clip": f"{cfg.data.num_frames}x{cfg.data.load_size} stride "
-                                                       f"{cfg.data.stride} -> {cfg.data.crop_size}"}
+        folders[name] = write_videos(work / f"videos_{load}", load, distinct=4 if args.smoke else 16,
+                                     rows=64 if args.smoke else 2048, seconds=2.0 if args.smoke else 10.0)
+        print(f"  {name}: test videos at short side {load} in {time.perf_counter() - t0:.0f} s", flush=True)
+    rows = []
+    for name in names:
+        cfg = recipe_config(name, folders[name], args.smoke, args.device, steps)
+        row = {"recipe": name, "batch": cfg.data.batch_size, "workers": cfg.data.num_workers,
+               "clip": f"{cfg.data.num_frames}x{cfg.data.load_size} stride {cfg.data.stride} -> {cfg.data.crop_size}"}
         try:
             trainer = build_trainer(cfg, work / f"run_{name}")
             row.update(measure_loader(trainer, args.batches or (2 if args.smoke else 6)))

@@ -12,10 +12,12 @@
 #   2. run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=560)
 #
 # What it measures, in one process per part, each part capped by `timeout` (seconds in brackets; the
-# caps add up to 475 s, under the 8 minutes the issue allows; expected about 6 minutes on an H100/H200):
+# caps add up to 475 s, under the 8 minutes the issue allows; expected about 6 minutes on an H100/H200;
+# a lever group starts no further case once its --budget of build time is spent, so that what was
+# built is still timed inside the cap):
 #   0. [35]  the CUDA-only tests of the levers (tests/test_speed_levers.py -k cuda): the CUDA-graph key
 #            encoder gives the eager keys, the bf16 Sinkhorn's CUDA path agrees with float64 SwAV;
-#   1. [95]  gpu_levers --group vit: ref_videomae, VideoMAE ViT-B and SIGMA-MLP ViT-B (batch 64,
+#   1. [115] gpu_levers --group vit: ref_videomae, VideoMAE ViT-B and SIGMA-MLP ViT-B (batch 64,
 #            16x224x224, bf16) with each lever on/off (defer_logs, sinkhorn_bf16, sinkhorn_tol, all),
 #            clips/s, peak memory, host syncs per step and where they come from, ratios against the
 #            default and the reference step of the same run, a torch.profiler table for a missed target;
@@ -25,10 +27,10 @@
 #   4. [75]  engine_data.py: the recipes' loaders (10 workers for ViT-B, 8 for R(2+1)D-18) on H.264
 #            files at the recipes' sizes: loader clips/s, and the share of the engine loop spent waiting
 #            for data in a real Trainer.fit (SIGMA-MLP ViT-B, tubelet contrast);
-#   5. [170] gpu_levers --group compile: torch.compile (train.compile: the methods' forward_loss) of
+#   5. [150] gpu_levers --group compile: torch.compile (train.compile: the methods' forward_loss) of
 #            VideoMAE, SIGMA and tubelet contrast against their eager steps and the reference steps,
 #            cold (a fresh inductor cache), its warm-up stated;
-#            no further case starts after 110 s (tubelet contrast's compile is last).
+#            no further case starts after 90 s (tubelet contrast's compile is last).
 # Everything is written under $OUT (at most 8 files come back): benchmarks.md (the tables, ready to
 # paste), levers_vit.json, levers_cnn.json, levers_compile.json, sinkhorn.json, engine_data.json,
 # gpu_check.log (all output), env.txt. Paste benchmarks.md into BENCHMARKS.md with the card in env.txt.
@@ -77,16 +79,16 @@ part() {  # part CAP NAME COMMAND...: run one part under its cap, its output int
 }
 
 part 35 "0 CUDA tests" python3 -m pytest -q -p no:cacheprovider tests/test_speed_levers.py -k cuda
-part 95 "1 levers vit" python3 benchmarks/gpu_levers.py $SIZE $CPU_ARGS --device "$DEVICE" --group vit \
-  --json "$OUT/levers_vit.json"
+part 115 "1 levers vit" python3 benchmarks/gpu_levers.py $SIZE $CPU_ARGS --device "$DEVICE" --group vit \
+  --budget 60 --json "$OUT/levers_vit.json"
 part 75 "2 levers cnn" python3 benchmarks/gpu_levers.py $SIZE $CPU_ARGS --device "$DEVICE" --group cnn \
-  --json "$OUT/levers_cnn.json"
+  --budget 40 --json "$OUT/levers_cnn.json"
 part 25 "3 sinkhorn" python3 benchmarks/sinkhorn.py --device "$DEVICE" $CPU_ARGS \
   $([ -n "$SIZE" ] && echo "--n 2048 --k 300 --steps 1") --json "$OUT/sinkhorn.json"
 part 75 "4 engine data" python3 benchmarks/engine_data.py $SIZE $CPU_ARGS --device "$DEVICE" \
   --json "$OUT/engine_data.json"
-part 170 "5 levers compile" python3 benchmarks/gpu_levers.py $SIZE $CPU_ARGS --device "$DEVICE" --group compile \
-  --compile-backend "$BACKEND" --budget 110 --json "$OUT/levers_compile.json"
+part 150 "5 levers compile" python3 benchmarks/gpu_levers.py $SIZE $CPU_ARGS --device "$DEVICE" --group compile \
+  --compile-backend "$BACKEND" --budget 90 --json "$OUT/levers_compile.json"
 
 # one report with all parts (a part without its JSON is named as failed)
 python3 - "$OUT" <<'EOF' 2>&1 | tee -a "$LOG"
