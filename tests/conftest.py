@@ -15,6 +15,41 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+#: the project's shared facts beside the checkout (``../shared``: reference tables, real annotation files)
+SHARED = Path(os.environ.get("VSSL_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+ANNOTATIONS = Path(os.environ.get("VSSL_ANNOTATIONS", SHARED / "annotations"))
+
+
+def require_shared(path: Path) -> Path:
+    """``path`` under ``../shared``; its absence fails the test, never skips it: CI has ``../shared`` beside
+    the checkout, so a missing one there is a broken setup that a skip would hide."""
+    if not path.exists():
+        pytest.fail(f"{path} not found: ../shared must sit beside the checkout (or set VSSL_SHARED / "
+                    "VSSL_ANNOTATIONS)", pytrace=False)
+    return path
+
+
+def usable_backends() -> list[str]:
+    """pyav and the optional decoders this machine can use, for parametrising at collection (never a skip;
+    an absent decoder is refused in one line, tests/test_reliability_config.py)."""
+    from vssl.data.video import BACKENDS, check_backend
+    from vssl.errors import ConfigError
+
+    usable = []
+    for name in BACKENDS:
+        try:
+            check_backend(name)
+            usable.append(name)
+        except ConfigError:
+            pass
+    return usable
+
+
+@pytest.fixture
+def real_annotations() -> Path:
+    """The real annotation files (``../shared/annotations``); see :func:`require_shared`."""
+    return require_shared(ANNOTATIONS)
+
 
 def moving_square_frames(num_frames: int = 24, height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
     """uint8 (T, H, W, 3): background level 10 + 7*t (mod 200), a 12px square moving right by 2px/frame."""

@@ -94,6 +94,20 @@ def test_data_pipeline_smoke(tmp_path):
     assert len(list(tmp_path.glob("*.mp4"))) == 2
 
 
+def test_clip_pipeline_smoke():
+    rows = bench("clip_pipeline").main(["--smoke", "--steps", "1"])
+    assert [r["case"] for r in rows][0] == "square" and all(r["ms"] > 0 for r in rows)
+    # the baseline's whole-batch crop and vssl's windowed crop cut the same pixels (up to uint8 rounding
+    # of float sums taken in another order)
+    cp = bench("clip_pipeline")
+    from vssl.data.crops import crop_boxes, rrc_params
+    x = cp.items([(32, 57)] * 4, 2)
+    video = torch.stack([i["video"] for i in x])
+    boxes = rrc_params(torch.tensor([[32, 57]] * 4), generator=torch.Generator().manual_seed(0))
+    diff = cp.whole_batch_crop(video, boxes, 16).int() - crop_boxes(video, boxes, 16).int()
+    assert diff.abs().max() <= 1 and (diff != 0).float().mean() < 0.01
+
+
 def test_run_all_report_and_gpu_script():
     ra = bench("run_all")
     text = ra.report([

@@ -99,3 +99,19 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path):
 def test_every_shipped_config_loads(path):
     cfg = load_config(path)
     assert cfg.train.max_steps > 0 and method_config(cfg) is not None
+
+
+@pytest.mark.parametrize("config, dataset", [("ucf101_r2plus1d18.yaml", "ucf101"),
+                                             ("ucf101_1k_r2plus1d18.yaml", "ucf101_1k")])
+def test_ucf101_finetune_configs_run_severes_16_epochs(config, dataset, real_annotations):
+    """SEVERE's UCF recipe (severe-protocols.md §2.4): 16 epochs of train videos x 10 clips / batch 32
+    (drop_last), milestones 6/10/14; the step counts follow from the real lists (9537 and 1010 videos)."""
+    from vssl.data.datasets import ADAPTERS
+
+    cfg = load_config(TOY.parent / config, [f"data.annotations={real_annotations / 'ucf101'}"])
+    assert cfg.data.dataset == dataset and (cfg.data.batch_size, cfg.schedule.gamma) == (32, 0.3)
+    per_epoch = len(ADAPTERS[dataset](real_annotations / "ucf101", "train", 1)) * 10 // 32
+    assert cfg.train.max_steps == 16 * per_epoch
+    assert list(cfg.schedule.milestones) == [6 * per_epoch, 10 * per_epoch, 14 * per_epoch]
+    comment = (TOY.parent / config).read_text()
+    assert f"{per_epoch} steps" in comment and "same schedule" not in comment

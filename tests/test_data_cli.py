@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ANNOTATIONS as ANN
+from conftest import usable_backends
 from vssl.cli import main
 
-ANN = Path(os.environ.get("VSSL_ANNOTATIONS", Path(__file__).resolve().parents[2] / "shared" / "annotations"))
-real = pytest.mark.skipif(not ANN.is_dir(), reason=f"real annotations not found at {ANN}")
+real = pytest.mark.usefixtures("real_annotations")  # fails, never skips, without ../shared
 
 
 def summary_json(*args: str) -> dict:
@@ -82,36 +82,23 @@ def _manifest(folder: Path) -> None:
     (folder / "test.csv").write_text("path,label\ngood.mp4,a\n")
 
 
-def test_check_command_with_stub_checker(tmp_path, capsys, monkeypatch):
-    """check_command's contract with vssl.data.check.check_videos: arguments, printing, exit status."""
-    calls = []
-
-    def check_videos(videos, root, backend="pyav", workers=0):
-        calls.append((videos.split, len(videos), root, backend, workers))
-        return [(r.path, "moov atom not found") for r in videos if "broken" in r.path]
-
-    monkeypatch.setitem(sys.modules, "vssl.data.check", types.SimpleNamespace(check_videos=check_videos))
-    _manifest(tmp_path)
-    args = ["data", "check", "--dataset", "csv", "--annotations", str(tmp_path), "--root", "/videos",
-            "--workers", "3", "--backend", "torchcodec"]
-    assert main(args) == 1
-    assert calls == [("train", 2, "/videos", "torchcodec", 3), ("test", 1, "/videos", "torchcodec", 3)]
-    out = capsys.readouterr().out
-    assert "broken.mp4: moov atom not found" in out and "csv train: 1/2 readable" in out
-    (tmp_path / "train.csv").write_text("path,label\ngood.mp4,a\n")
-    assert main(args) == 0
-
-
-@pytest.mark.skipif(importlib.util.find_spec("vssl.data.check") is None, reason="vssl.data.check not written yet")
-def test_check_command_real_videos(tmp_path, make_video, capsys):
+@pytest.mark.parametrize("backend", usable_backends())
+def test_check_command_real_videos(tmp_path, make_video, capsys, backend):
+    """The real checker through the CLI (a pool of 2 workers): a broken file is listed with its reason, the
+    good one is not, the exit status says whether any video is unreadable."""
     video_root = make_video("good.mp4").parent
     (video_root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom not really a video")
     ann = tmp_path / "ann"
     ann.mkdir()
     _manifest(ann)
-    rc = main(["data", "check", "--dataset", "csv", "--annotations", str(ann), "--root", str(video_root)])
+    args = ["data", "check", "--dataset", "csv", "--annotations", str(ann), "--root", str(video_root),
+            "--workers", "2", "--backend", backend]
+    rc = main(args)
     out = capsys.readouterr().out
-    assert rc == 1 and "broken.mp4" in out and "good.mp4:" not in out
+    assert rc == 1 and "csv train: 1/2 readable" in out and "csv test: 1/1 readable" in out
+    assert "  broken.mp4: " in out and "good.mp4:" not in out
+    (ann / "train.csv").write_text("path,label\ngood.mp4,a\n")
+    assert main(args) == 0
 
 
 def test_prepare_command_passes_options(monkeypatch, capsys):
@@ -136,7 +123,6 @@ def test_prepare_command_passes_options(monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == "vssl: error: missing: source directory not found"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vssl.data.prepare") is None, reason="vssl.data.prepare not written yet")
 def test_prepare_then_summary_paths_still_resolve(tmp_path_factory, make_video, capsys):
     """A re-encoded tree keeps relative paths (.avi -> .mp4): the annotations still find every video."""
     from vssl.data.datasets import ADAPTERS

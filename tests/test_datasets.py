@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import ANNOTATIONS as ANN
 from vssl.data.datasets import ADAPTERS, SPLITS, VideoRecord, balanced_subset, fraction_subset, split_names
 from vssl.data.datasets.base import MissingAnnotationError
 from vssl.errors import AnnotationError
 
-ANN = Path(os.environ.get("VSSL_ANNOTATIONS", Path(__file__).resolve().parents[2] / "shared" / "annotations"))
-real = pytest.mark.skipif(not ANN.is_dir(), reason=f"real annotations not found at {ANN}")
+real = pytest.mark.usefixtures("real_annotations")  # fails, never skips, without ../shared
 
 
 def counts(name: str, folder: str, fold: int = 1, **opts) -> dict[str, int]:
@@ -327,3 +326,21 @@ def test_gym_lists_with_fewer_classes_agree_across_splits(tmp_path):
     train, val = ADAPTERS["gym99"](tmp_path, "train"), ADAPTERS["gym99"](tmp_path, "val")
     assert train.num_classes == val.num_classes == 6 and [r.path for r in val] == ["d.avi", "e.avi"]
     assert ADAPTERS["gym99"](tmp_path, "train", label_range=(2, 4)).labels == [2, 0]
+
+
+@real
+def test_ucfrep_videos_are_the_ucf101_files(tmp_path):
+    """Every UCFRep video is found in a UCF101 tree laid out as UCF101's own lists name its files (the
+    independent reference), HandstandPushups included; the counted part is kept as 0-based frames."""
+    listed = [r.path for s in ("train", "test") for r in ADAPTERS["ucf101"](ANN / "ucf101", s, 1)]
+    counted = {Path(r.path).stem for s in ("train", "val") for r in ADAPTERS["ucfrep"](ANN / "ucfrep", s)}
+    for path in (p for p in listed if Path(p).stem in counted):  # the UCF101 files of the counted videos
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).touch()
+    for split, n, handstand in (("train", 421, 19), ("val", 105, 5)):  # 24 HandStandPushups videos
+        videos = ADAPTERS["ucfrep"](ANN / "ucfrep", split, root=tmp_path)
+        assert len(videos) == n and videos.missing == []
+        found = [r for r in videos if r.meta["class"] == "HandStandPushups"]
+        assert len(found) == handstand and found[0].path.startswith("HandstandPushups/v_HandStandPushups_g")
+    r = next(r for r in ADAPTERS["ucfrep"](ANN / "ucfrep", "train") if r.meta["start_frame"] > 1)
+    assert r.meta["frame_range"] == (r.meta["start_frame"] - 1, r.meta["end_frame"] - 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,46 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path, monk
     state = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=True)
     assert state["world_size"] == 2 and len(state["rng"]) == 2  # every rank's RNG, for an exact resume
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 1  # rank 0 only
+
+
+def _per_node_main(rank: int, world_size: int, port: str, base: str) -> None:
+    """A rank whose --out is its own node-local folder (the same path on different disks)."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    torch.set_num_threads(1)
+    out, report = Path(base) / f"node{rank}", Path(base) / f"rank{rank}.txt"
+    lines = []
+    try:
+        Trainer(tiny_cfg(max_steps=2, ckpt_every=2), TinyMethod(), RandomClipDataset(16, 3, SHAPE), out).fit()
+        lines.append("fresh run finished")
+        Trainer(tiny_cfg(max_steps=4, ckpt_every=2), TinyMethod(), RandomClipDataset(16, 3, SHAPE), out,
+                resume=True).fit()
+        lines.append("resumed")
+    except Exception as e:  # noqa: BLE001 - reported to the test through the file
+        lines.append(f"{type(e).__name__}: {e}")
+    finally:
+        D.cleanup()
+        report.write_text("\n".join(lines))
+
+
+@pytest.mark.slow
+def test_resume_without_a_shared_folder_stops_every_rank_in_one_line(tmp_path, monkeypatch, capfd):
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    ctx = mp.start_processes(_per_node_main, args=(2, str(free_port()), str(tmp_path)), nprocs=2, join=False,
+                             start_method="fork")
+    deadline = time.monotonic() + 120
+    while not ctx.join(timeout=1) and time.monotonic() < deadline:
+        pass
+    hung = [p.pid for p in ctx.processes if p.is_alive()]
+    for p in ctx.processes:
+        if p.is_alive():
+            p.kill()
+    assert not hung, "the ranks hung instead of stopping"
+    for rank in (0, 1):  # both ranks stop at the same check with the same reason
+        fresh, error = (tmp_path / f"rank{rank}.txt").read_text().splitlines()
+        assert fresh == "fresh run finished"
+        assert error.startswith("CheckpointError: ") and "not one folder shared by all ranks (ranks [1]" in error
+        assert "desynchronise" in error
+    assert (tmp_path / "node0" / "checkpoints" / "last.pt").is_file()  # rank 0's step-2 checkpoint is untouched
+    assert "this run's checkpoints cannot be resumed" in capfd.readouterr().err  # the fresh run warned

@@ -152,7 +152,10 @@ def test_fit_writes_logs_checkpoints_and_plain_backbone(tmp_path):
     cfg = tiny_cfg(max_steps=4, ckpt_every=2, keep_checkpoints=1, tensorboard=True, log_every=2)
     cfg.optim.name, cfg.train.clip_grad = "adamw", 1.0
     save_training_checkpoint(tmp_path / "checkpoints", {"step": 99}, 99, keep=1)  # an older run's
-    summary = Trainer(cfg, TinyMethod(), RandomClipDataset(16, 3, SHAPE), tmp_path).fit()
+    with pytest.raises(CheckpointError, match=r"already holds a run \(checkpoints up to step 99\)"):
+        Trainer(cfg, TinyMethod(), RandomClipDataset(16, 3, SHAPE), tmp_path).fit()
+    # started over on purpose, the older run's checkpoints go: a later --resume must not find step 99
+    summary = Trainer(cfg, TinyMethod(), RandomClipDataset(16, 3, SHAPE), tmp_path, overwrite=True).fit()
     assert summary["step"] == 4 and summary["epoch"] == 1  # epoch 1 is done, epoch 2 not begun
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4] and {"loss", "acc", "lr", "grad_norm", "data_time", "clips_per_s"} <= set(rows[0])

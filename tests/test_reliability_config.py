@@ -12,6 +12,7 @@ Examples per property: ``VSSL_HYPOTHESIS_EXAMPLES`` (default 50; RELIABILITY.md'
 from __future__ import annotations
 
 import dataclasses
+import sys
 import json
 import math
 import os
@@ -21,13 +22,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, event, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
-from vssl.cli import main  # noqa: E402
-from vssl.config import RunConfig, load_config  # noqa: E402
-from vssl.errors import ConfigError  # noqa: E402
+from vssl.cli import main
+from vssl.config import RunConfig, load_config
+from vssl.errors import ConfigError
 
 TOY = str(Path(__file__).resolve().parents[1] / "configs" / "finetune" / "toy.yaml")
 EXAMPLES = int(os.environ.get("VSSL_HYPOTHESIS_EXAMPLES", "50"))
@@ -314,3 +314,66 @@ def test_config_file_errors(tmp_path, capsys):
         assert_one_line_error(rc, err, name)
     rc, err = run_cli(["pretrain", "--config", str(tmp_path), "--out", str(tmp_path / "o")], capsys)  # a folder
     assert_one_line_error(rc, err, str(tmp_path))
+
+
+# --- values that used to be stored as results, or ended in a traceback ---------------------------
+
+@pytest.mark.parametrize("override, names", [
+    ("steps=-3", ["steps=-3", ">= 0"]), ("knn_k=0", ["knn_k=0", ">= 1"]), ("test_clips=0", ["test_clips=0"]),
+    ("batch_size=0", ["batch_size"]), ("lr=0", ["lr=0", "> 0"]), ("ensemble=median", ["ensemble", "mean, max"]),
+    ("crop_scale=[0.5, 0.2]", ["crop_scale"]), ("dropout=1.5", ["dropout"]),
+])
+def test_out_of_range_recipe_values_are_refused_before_any_work(tmp_path, capsys, override, names):
+    rc, err = run_cli(["severe", "--backbone", "r2plus1d_tiny", "--data-root", str(tmp_path), "--out",
+                       str(tmp_path / "out"), "--protocol", "knn", "--experiments", "ucf101_1k", "--set", override],
+                      capsys)
+    assert_one_line_error(rc, err, *names)
+    assert not (tmp_path / "out").exists()  # nothing stored
+
+
+def test_a_device_this_machine_lacks_is_one_line(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    rc, err = run_cli(["severe", "--backbone", "r2plus1d_tiny", "--data-root", str(tmp_path), "--out",
+                       str(tmp_path / "out"), "--device", "cuda"], capsys)
+    assert_one_line_error(rc, err, "device 'cuda'", "0 CUDA device")
+    rc, err = run_cli(["pretrain", "--config", TOY, "--out", str(tmp_path / "run"), "--set", "train.device=cuda:1"],
+                      capsys)
+    assert_one_line_error(rc, err, "cuda:1")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run" / "final.pt").exists()
+
+
+def _check_tree(tmp_path, make_video) -> list[str]:
+    videos = make_video("good.mp4").parent
+    (tmp_path / "ann").mkdir()
+    for split in ("train", "test"):
+        (tmp_path / "ann" / f"{split}.csv").write_text("path,label\ngood.mp4,a\n")
+    return ["data", "check", "--dataset", "csv", "--annotations", str(tmp_path / "ann"), "--root", str(videos),
+            "--workers", "1"]
+
+
+def test_data_check_refuses_an_unknown_or_missing_backend(tmp_path, make_video, capsys, monkeypatch):
+    args = _check_tree(tmp_path, make_video)
+    rc, err = run_cli([*args, "--backend", "foo"], capsys)
+    assert_one_line_error(rc, err, "--backend", "'foo'", "pyav, torchcodec, decord")
+    monkeypatch.setitem(sys.modules, "torchcodec", None)  # as when it is not installed: import fails
+    monkeypatch.delitem(sys.modules, "torchcodec.decoders", raising=False)
+    rc, err = run_cli([*args, "--backend", "torchcodec"], capsys)
+    assert_one_line_error(rc, err, "--backend torchcodec", "not usable", "pyav")
+    rc, err = run_cli([*args, "--backend", "pyav"], capsys)
+    assert rc == 0 and "Traceback" not in err  # the good video is readable with a usable decoder
+
+
+def test_a_damaged_dino_checkpoint_is_one_line(tmp_path, capsys):
+    import torch
+
+    good = tmp_path / "dino.pth"
+    torch.save({"cls_token": torch.zeros(1, 1, 192)}, good)
+    (tmp_path / "damaged.pth").write_bytes(good.read_bytes()[:40])
+    sigma = str(Path(TOY).parents[1] / "pretrain" / "sigma_dino_tiny.yaml")
+    for name, words in (("damaged.pth", ["damaged.pth"]), ("dino.pth", ["dino.pth", "missing keys"])):
+        rc, err = run_cli(["pretrain", "--config", sigma, "--out", str(tmp_path / name[:-4]), "--set",
+                           "data.dataset=random", "--set", f"method.dino_checkpoint={tmp_path / name}"], capsys)
+        assert_one_line_error(rc, err, "method.dino_checkpoint", *words)

@@ -83,3 +83,27 @@ def test_resume_of_a_finished_run_is_a_no_op(tmp_path):
     after = torch.load(tmp_path / "backbone.pt", weights_only=True)
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_fresh_start_never_deletes_an_earlier_runs_checkpoints(tmp_path, capsys):
+    """A run killed after its step-8 checkpoint, started again without --resume: refused in one line, nothing
+    deleted; --overwrite starts again on purpose."""
+    from vssl.cli import main
+
+    args = ["finetune", "--config", str(TOY), "--out", str(tmp_path), "--set", "train.max_steps=8",
+            "--set", "train.ckpt_every=4", "--set", "train.keep_checkpoints=5", "--set", "train.deterministic=false"]
+    assert main(args) == 0
+    for name in ("final.pt", "backbone.pt"):  # as if killed right after the last checkpoint
+        (tmp_path / name).unlink()
+    kept = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
+    assert {"step_00000004.pt", "step_00000008.pt", "last.pt"} <= set(kept)
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds a run (checkpoints up to step 8)" in err and "--resume" in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()} == kept
+    assert main([*args, "--resume"]) == 0 and (tmp_path / "final.pt").is_file()
+    assert main(args) == 1  # finished weights are protected too
+    assert "final.pt, backbone.pt" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    assert torch.load(tmp_path / "final.pt", weights_only=True)["step"] == 8

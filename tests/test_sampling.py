@@ -46,6 +46,39 @@ def test_short_video_padding_modes():
     assert clamp.tolist() == list(range(10)) + [9] * 6
 
 
+def test_videomae_hold_repeats_the_last_frame_reached():
+    """VideoMAE's loader (1-based ``offset``): frame = offset - 1, and offset advances by the stride only
+    while offset + stride < num_frames; short videos start at 0, and a clip spans clip_len * stride."""
+    def videomae(n, clip_len, stride, start):  # the reference's loop, derived by hand
+        offset, out = start + 1, []
+        for _ in range(clip_len):
+            out.append(offset - 1)
+            if offset + stride < n:
+                offset += stride
+        return out
+
+    rng = np.random.default_rng(0)
+    assert random_clip(10, 16, 4, rng, pad="hold").tolist() == videomae(10, 16, 4, 0) == [0, 4, 8] + [8] * 13
+    assert random_clip(9, 16, 4, rng, pad="hold").tolist() == videomae(9, 16, 4, 0) == [0] + [4] * 15  # 8 unused
+    assert random_clip(1, 4, 2, rng, pad="hold").tolist() == [0, 0, 0, 0]
+    for n, stride in ((64, 4), (70, 4), (40, 1), (100, 2)):
+        for seed in range(20):
+            clip = random_clip(n, 16, stride, np.random.default_rng(seed), pad="hold")
+            start = int(clip[0])
+            assert 0 <= start <= max(n - 16 * stride, 0)  # VideoMAE's span: 16 * stride
+            assert clip.tolist() == videomae(n, 16, stride, start)
+    assert pad_indices([5, 6, 7, 8, 9], 9, "hold").tolist() == [5, 6, 7, 7, 7]
+
+
+def test_tubelet_contrast_clamp_with_jitter():
+    """RandomFrameSampler: index i = min(start + i * stride + j_i, n - 1), start 0 when the clip is longer."""
+    for seed in range(30):
+        clip = random_clip(20, 16, 3, np.random.default_rng(seed), jitter=True, pad="clamp")
+        jit = clip - 3 * np.arange(16)
+        assert (clip[clip < 19] - 3 * np.arange(16)[clip < 19] >= 0).all() and (jit[clip < 19] <= 2).all()
+        assert clip.max() <= 19 and (clip[np.arange(16) * 3 >= 19] == 19).all()
+
+
 def test_fps_clip_severe_32_at_16fps():
     rng = np.random.default_rng(0)
     # 30 fps source, 10 s: 32 frames at 16 fps span 2 s = 60 source frames, skipping some frames.

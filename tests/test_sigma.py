@@ -174,3 +174,45 @@ def test_prediction_branch_does_not_move_the_prototypes():
     loss.backward()
     assert m.prototypes.grad is None or m.prototypes.grad.abs().sum() == 0
     assert m.decoder.head.weight.grad.abs().sum() > 0
+
+
+def dino_vit_state(dim: int = 192, depth: int = 12, patch: int = 16, grid: int = 14) -> dict:
+    """A DINO ViT backbone's state dict in the layout of facebookresearch/dino vision_transformer.py
+    (cls_token, pos_embed, patch_embed.proj, blocks.N.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2},
+    norm; head = Identity): the file hubconf's dino_vit* loads; random values."""
+    g = torch.Generator().manual_seed(0)
+    shapes = {"cls_token": (1, 1, dim), "pos_embed": (1, grid * grid + 1, dim),
+              "patch_embed.proj.weight": (dim, 3, patch, patch), "patch_embed.proj.bias": (dim,),
+              "norm.weight": (dim,), "norm.bias": (dim,)}
+    for i in range(depth):
+        b = f"blocks.{i}."
+        shapes.update({b + "norm1.weight": (dim,), b + "norm1.bias": (dim,), b + "attn.qkv.weight": (3 * dim, dim),
+                       b + "attn.qkv.bias": (3 * dim,), b + "attn.proj.weight": (dim, dim), b + "attn.proj.bias": (dim,),
+                       b + "norm2.weight": (dim,), b + "norm2.bias": (dim,), b + "mlp.fc1.weight": (4 * dim, dim),
+                       b + "mlp.fc1.bias": (4 * dim,), b + "mlp.fc2.weight": (dim, 4 * dim), b + "mlp.fc2.bias": (dim,)})
+    return {k: torch.randn(s, generator=g) for k, s in shapes.items()}
+
+
+@pytest.mark.parametrize("layout", ["backbone", "full_checkpoint"])
+def test_sigma_dino_loads_a_dino_checkpoint(tmp_path, layout):
+    """SIGMA-DINO's teacher takes DINO's released backbone file, or the teacher of DINO's full training
+    checkpoint (main_dino.py saves {"student": DDP keys, "teacher": "backbone."/"head." keys, ...}); the
+    weights land in the frozen teacher, its 16 px patch grid resampled to the student's 8 px at 32 px."""
+    state = dino_vit_state()
+    if layout == "full_checkpoint":
+        head = {"head.mlp.0.weight": torch.randn(8, 192), "head.last_layer.weight_g": torch.randn(8, 1)}
+        obj = {"teacher": {**{f"backbone.{k}": v for k, v in state.items()}, **head},
+               "student": {f"module.backbone.{k}": v for k, v in state.items()}, "epoch": 100}
+    else:
+        obj = state
+    torch.save(obj, tmp_path / "dino.pth")
+    run = RunConfig()
+    run.data.crop_size = 32
+    cfg = SIGMA.Config(decoder_dim=32, decoder_depth=1, decoder_heads=2, target="dino", num_prototypes=16,
+                       dino_model="vit_tiny_patch16_224", dino_checkpoint=str(tmp_path / "dino.pth"))
+    teacher = SIGMA(cfg, build_backbone("vit_tiny"), run).teacher.state_dict()
+    for key in ("cls_token", "norm.weight", "blocks.0.attn.qkv.weight", "blocks.11.mlp.fc2.bias"):
+        torch.testing.assert_close(teacher[key], state[key], rtol=0, atol=0)
+    assert teacher["patch_embed.proj.weight"].shape == (192, 3, 8, 8)  # resampled 16 -> 8 px patches
+    assert teacher["pos_embed"].shape == (1, 1 + 4 * 4, 192)  # 14 x 14 grid -> 4 x 4 at 32 px
+    torch.testing.assert_close(teacher["pos_embed"][:, 0], state["pos_embed"][:, 0], rtol=0, atol=0)

@@ -5,7 +5,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from conftest import moving_square_frames
+from conftest import moving_square_frames, usable_backends
 from vssl.data.video import VideoDecodeError, VideoReader, scaled_size
 from vssl.errors import VsslError
 
@@ -101,9 +101,8 @@ def test_unknown_or_missing_backends(make_video):
                 VideoReader(path, backend=backend)
 
 
-@pytest.mark.parametrize("backend", ["torchcodec", "decord"])
-def test_optional_backends_agree_with_pyav(make_video, backend):
-    pytest.importorskip(backend)
+@pytest.mark.parametrize("backend", usable_backends())
+def test_usable_backends_agree_with_pyav(make_video, backend):
     path = make_video(num_frames=24)
     with VideoReader(path) as ref, VideoReader(path, backend=backend, short_side=0) as other:
         assert other.num_frames == ref.num_frames

@@ -254,11 +254,12 @@ def test_viz_tubelets_writes_the_recipes_pairs(tmp_path, capsys):
 
     a, b = make_pairs(config, 3, seed=1, overrides=sets), make_pairs(config, 3, seed=1, overrides=sets)
     assert np.array_equal(a["view1"], b["view1"]) and np.array_equal(a["view2"], b["view2"])  # reproducible
-    # the same opaque tubelets on both views, after the same colour jitter: the same pixels there (up to
-    # the rounding of a lerp with weight 1), while the backgrounds (other videos) differ
+    # the same opaque tubelets on both views, after the same colour jitter: nearly the same pixels there
+    # (the contrast op blends each frame with its own mean grey, and the backgrounds' means differ), while
+    # the backgrounds (other videos) differ
     solid = (a["alpha"] == 1).any(1)  # (n, T, S, S)
     diff = np.abs(a["view1"].astype(int) - a["view2"].astype(int)).max(-1)
-    assert solid.sum() > 50 and diff[solid].max() <= 1 and diff[~solid].mean() > 10
+    assert solid.sum() > 50 and diff[solid].max() <= 2 and diff[~solid].mean() > 10
 
     video_contrast = str(CONFIGS / "video_contrast_tiny.yaml")
     assert main(["viz", "tubelets", "--config", video_contrast, "--out", str(tmp_path / "b")]) == 2

@@ -1,7 +1,7 @@
-"""Safe checkpoint loading, reports, SEVERE/VideoMAE/SIGMA/HF converters and the weights CLI."""
+"""Safe checkpoint loading, reports, VideoMAE/SIGMA/HF converters and the weights CLI (the SEVERE R(2+1)D
+formats: test_converters.py)."""
 
 import argparse
-import re
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ import torch
 from vssl.cli import main
 from vssl.errors import CheckpointError
 from vssl.models import build_backbone, load_backbone_weights, load_state_dict_file
-from vssl.models.convert import CONVERTERS, guess_format
+from vssl.models.convert import guess_format
 from vssl.models.weights import save_backbone_file
 
 torch.set_num_threads(1)
@@ -23,63 +23,6 @@ def tv_sd():
     sd = build_backbone("r2plus1d_18").state_dict()
     sd["fc.weight"], sd["fc.bias"] = torch.randn(400, 512), torch.randn(400)
     return sd
-
-
-def _backbone(sd):
-    return {k: v for k, v in sd.items() if not k.startswith("fc.")}
-
-
-def _mmaction(k):  # inverse of SEVERE's CTP/Tubelet-Contrast renames
-    for a, b in [(r"^stem\.0\.", "stem.conv_s."), (r"^stem\.1\.", "stem.bn_s."), (r"^stem\.3\.", "stem.conv_t."),
-                 (r"^stem\.4\.", "stem.bn_t."), (r"(conv\d)\.0\.0\.", r"\1.conv_s."), (r"(conv\d)\.0\.1\.", r"\1.bn_s."),
-                 (r"(conv\d)\.0\.3\.", r"\1.conv_t."), (r"\.conv(\d)\.1\.", r".bn\1."),
-                 (r"downsample\.0\.", "downsample.conv."), (r"downsample\.1\.", "downsample_bn.")]:
-        k = re.sub(a, b, k)
-    return "backbone." + k
-
-
-def _rsp(k):
-    return "encoder_q." + re.sub(r"^stem\.", "encoder.base_network.0.", re.sub(r"^layer(\d)\.", r"encoder.base_network.\1.", k))
-
-
-def _pretext(k):
-    return re.sub(r"^stem\.", "module.base_network.0.", re.sub(r"^layer(\d)\.", r"module.base_network.\1.", k))
-
-
-LAYOUTS = {  # method -> synthetic checkpoint in that method's layout, built from a torchvision state dict
-    "torchvision": lambda sd: dict(sd),
-    "moco": lambda sd: {"state_dict": {**{f"module.encoder_q.{k}": v for k, v in sd.items()},
-                                       **{f"module.encoder_k.{k}": v for k, v in sd.items()},
-                                       "module.queue": torch.randn(128, 8)}, "epoch": 3},
-    "selavi": lambda sd: {"model": {**{f"module.video_network.base.{k}": v for k, v in _backbone(sd).items()},
-                                    "module.audio_network.w": torch.ones(2), "module.mlp_v.0.weight": torch.ones(2)}},
-    "avid_cma": lambda sd: {"model": {**{f"module.video_model.{k}": v for k, v in _backbone(sd).items()},
-                                      "module.audio_model.w": torch.ones(2)}},
-    "gdt": lambda sd: {"model": {**{f"video_network.base.{k}": v for k, v in _backbone(sd).items()},
-                                 "audio_network.w": torch.ones(2), "mlp_a.w": torch.ones(2)}},
-    "rspnet": lambda sd: {"model": {**{_rsp(k): v for k, v in _backbone(sd).items()},
-                                    "encoder_q.fc.weight": torch.ones(2), "encoder_q.new_fc.w": torch.ones(2),
-                                    "encoder_k.encoder.base_network.0.0.weight": torch.ones(2)}},
-    "pretext_contrast": lambda sd: {**{_pretext(k): v for k, v in _backbone(sd).items()},
-                                    "module.feature_layer.w": torch.ones(2)},
-    "ctp": lambda sd: {"state_dict": {**{_mmaction(k): v for k, v in _backbone(sd).items()},
-                                      "cls_head.fc.weight": torch.ones(2)}},
-}
-LAYOUTS["video_moco"] = LAYOUTS["moco"]
-LAYOUTS["tubelet_contrast"] = LAYOUTS["ctp"]
-
-
-@pytest.mark.parametrize("fmt", sorted(LAYOUTS))
-def test_severe_converters_round_trip(fmt, tv_sd):
-    ckpt = LAYOUTS[fmt](tv_sd)
-    out = CONVERTERS[fmt](ckpt)
-    expected = _backbone(tv_sd)
-    assert out.backbone == "r2plus1d_18"
-    assert set(out.state_dict) == set(expected)
-    assert all(torch.equal(out.state_dict[k], v) for k, v in expected.items())
-    n_in = len(next(iter(v for v in ckpt.values() if isinstance(v, dict)), ckpt))
-    assert len(out.state_dict) + len(out.dropped) == n_in  # every dropped tensor is reported
-    assert guess_format(ckpt) in {fmt, {"video_moco": "moco", "tubelet_contrast": "ctp"}.get(fmt)}
 
 
 def test_tclr_cli_convert_then_build(tmp_path, capsys):
@@ -118,8 +61,9 @@ def test_safe_load_reports_and_refuses(tmp_path, tv_sd):
     before = tiny.stem[0].weight.clone()
     report = load_backbone_weights(tiny, bad, strict_shapes=False)
     assert report.mismatched[0][0] == "stem.0.weight" and torch.equal(tiny.stem[0].weight, before)
+    moco = {"state_dict": {f"module.encoder_{q}.{k}": v for k, v in tv_sd.items() for q in "qk"}}
     with pytest.raises(CheckpointError, match="--from moco"):  # third-party layout: hint to convert
-        load_backbone_weights(model, LAYOUTS["moco"](tv_sd))
+        load_backbone_weights(model, moco)
 
 
 def test_unsafe_pickles_are_refused_namespace_allowed(tmp_path):
@@ -172,7 +116,7 @@ def test_videomae_and_sigma_pretrain_checkpoints(tmp_path):
 
 
 def test_hf_videomae_parity(tmp_path):
-    transformers = pytest.importorskip("transformers")
+    import transformers  # a test dependency ([test] extra): its absence fails, never skips
     torch.manual_seed(0)
     cfg = transformers.VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=48,
                                       num_hidden_layers=2, num_attention_heads=3, intermediate_size=192,
@@ -204,3 +148,20 @@ def test_convert_rejects_unknown_format(tmp_path, tv_sd):
     torch.save({"w": torch.ones(1)}, src)
     assert main(["weights", "convert", str(src), str(tmp_path / "o.pt"), "--from", "nope"]) == 1
     assert main(["weights", "convert", str(src), str(tmp_path / "o.pt"), "--from", "moco"]) == 1
+
+
+def test_inspect_names_the_backbone_of_vssl_run_outputs(tmp_path, capsys):
+    """A pretraining's backbone.pt (architecture in the run's config.yaml) and final.pt / checkpoints
+    (run config inside) are vssl files whose backbone inspect names, and that name loads them."""
+    from pathlib import Path
+
+    toy = Path(__file__).resolve().parents[1] / "configs" / "finetune" / "toy.yaml"
+    assert main(["finetune", "--config", str(toy), "--out", str(tmp_path), "--set", "train.max_steps=2",
+                 "--set", "train.ckpt_every=2", "--set", "train.deterministic=false"]) == 0
+    capsys.readouterr()
+    for name in ("backbone.pt", "final.pt", "checkpoints/last.pt"):
+        assert main(["weights", "inspect", str(tmp_path / name)]) == 0
+        last = capsys.readouterr().out.strip().splitlines()[-1]
+        assert "<backbone>" not in last and "unknown" not in last, last
+        assert "build_backbone('r2plus1d_tiny', checkpoint=PATH)" in last, last
+        assert build_backbone("r2plus1d_tiny", checkpoint=tmp_path / name).load_report.ok

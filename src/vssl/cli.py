@@ -19,6 +19,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=0.01 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in an --out that holds an earlier run (its checkpoints and weights are replaced)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--experiments", default=None, help="comma-separated experiment names (default: all 8)")
     p.add_argument("--protocol", default="paper", choices=["paper", "quick", "quick-ft", "linear", "knn"])
+    p.add_argument("--recipe", default="severe",
+                   help="a published row's variant of the paper protocol: severe, scratch, tubelet, avid, tclr, vit "
+                        "(vssl.severe.recipes)")
     p.add_argument("--seeds", default="1", help="comma-separated seeds")
     p.add_argument("--device", default="auto")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -108,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="print the SEVERE table with Mean and Rank")
     p.add_argument("dir", nargs="?", default=None)
     p.add_argument("--format", default="md", choices=["md", "csv", "json", "html"])
-    p.add_argument("--from-csv", default=None, help="published rows to place beside measured ones")
+    p.add_argument("--from-csv", action="append", default=[], metavar="FILE",
+                   help="published rows to place beside measured ones, e.g. configs/severe/published/"
+                        "tubelet_contrast_iccv23.csv (repeatable)")
     p.add_argument("--output", "-o", default=None, help="write to this file instead of stdout")
     p.add_argument("--plots", default=None, help="directory for per-factor PNG plots")
     p.add_argument("--analysis", action="store_true",

@@ -35,9 +35,12 @@ class DataConfig:
     fraction: float = 1.0  # class-balanced fraction of the training set (--data-fraction)
     num_frames: int = 16
     stride: int = 4  # frame stride; ignored when fps > 0
+    # a stride drawn per training clip (Tubelet-Contrast: [1, 2, 3, 4]); empty = `stride`
+    strides: list[int] = field(default_factory=list)
+    jitter: bool = False  # per-index temporal jitter randint(0, stride - 1) in stride mode (Tubelet-Contrast)
     fps: float = 0.0  # sample at a target frame rate instead of a stride
     sampling: str = "random"  # random | segment (SSv2-style)
-    load_size: int = 128  # decoded clips are resized to this short side and centre-cropped square
+    load_size: int = 128  # decoded short side (aspect kept; crops are drawn from the whole frame)
     crop_size: int = 112  # network input size after (batched, on-device) augmentation
     backend: str = "pyav"  # pyav | torchcodec | decord
     decoder_threads: int = 0
@@ -399,6 +402,8 @@ def validate_config(cfg: RunConfig, source: str = "config", overridden: set[str]
             fail(key, value, f"a value >= {low}")
     if not 0 < cfg.data.fraction <= 1:
         fail("data.fraction", cfg.data.fraction, "0 < fraction <= 1")
+    if any(k < 1 for k in cfg.data.strides):
+        fail("data.strides", cfg.data.strides, "strides >= 1")
     if len(cfg.optim.betas) != 2 or not all(0 <= b < 1 for b in cfg.optim.betas):
         fail("optim.betas", cfg.optim.betas, "two values in [0, 1)")
     if cfg.schedule.gamma <= 0:

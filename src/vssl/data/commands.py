@@ -97,6 +97,9 @@ def summary_command(args) -> int:
 def check_command(args) -> int:
     """Open every video of every split that has annotations; list the unreadable ones (exit 1 if any)."""
     from vssl.data.check import check_videos
+    from vssl.data.video import check_backend
+
+    check_backend(args.backend)  # a bad or missing decoder is a setup error, not a set of unreadable videos
 
     lists, missing = load_splits(args.dataset, args.annotations, args.split)
     for split, path in missing.items():

@@ -14,12 +14,16 @@ Two ways to lay frames out in time:
   at 16 fps = a 2 s window; source index of time t is ``int(t * native_fps)``, so frames are
   duplicated when the native rate is lower and skipped when higher; severe-protocols.md §2.1).
 
-Short videos (the clip needs frames past the end) are padded by one of two documented rules:
+Short videos (the clip needs frames past the end) are padded by the rule of the method's reference:
 
 * ``"cycle"`` (SEVERE ``pad_missing``): keep the frames that exist and repeat them cyclically
   (``a b c`` -> ``a b c a b c a ...``).
-* ``"clamp"`` (VideoMAE / Tubelet-Contrast): every out-of-range index becomes the last frame
-  (``a b c`` -> ``a b c c c c ...``).
+* ``"clamp"`` (Tubelet-Contrast ``RandomFrameSampler``): every out-of-range index becomes the last
+  frame (``a b c`` -> ``a b c c c c ...``).
+* ``"hold"`` (VideoMAE / SIGMA ``_video_TSN_decord_batch_loader``): the clip stops advancing and
+  repeats the last frame it reached; a position advances only while it stays below the video's last
+  frame (stride 4 over 10 frames: ``0 4 8 8 ...``; over 9 frames: ``0 4 4 4 ...``, frame 8 unused).
+  VideoMAE also counts a clip's span as ``clip_len * stride`` when drawing its start.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import math
 
 import numpy as np
 
-PAD_MODES = ("cycle", "clamp")
+PAD_MODES = ("cycle", "clamp", "hold")
 
 
 def _rng(rng: np.random.Generator | None) -> np.random.Generator:
@@ -46,13 +50,21 @@ def pad_indices(indices, num_frames: int, mode: str = "cycle") -> np.ndarray:
     """Make ``indices`` (ascending positions of one clip) valid for a video of ``num_frames``.
 
     ``"cycle"`` keeps the in-range prefix and repeats it cyclically to the original length
-    (SEVERE); ``"clamp"`` replaces each out-of-range index with ``num_frames - 1`` (VideoMAE).
+    (SEVERE); ``"clamp"`` replaces each out-of-range index with ``num_frames - 1`` (Tubelet-Contrast);
+    ``"hold"`` keeps the first position and those below ``num_frames - 1``, then repeats the last one
+    kept (VideoMAE).
     """
     if mode not in PAD_MODES:
         raise ValueError(f"unknown pad mode {mode!r}; choose one of {PAD_MODES}")
     indices = np.asarray(indices, dtype=np.int64)
     if mode == "clamp":
         return np.clip(indices, 0, num_frames - 1)
+    if mode == "hold":
+        advanced = indices < num_frames - 1
+        advanced[0] = True
+        last = int(np.flatnonzero(advanced).max())  # ascending positions: the kept ones are a prefix
+        held = np.concatenate([indices[:last + 1], np.full(len(indices) - last - 1, indices[last])])
+        return np.minimum(held, num_frames - 1)
     valid = indices[(indices >= 0) & (indices < num_frames)]
     if len(valid) == len(indices):
         return indices
@@ -93,7 +105,8 @@ def random_clip(num_frames: int, clip_len: int, stride: int = 1, rng: np.random.
     """One random training clip of ``clip_len`` frames.
 
     Stride mode (``target_fps == 0``): start uniform in ``[0, num_frames - span]``
-    (``span = (clip_len-1)*stride + 1``; start 0 when the video is shorter, then ``pad``). With
+    (``span = (clip_len-1)*stride + 1``, VideoMAE's ``clip_len*stride`` with ``pad="hold"``; start 0
+    when the video is shorter, then ``pad``). With
     ``jitter`` each index gets ``+randint(0, stride-1)`` independently (Tubelet-Contrast
     ``RandomFrameSampler``); jittered indices past the end are clamped.
 
@@ -109,7 +122,7 @@ def random_clip(num_frames: int, clip_len: int, stride: int = 1, rng: np.random.
         slack = num_frames / fps - clip_len / target_fps
         start_time = rng.uniform(0.0, slack) if slack > 0 else 0.0
         return fps_clip(start_time, clip_len, fps, target_fps, num_frames, pad)
-    span = clip_span(clip_len, stride)
+    span = clip_len * stride if pad == "hold" else clip_span(clip_len, stride)
     start = int(rng.integers(0, num_frames - span + 1)) if num_frames >= span else 0
     indices = stride_clip(start, clip_len, stride, num_frames, pad)
     if jitter and stride > 1:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vssl.errors import VsslError
+from vssl.errors import ConfigError, VsslError
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, gop: int = 16,
@@ -61,6 +61,27 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, gop: in
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
 BACKENDS = ("pyav", "torchcodec", "decord")
 FRAME_COUNT_SLACK = 2  # frames a container's frame count may overstate before a file counts as truncated
+_BACKEND_MODULES = {"torchcodec": "torchcodec.decoders", "decord": "decord"}
+
+
+def check_backend(name: str, key: str = "--backend") -> None:
+    """Refuse an unknown or unusable decoder before any video is opened.
+
+    Checked per video instead, a wrong name or a missing library made every good file "unreadable".
+    Raises ``ConfigError`` naming ``key`` (the option or config key that chose the backend).
+    """
+    if name not in BACKENDS:
+        raise ConfigError(f"{key}: unknown video backend {name!r} (choose one of {', '.join(BACKENDS)})")
+    module = _BACKEND_MODULES.get(name)
+    if module:
+        import importlib
+
+        try:
+            importlib.import_module(module)
+        except Exception as e:  # noqa: BLE001 - ImportError, or OSError/RuntimeError when FFmpeg is missing
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise ConfigError(f"{key} {name}: the decoder is not usable here ({reason}); install it "
+                              f"(pip install 'vssl[{name}]') or use pyav") from None
 
 
 class VideoDecodeError(VsslError):

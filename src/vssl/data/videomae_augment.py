@@ -25,6 +25,9 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
+from vssl.data.collate import pad_frames
+from vssl.data.crops import frame_sizes
+
 MAX_LEVEL = 10.0
 FILL = 128  # rand_augment.py _FILL (128, 128, 128)
 #: timm's ``_RAND_INCREASING_TRANSFORMS`` ("inc1")
@@ -116,20 +119,24 @@ def apply_op(frames: torch.Tensor, name: str, arg) -> torch.Tensor:
 
 
 def rand_augment(x: torch.Tensor, num_ops: int = 4, magnitude: float = 7.0, magnitude_std: float = 0.5,
-                 p: float = 0.5, rng=random) -> torch.Tensor:
+                 p: float = 0.5, rng=random, sizes: torch.Tensor | None = None) -> torch.Tensor:
     """RandAugment per clip on uint8 (B, C, T, H, W): ``num_ops`` ops drawn with replacement from
     :data:`INCREASING_OPS`, each applied with probability ``p`` at magnitude ``N(magnitude,
-    magnitude_std)`` clipped to [0, 10]; one draw per clip for all its frames."""
+    magnitude_std)`` clipped to [0, 10]; one draw per clip for all its frames. In a padded batch of
+    frame sizes ``sizes`` (B, 2) each clip is augmented on its own frame (rotation centre, translation
+    fraction, histograms), then padded again."""
     if x.dtype != torch.uint8:
         raise ValueError("rand_augment works on uint8 clips (PIL's 0-255 arithmetic)")
+    height, width = x.shape[-2:]
     out = []
-    for clip in x.transpose(1, 2):  # (T, C, H, W)
+    for clip, (h, w) in zip(x.transpose(1, 2), frame_sizes(x, sizes).tolist()):  # (T, C, H, W)
+        clip = clip[..., :h, :w]
         for name in rng.choices(INCREASING_OPS, k=num_ops):
             if rng.random() > p:
                 continue
             level = rng.gauss(magnitude, magnitude_std) if magnitude_std > 0 else magnitude
             clip = apply_op(clip, name, op_argument(name, min(MAX_LEVEL, max(0.0, level)), rng))
-        out.append(clip)
+        out.append(pad_frames(clip, height, width))
     return torch.stack(out).transpose(1, 2)
 
 

@@ -137,6 +137,38 @@ def resume_candidates(ckpt_dir: str | Path) -> list[Path]:
     return last + numbered_checkpoints(ckpt_dir)[::-1]
 
 
+def previous_run(out_dir: str | Path) -> str | None:
+    """What an earlier run left in ``out_dir`` that a fresh start would delete or overwrite, or None.
+
+    Checkpoints (``checkpoints/*.pt``) and the final weights (``final.pt``, ``backbone.pt``) count: a run
+    started afresh over them would lose work that ``--resume`` could have continued.
+    """
+    out = Path(out_dir)
+    steps = [int(_NUMBERED.search(p.name).group(1)) for p in numbered_checkpoints(out / "checkpoints")]
+    found = []
+    if steps:
+        found.append(f"checkpoints up to step {max(steps)}")
+    elif (out / "checkpoints" / LAST).is_file():
+        found.append("checkpoints/last.pt")
+    found += [name for name in ("final.pt", "backbone.pt") if (out / name).is_file()]
+    return ", ".join(found) or None
+
+
+def refuse_overwrite(out_dir: str | Path, resume: bool) -> None:
+    """Stop a fresh start that would delete an earlier run's checkpoints or final weights.
+
+    Nothing to continue from (no checkpoint) with ``resume`` still counts as a fresh start. Raises
+    ``CheckpointError`` naming what is there and the three ways on: ``--resume``, ``--overwrite`` or
+    another ``--out``.
+    """
+    if resume and resume_candidates(Path(out_dir) / "checkpoints"):
+        return
+    found = previous_run(out_dir)
+    if found:
+        raise CheckpointError(f"{out_dir} already holds a run ({found}); continue it with --resume, start it "
+                              "again with --overwrite (deletes them), or choose another --out")
+
+
 def remove_stale_temporaries(ckpt_dir: str | Path) -> None:
     """Delete half-written ``.*.tmp*`` files that a killed run left behind (never read anyway)."""
     for tmp in Path(ckpt_dir).glob(".*.tmp*"):

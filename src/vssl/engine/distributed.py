@@ -20,6 +20,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
+from vssl.errors import ConfigError
+
 
 def launched_with_torchrun() -> bool:
     """True when the environment asks for more than one process (``WORLD_SIZE`` > 1)."""
@@ -96,13 +98,56 @@ def broadcast(t: torch.Tensor, src: int = 0) -> torch.Tensor:
     return t
 
 
+def ranks_without(folder, device: torch.device) -> list[int]:
+    """The ranks that do not see a file rank 0 writes in ``folder`` (empty on one node, or when every node
+    mounts the same file system). A collective: every rank must call it.
+
+    Resuming needs this: every rank reads ``checkpoints/`` to pick its step, so a rank with its own local
+    folder would start from scratch (or another step) while the others resume, and the ranks hang.
+    """
+    if not is_dist():
+        return []
+    from pathlib import Path
+
+    token = torch.randint(1, 2**62, (1,), dtype=torch.long) if is_main() else torch.zeros(1, dtype=torch.long)
+    token = broadcast(token.to(device)).item()
+    marker = Path(folder) / f".vssl-shared-{token}"
+    if is_main():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(token))
+    barrier()
+    try:
+        seen = marker.read_text() == str(token)
+    except OSError:
+        seen = False
+    flags = all_gather(torch.tensor([int(seen)], device=device)).tolist()
+    barrier()  # everyone has looked before the marker goes
+    if is_main():
+        marker.unlink(missing_ok=True)
+    return [r for r, ok in enumerate(flags) if not ok]
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` = this rank's CUDA device if there is one, else CPU."""
+    """``auto`` = this rank's CUDA device if there is one, else CPU.
+
+    A device this machine does not have (``cuda`` without a GPU, ``cuda:3`` on a 2-GPU host, ``mps``
+    off Apple silicon) is a ``ConfigError`` now, not a traceback at the first tensor moved there.
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank())
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r}: expected auto, cpu, mps, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", local_rank())
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.index >= count:
+            raise ConfigError(f"device {name!r}: this machine has {count} CUDA device(s) visible to torch "
+                              f"(rank's device {device}); use --device cpu or auto")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r}: MPS is not available here; use --device cpu or auto")
     return device
 
 

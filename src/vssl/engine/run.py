@@ -51,7 +51,8 @@ def class_balanced_subset(labels: list[Any], fraction: float, seed: int = 0) -> 
 
 def build_dataset(cfg: RunConfig, num_clips: int, failure_log: str | Path | None = None, method_cls=None
                   ) -> tuple[Dataset, list[Any], list[str], str]:
-    """The training dataset of ``cfg.data`` with its labels, class names and task.
+    """The training dataset of ``cfg.data`` with its labels, class names and task; clips longer than a
+    video are filled by ``method_cls.pad`` (the method reference's rule, ``vssl.data.sampling``).
 
     ``data.dataset: random`` gives :class:`vssl.engine.toy.RandomClipDataset`; any other name is a
     ``vssl.data.datasets.ADAPTERS`` entry read into a ``vssl.data.dataset.ClipDataset`` whose
@@ -77,7 +78,7 @@ def build_dataset(cfg: RunConfig, num_clips: int, failure_log: str | Path | None
         ds = method_cls.training_set(videos, d.root, cfg, failure_log)
     else:
         ds = ClipDataset(videos, d.root, d, num_clips=num_clips, train=True, seed=cfg.train.seed,
-                         failure_log=failure_log)
+                         pad=getattr(method_cls, "pad", "cycle"), failure_log=failure_log)
     return ds, [r.label for r in videos.records], list(videos.classes), videos.task
 
 
@@ -102,12 +103,15 @@ def check_paths(cfg: RunConfig) -> None:
         raise ConfigError(f"data.annotations: required for data.dataset {cfg.data.dataset!r}")
 
 
-def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False) -> dict:
+def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
     """Build everything ``cfg`` names and train it; the Python API behind both commands.
 
     Unreadable videos never end the run: they are replaced by others, and the run's summary (the
     returned dict, also written to ``<out>/summary.json``) counts them (``failures``, every failed
     load) and lists them (``failed_videos``: distinct ``[path, reason]``).
+
+    A fresh start (no ``resume``) in a folder that holds an earlier run's checkpoints or final weights is
+    refused unless ``overwrite`` (see ``Trainer``).
 
     Returns:
         ``Trainer.fit``'s summary (steps, final loss, time, output directory, checkpoint write
@@ -124,6 +128,10 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False) -> 
 
     check_paths(cfg)
     out = Path(out)
+    if not overwrite:  # before anything of the earlier run (its failure record) is cleared
+        from vssl.engine.checkpoint import refuse_overwrite
+
+        refuse_overwrite(out, resume)
     failure_log = out / "failures"  # kept with the run: a resumed run adds to the same record
     if not resume and _main_process():
         shutil.rmtree(failure_log, ignore_errors=True)
@@ -143,7 +151,7 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False) -> 
         raise ConfigError(f"{cfg.method.name} on {cfg.model.backbone}: cannot build it from this config: "
                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     try:
-        summary = Trainer(cfg, method, dataset, out, resume=resume).fit()
+        summary = Trainer(cfg, method, dataset, out, resume=resume, overwrite=overwrite).fit()
     finally:
         D.cleanup()
     base = dataset.dataset if isinstance(dataset, Subset) else dataset
@@ -172,7 +180,7 @@ def _command(args) -> int:
         if not 0 < fraction <= 1:
             raise ConfigError(f"--data-fraction: expected 0 < F <= 1, got {fraction}")
         cfg.data.fraction = fraction
-    summary = train_from_config(cfg, args.out, resume=args.resume)
+    summary = train_from_config(cfg, args.out, resume=args.resume, overwrite=getattr(args, "overwrite", False))
     if _main_process():
         loss = summary["loss"]
         print(f"vssl: {cfg.method.name} on {cfg.data.dataset}: step {summary['step']}, {summary['steps_run']} steps in "
@@ -194,10 +202,10 @@ def _command(args) -> int:
 
 
 def pretrain_command(args) -> int:
-    """``vssl pretrain --config C --out O [--set k=v] [--resume] [--data-fraction F]``."""
+    """``vssl pretrain --config C --out O [--set k=v] [--resume | --overwrite] [--data-fraction F]``."""
     return _command(args)
 
 
 def finetune_command(args) -> int:
-    """``vssl finetune --config C --out O [--set k=v] [--resume]``."""
+    """``vssl finetune --config C --out O [--set k=v] [--resume | --overwrite]``."""
     return _command(args)

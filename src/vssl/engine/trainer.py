@@ -32,8 +32,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from vssl.config import OptimConfig, RunConfig, ScheduleConfig, config_to_dict, save_config
+from vssl.data.collate import collate_clips
 from vssl.engine import distributed as D
-from vssl.engine.checkpoint import (atomic_save, load_checkpoint, remove_stale_temporaries,
+from vssl.engine.checkpoint import (atomic_save, load_checkpoint, refuse_overwrite, remove_stale_temporaries,
                                     resume_candidates, rng_state, save_training_checkpoint, set_rng_state)
 from vssl.engine.distributed import resolve_device, seed_everything, set_determinism  # noqa: F401 (re-exported)
 from vssl.engine.scalars import read_scalars
@@ -274,11 +275,15 @@ class Trainer:
         dataset: map-style dataset of dicts (``video``, ``label``, ``index``).
         out_dir: run directory.
         resume: continue from ``<out_dir>/checkpoints/last.pt`` if it exists.
+        overwrite: start afresh even where an earlier run left checkpoints or final weights (they are
+            replaced); without it such a start is refused (``CheckpointError``), so a forgotten
+            ``--resume`` never deletes finished work.
     """
 
     def __init__(self, cfg: RunConfig, method: nn.Module, dataset: Dataset, out_dir: str | Path,
-                 resume: bool = False):
+                 resume: bool = False, overwrite: bool = False):
         self.cfg, self.dataset, self.out, self.resume = cfg, dataset, Path(out_dir), resume
+        self.overwrite = overwrite
         self.device = D.resolve_device(cfg.train.device)
         D.init_distributed(self.device)
         D.set_determinism(cfg.train.deterministic, self.device)
@@ -323,7 +328,7 @@ class Trainer:
         # (mod 2**63: a generator seed is a signed 64-bit integer; any train.seed < 2**32 fits after it)
         g = torch.Generator().manual_seed(((seed * 1_000_003 + self.epoch) * 1_000_003 + D.rank()) % 2**63)
         return DataLoader(D.SeededItems(self.dataset, seed, self.epoch), batch_sampler=sampler,
-                          num_workers=d.num_workers, generator=g,
+                          num_workers=d.num_workers, generator=g, collate_fn=collate_clips,
                           pin_memory=d.pin_memory and self.device.type == "cuda")
 
     def _batches(self):
@@ -509,11 +514,39 @@ class Trainer:
                                   f"newest: {errors[0]})")
         return None
 
+    def _check_shared_out(self) -> None:
+        """Under DDP, ``out_dir`` must be one folder every rank sees: a resume is refused otherwise (it
+        would desynchronise the ranks), a fresh run warns that it could not be resumed."""
+        missing = D.ranks_without(self.out, self.device)
+        if not missing:
+            return
+        what = (f"{self.out} is not one folder shared by all ranks (ranks {missing} do not see rank 0's files "
+                "there): --out must be on a file system every node mounts")
+        if self.resume:
+            raise CheckpointError(f"{what}; resuming from per-node folders would desynchronise the ranks")
+        if D.is_main():
+            print(f"vssl: warning: {what}; this run's checkpoints cannot be resumed", file=sys.stderr, flush=True)
+
+    def _check_same_resume_step(self, state: dict | None) -> None:
+        """Every rank resumes from the same step (or none starts from scratch while others resume)."""
+        if not D.is_dist():
+            return
+        step = torch.tensor([-1 if state is None else int(state["step"])], device=self.device)
+        steps = D.all_gather(step).tolist()
+        if len(set(steps)) > 1:
+            seen = ", ".join(f"rank {r}: {'none' if s < 0 else f'step {s}'}" for r, s in enumerate(steps))
+            raise CheckpointError(f"the ranks found different checkpoints in {self.ckpt_dir} ({seen}); --out must "
+                                  "be one folder every node shares")
+
     # --- main --------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train until ``train.max_steps`` optimizer steps; returns a summary dict."""
         cfg = self.cfg.train
+        self._check_shared_out()
+        if not self.overwrite:
+            refuse_overwrite(self.out, self.resume)
         state = self._resume_state() if self.resume else None
+        self._check_same_resume_step(state)
         if state is not None:
             if D.is_main():
                 print(f"vssl: resuming from {self.last_checkpoint[1]} (step {state['step']})", flush=True)

@@ -266,5 +266,5 @@ class VideoContrast(MoCo):
         video = batch["video"]
         if video.dim() != 6 or video.shape[1] != 2:
             raise ValueError(f"video_contrast expects (B, 2, C, T, H, W) clips, got {tuple(video.shape)}")
-        x = self.augment(video)  # two independently augmented clips of each video
+        x = self.augment(video, sizes=batch.get("frame_size"))  # two independently augmented clips of each video
         return self.forward_loss(x[:, 0], x[:, 1])

@@ -259,15 +259,28 @@ class SIGMA(VideoMAE):
 
             from timm.models.vision_transformer import checkpoint_filter_fn
 
+            from vssl.errors import CheckpointError
+            from vssl.models.weights import load_state_dict_file
+
             if not Path(cfg.dino_checkpoint).is_file():
                 raise ConfigError(f"method.dino_checkpoint: file not found: {cfg.dino_checkpoint}")
-
-            state = torch.load(cfg.dino_checkpoint, map_location="cpu", weights_only=True)
-            state = state.get("model", state.get("teacher", state)) if isinstance(state, dict) else state
-            state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
-            missing, unexpected = teacher.load_state_dict(checkpoint_filter_fn(state, teacher), strict=False)
+            where = f"method.dino_checkpoint: {cfg.dino_checkpoint}"
+            try:  # weights_only; a damaged or foreign file is one line, not a traceback
+                state = load_state_dict_file(cfg.dino_checkpoint)
+            except CheckpointError as e:
+                raise ConfigError(f"method.dino_checkpoint: {e}") from None
+            # DINO's released backbone is a plain ViT state dict; its full training checkpoint keeps the
+            # teacher under "teacher" with "backbone."/"head." prefixes (facebookresearch/dino main_dino.py)
+            state = state.get("model", state.get("teacher", state))
+            state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()
+                     if isinstance(v, torch.Tensor)}
+            try:
+                missing, _ = teacher.load_state_dict(checkpoint_filter_fn(state, teacher), strict=False)
+            except (RuntimeError, KeyError, ValueError) as e:  # shape mismatches: another ViT width
+                raise ConfigError(f"{where}: does not fit {cfg.dino_model} "
+                                  f"({str(e).strip().splitlines()[-1].strip()[:200]})") from None
             if missing:
-                raise ConfigError(f"method.dino_checkpoint: {cfg.dino_checkpoint}: missing keys {missing[:5]}")
+                raise ConfigError(f"{where}: missing keys {missing[:5]}")
         teacher.eval().requires_grad_(False)
         return teacher
 
@@ -293,7 +306,7 @@ class SIGMA(VideoMAE):
         return (feats - feats.mean(1, keepdim=True)) / (feats.std(1, keepdim=True) + 1e-6)
 
     def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        x01 = self.augment(batch["video"])
+        x01 = self.augment(batch["video"], batch.get("frame_size"))
         return self.forward_loss(x01, self.make_mask(x01), self.masked_count(x01))
 
     def forward_loss(self, x01: torch.Tensor, mask: torch.Tensor, num_masked: int

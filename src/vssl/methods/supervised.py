@@ -1,8 +1,10 @@
 """Supervised training of a backbone with a linear head: the supervised baseline and fine-tuning.
 
 Defaults follow SEVERE's fine-tuning recipe (Thoker et al., ECCV 2022, ``finetune.py``): random
-resized crop (scale 0.08-1, ratio 3/4-4/3), horizontal flip, colour jitter (0.4, 0.4, 0.4, 0.2),
-ImageNet mean/std, no dropout, no label smoothing, a fresh ``nn.Linear`` on the pooled features.
+resized crop of the whole frame (scale 0.08-1, ratio 3/4-4/3), horizontal flip, colour jitter
+(0.4, 0.4, 0.4, 0.2), ImageNet mean/std, no dropout, no label smoothing, a fresh ``nn.Linear`` on the
+pooled features. ``crop: short_side_jitter`` is SEVERE's Charades code (PySlowFast): short side
+inverse-uniform in ``short_side``, a random crop (with ``jitter_p: 0``, mean 0.45 / std 0.225).
 VideoMAE/SIGMA's ViT fine-tuning adds RandAugment, cube random erasing, mixup/cutmix with label
 smoothing, layer-wise lr decay and a small head init (:mod:`vssl.data.videomae_augment`; all off by default).
 """
@@ -37,9 +39,11 @@ class Supervised(nn.Module):
         task: str = "classification"  # classification (cross-entropy) | multilabel (BCE)
         label_smoothing: float = 0.0
         dropout: float = 0.0
+        crop: str = "rrc"  # rrc | short_side_jitter (vssl.data.transforms.TrainAugment)
         scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
         ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
         flip: bool = True
+        short_side: list[int] = field(default_factory=lambda: [256, 340])  # short_side_jitter range
         jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.2])
         jitter_p: float = 1.0
         grayscale_p: float = 0.0
@@ -63,6 +67,8 @@ class Supervised(nn.Module):
         super().__init__()
         if cfg.task not in ("classification", "multilabel"):
             raise ConfigError(f"method.task: expected classification or multilabel, got {cfg.task!r}")
+        if cfg.crop not in ("rrc", "short_side_jitter"):
+            raise ConfigError(f"method.crop: expected rrc or short_side_jitter, got {cfg.crop!r}")
         if cfg.num_classes < 1:
             raise ConfigError("method.num_classes: must be >= 1 (or left 0 for the dataset to set it)")
         if cfg.layer_decay != 1.0 and not hasattr(backbone, "blocks"):
@@ -92,7 +98,8 @@ class Supervised(nn.Module):
 
         return TrainAugment(size, scale=tuple(cfg.scale), ratio=tuple(cfg.ratio), flip=cfg.flip,
                             jitter=tuple(cfg.jitter), jitter_p=cfg.jitter_p,
-                            grayscale_p=cfg.grayscale_p, mean=tuple(cfg.mean), std=tuple(cfg.std))
+                            grayscale_p=cfg.grayscale_p, mean=tuple(cfg.mean), std=tuple(cfg.std),
+                            crop=cfg.crop, short_side=tuple(cfg.short_side))
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """No decay on biases and 1-D params; with ``layer_decay`` < 1, block ``i`` of ``n`` gets
@@ -125,10 +132,10 @@ class Supervised(nn.Module):
         """Augment the uint8 batch on its device, classify it and return (loss, logs)."""
         from vssl.data import videomae_augment as VA
 
-        cfg, video = self.cfg, batch["video"]
+        cfg, video, sizes = self.cfg, batch["video"], batch.get("frame_size")
         if cfg.randaug_ops > 0:
-            video = VA.rand_augment(video, cfg.randaug_ops, cfg.randaug_magnitude, cfg.randaug_std)
-        x = self.augment(video)
+            video = VA.rand_augment(video, cfg.randaug_ops, cfg.randaug_magnitude, cfg.randaug_std, sizes=sizes)
+        x = self.augment(video, sizes=sizes)
         if cfg.erase_p > 0:
             x = VA.random_erasing(x, cfg.erase_p)
         if self.mixer is not None:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vssl.data import transforms as TF
+from vssl.data.crops import multi_scale_crop
 from vssl.errors import ConfigError
 from vssl.methods.masking import pixel_targets, tube_mask
 from vssl.models.vit import Block, gather_rows, sinusoid_table, visible_indices
@@ -58,6 +59,7 @@ class VideoMAE(nn.Module):
         flip: bool = False  # VideoMAE: no flip, no colour jitter
 
     num_clips = 1
+    pad = "hold"  # short videos repeat the last frame the clip reached (VideoMAE's loader)
 
     def __init__(self, cfg: Config, backbone: nn.Module, run: RunConfig, out_dim: int | None = None):
         super().__init__()
@@ -94,9 +96,10 @@ class VideoMAE(nn.Module):
         return [g for g in ({"params": decay, "weight_decay": weight_decay},
                             {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
 
-    def augment(self, video: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, C, T, H, W) -> float [0, 1] (B, C, T, S, S): multi-scale crop (+ optional flip)."""
-        x = TF.multi_scale_crop(video, self.size, tuple(self.cfg.scales))
+    def augment(self, video: torch.Tensor, sizes: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 (B, C, T, H, W) (frame sizes (B, 2) of a padded batch) -> float [0, 1] (B, C, T, S, S):
+        multi-scale crop over the whole frame (+ optional flip)."""
+        x = multi_scale_crop(video, self.size, tuple(self.cfg.scales), sizes=sizes)
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
         return TF.horizontal_flip(x, 0.5) if self.cfg.flip else x
 
@@ -151,7 +154,7 @@ class VideoMAE(nn.Module):
         return tube_mask(x.shape[0], self.backbone.grid(x.shape), self.cfg.mask_ratio, x.device)
 
     def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        x01 = self.augment(batch["video"])
+        x01 = self.augment(batch["video"], batch.get("frame_size"))
         return self.forward_loss(x01, self.make_mask(x01), self.masked_count(x01))
 
     def forward_loss(self, x01: torch.Tensor, mask: torch.Tensor, num_masked: int

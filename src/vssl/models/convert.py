@@ -92,10 +92,11 @@ def from_gdt(obj):
 
 
 def from_rspnet(obj):
-    skip = re.compile(r"^encoder_q\.(fc\.|linear|head|new_fc|fc8|encoder_fuse)")
-    rules = [(r"^encoder_q\.", ""), (r"^encoder\.base_network\.", "layer"), (r"^layer0\.", "stem.")]
+    # only the query encoder's network: RSPNet's MultiTaskWrapper also holds one head per pretext task
+    # (fc1, fc2) and the base encoder's own fc, which SEVERE's block-list lets through (strict=False hides it)
+    rules = [(r"^encoder_q\.encoder\.base_network\.", "layer"), (r"^layer0\.", "stem.")]
     return _rename(_entry(obj, "model", fmt="rspnet"), "rspnet", rules,
-                   lambda k: k.startswith("encoder_q.") and not skip.match(k))
+                   lambda k: k.startswith("encoder_q.encoder.base_network."))
 
 
 def from_pretext_contrast(obj):
@@ -303,6 +304,10 @@ def guess_format(obj: Mapping) -> str | None:
     """A ``--from`` name for a loaded checkpoint (``"vssl"`` = already in vssl layout), or None."""
     if isinstance(obj.get("meta"), Mapping) and "backbone" in obj["meta"]:
         return "vssl"
+    model = obj.get("model")
+    if isinstance(obj.get("config"), Mapping) and isinstance(model, Mapping) and any(
+            str(k).startswith("backbone.") for k in model):
+        return "vssl"  # a vssl run's final.pt or training checkpoint: the method, backbone under "backbone."
     if isinstance(obj.get("config"), Mapping) and isinstance(obj.get("weights"), Mapping):
         return "hf"
     keys = list(find_state_dict(obj))

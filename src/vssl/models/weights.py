@@ -233,6 +233,30 @@ def _prefixes(keys: Iterable[str], depth: int = 2) -> Counter:
     return Counter(".".join(k.split(".")[:depth]) for k in keys)
 
 
+def vssl_backbone_name(obj: Mapping, path: str | os.PathLike) -> tuple[str | None, dict, str]:
+    """``(builder name, builder kwargs, where found)`` of a vssl file: its metadata (converted files), the
+    run config inside it (``final.pt``, checkpoints), or the ``config.yaml`` of the run folder that holds it
+    (a pretraining's ``backbone.pt``); ``(None, {}, "")`` when none says."""
+    meta = obj.get("meta")
+    if isinstance(meta, Mapping) and meta.get("backbone"):
+        return str(meta["backbone"]), dict(meta.get("kwargs") or {}), "file metadata"
+    configs = [(obj.get("config"), "run config in the file")]
+    here = Path(path).resolve().parent
+    for run_config in (here / "config.yaml", here.parent / "config.yaml"):  # run folder, or its checkpoints/
+        if run_config.is_file():
+            import yaml
+
+            try:
+                configs.append((yaml.safe_load(run_config.read_text()), str(run_config)))
+            except (OSError, yaml.YAMLError):
+                pass
+    for config, origin in configs:
+        model = config.get("model") if isinstance(config, Mapping) else None
+        if isinstance(model, Mapping) and model.get("backbone"):
+            return str(model["backbone"]), dict(model.get("kwargs") or {}), origin
+    return None, {}, ""
+
+
 def inspect_command(args) -> int:
     """``vssl weights inspect PATH``: container, entries, tensor counts, key prefixes, guessed ``--from``."""
     from vssl.models.convert import find_state_dict, guess_format, read_source
@@ -253,9 +277,16 @@ def inspect_command(args) -> int:
         print(f"  {prefix:<48} {count:5d} tensors")
     fmt = guess_format(obj)
     if fmt == "vssl":
-        meta = obj.get("meta", {}) if isinstance(obj, Mapping) else {}
-        name = meta.get("backbone", "<backbone>")
-        print(f"format: vssl backbone ({name}); load it with build_backbone({name!r}, checkpoint=PATH)")
+        name, kwargs, origin = vssl_backbone_name(obj, args.path)
+        what = "vssl training output" + (f" (step {obj['step']})" if isinstance(obj.get("step"), int) else "") \
+            if isinstance(obj.get("config"), Mapping) else "vssl backbone"
+        if name:
+            extra = "".join(f", {k}={v!r}" for k, v in kwargs.items())
+            print(f"format: {what} of {name} (architecture from {origin}); load it with "
+                  f"build_backbone({name!r}, checkpoint=PATH{extra})")
+        else:
+            print(f"format: {what}; the architecture is recorded neither in the file nor in a config.yaml beside "
+                  "it: load it with build_backbone(NAME, checkpoint=PATH) using the backbone it was trained as")
     elif fmt:
         print(f"format guess: {fmt}\nsuggested: vssl weights convert {args.path} OUT.safetensors --from {fmt}")
     else:

@@ -165,11 +165,12 @@ def train_counter(exp, recipe, net, backbone: str, train: VideoList, root, data,
 
 @torch.no_grad()
 def count_videos(method, test: VideoList, root, data, device, workdir: Path):
-    """Counts (N,) and true counts (N,) of the test videos, each counted whole (start to end frame).
-    An unreadable video is left out and recorded in ``workdir/failures`` (the run reports it)."""
+    """Counts (K,) and true counts (K,) of the K test videos that decode, each counted whole (start to end
+    frame), and the paths of the others: an unreadable video is left out (never replaced) and recorded in
+    ``workdir/failures``; the run reports it."""
     method = method.to(device).eval()
     amp = device.type == "cuda"
-    preds, labels = [], []
+    preds, labels, dropped = [], [], []
     for r in test.records:
         path = resolve_video_path(root, r.path)
         try:
@@ -177,6 +178,7 @@ def count_videos(method, test: VideoList, root, data, device, workdir: Path):
                                  data.backend).to(device)
         except Exception as e:  # noqa: BLE001 - a broken video must not end the run
             record_failures(workdir / "failures", [(r.path, str(getattr(e, "reason", e)).replace("\n", " "))])
+            dropped.append(r.path)
             continue
         n = video.shape[1]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -185,4 +187,4 @@ def count_videos(method, test: VideoList, root, data, device, workdir: Path):
                                       right_context=method.cfg.right_context)
         preds.append(float(count))
         labels.append(float(r.label))
-    return torch.tensor(preds), torch.tensor(labels)
+    return torch.tensor(preds), torch.tensor(labels), dropped

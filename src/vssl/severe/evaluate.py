@@ -9,32 +9,80 @@ log-count over the clips, then ``exp``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vssl.data.collate import collate_clips
+from vssl.data.dataset import collate_kept
+
+
+class Views(NamedTuple):
+    """Per-view outputs (K, views, ...) of the K videos that could be decoded, their labels (K, ...) and
+    their dataset indices (K,): an unreadable test video is left out, never replaced by another."""
+
+    outputs: torch.Tensor
+    labels: torch.Tensor
+    index: torch.Tensor
+
 
 @torch.no_grad()
 def run_views(fn: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, transform, *, batch_size: int,
-              device: torch.device, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``fn`` over every view of every item: (N, views, ...) outputs on the CPU, and the (N, ...) labels.
+              device: torch.device, num_workers: int = 0) -> Views:
+    """``fn`` over every view of every item that decodes (see :class:`Views`), outputs on the CPU.
 
-    ``dataset`` items are ``{"video": uint8 (C,T,S,S) or (V,C,T,S,S), "label"}``; ``transform`` maps
-    uint8 (B, V, C, T, S, S) on ``device`` to float (B*V*crops, C, T, s, s) (``EvalTransform``).
+    ``dataset`` items are ``{"video": uint8 (C,T,H,W) or (V,C,T,H,W), "label", "index"}`` (frame sizes may
+    differ: batches are padded by ``collate_clips``), or None for a video that could not be decoded (a
+    test-mode ``ClipDataset``; ``collate_kept`` leaves it out); ``transform(video, sizes)`` maps uint8
+    (B, V, C, T, H, W) on ``device`` and the (B, 2) frame sizes to float (B*V*crops, C, T, s, s)
+    (``EvalTransform``).
     """
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", collate_fn=collate_kept)
     amp = device.type == "cuda"
-    outs, labels = [], []
+    outs, labels, index = [], [], []
     for batch in loader:
+        if batch is None:  # every video of the batch was unreadable
+            continue
         video = batch["video"].to(device, non_blocking=True)
         if video.dim() == 5:
             video = video.unsqueeze(1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            y = fn(transform(video))
+            y = fn(transform(video, batch["frame_size"]))
         outs.append(y.float().reshape(video.shape[0], -1, *y.shape[1:]).cpu())
         labels.append(batch["label"])
-    return torch.cat(outs), torch.cat(labels)
+        index.append(torch.as_tensor(batch["index"]))
+    if not outs:
+        return Views(torch.empty(0), torch.empty(0), torch.empty(0, dtype=torch.long))
+    return Views(torch.cat(outs), torch.cat(labels), torch.cat(index))
+
+
+@torch.no_grad()
+def precise_bn(model, dataset: Dataset, *, batches: int, batch_size: int, device: torch.device, num_workers: int = 0,
+               seed: int = 0) -> int:
+    """PySlowFast's precise-BN before testing (``BN.USE_PRECISE_STATS``, ``NUM_BATCHES_PRECISE`` 200,
+    severe-protocols.md §6): every BatchNorm's running mean and variance become the averages of the
+    per-batch means and variances of ``min(batches, len(loader))`` shuffled training batches, augmented by
+    ``model.augment`` as in training. fvcore's ``update_bn_stats`` accumulates exactly so; here
+    ``torch.optim.swa_utils.update_bn`` (momentum None: a cumulative average) does it.
+
+    Returns:
+        The number of batches used.
+    """
+    from torch.optim.swa_utils import update_bn
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) >= batch_size,
+                        generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
+                        pin_memory=device.type == "cuda", collate_fn=collate_clips)
+    used = min(batches, len(loader))
+
+    def inputs():
+        for _, batch in zip(range(used), loader):
+            yield model.augment(batch["video"].to(device, non_blocking=True), sizes=batch["frame_size"])
+
+    update_bn(inputs(), model)
+    return used
 
 
 def frozen_features(net, pool: str = "mean") -> Callable[[torch.Tensor], torch.Tensor]:
@@ -77,7 +125,8 @@ def ensemble(views: torch.Tensor, task: str, how: str = "mean") -> torch.Tensor:
 def eval_transform(recipe):
     from vssl.data.transforms import EvalTransform
 
-    return EvalTransform(recipe.crop_size, short_side=recipe.load_size, crops=recipe.test_crops)
+    return EvalTransform(recipe.crop_size, short_side=recipe.load_size, crops=recipe.test_crops,
+                         mean=recipe.mean, std=recipe.std)
 
 
 def task_metrics(task: str, scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, float]:

@@ -40,6 +40,7 @@ class PaperRecipe:
     ensemble: str = "mean"  # mean of softmax (recognition) | max of sigmoid (Charades)
     warmup_epochs: float = 0.0
     dropout: float = 0.0
+    pipeline: dict = field(default_factory=dict)  # clip pipeline fields of the Recipe that differ from SEVERE's
     source: str = ""
 
 
@@ -63,6 +64,7 @@ class Experiment:
     flip: bool = True  # horizontal flips in training (SEVERE flips everywhere, §2.2; off for chiral classes)
     annotations: str = ""  # explicit annotation dir (synthetic); default <root>/<data_dir>/annotations
     videos: str = ""  # explicit video root (synthetic); default <root>/<data_dir>/videos
+    synthetic: bool = False  # a SynthSEVERE experiment (tiny native videos: protocols size their clips to them)
 
     @property
     def lower_is_better(self) -> bool:
@@ -86,6 +88,10 @@ _UCF_RC = PaperRecipe(epochs=100, lr=5e-5, weight_decay=1e-3, batch_size=32, tra
 _CHARADES = PaperRecipe(epochs=57, milestones=(41, 49), gamma=0.1, optimizer="sgd", lr=0.0375, weight_decay=1e-4,
                         batch_size=16, train_clips_per_video=1, num_frames=32, fps=3.0, test_clips=10, test_crops=3,
                         ensemble="max", warmup_epochs=4.0, dropout=0.5,
+                        # PySlowFast's pipeline (TRAIN_JITTER_SCALES, INV_UNIFORM_SAMPLE, TEST_CROP_SIZE, DATA.MEAN/STD
+                        # defaults, BN.NUM_BATCHES_PRECISE); clips decoded at 340 so no training crop is upsampled
+                        pipeline=dict(train_crop="short_side_jitter", short_side=(256, 340), train_size=340,
+                                      load_size=112, jitter_p=0.0, mean=(0.45,) * 3, std=(0.225,) * 3, precise_bn=200),
                         source="configs/Charades/VSSL/32x8_112x112_R18_*.yaml (32 frames x rate 8 at 24 fps)")
 
 #: The SEVERE-benchmark subset (§1.1). Gym columns report top-1 (mean-class accuracy stored alongside, §2.7).
@@ -140,7 +146,7 @@ def synthetic_experiments(root: str | Path) -> dict[str, Experiment]:
             task=task, num_classes=0 if task == "counting" else int(e.get("num_classes", len(e.get("classes", [])))),
             metric=metric, paper=_CHARADES if task == "multilabel" else (_UCF_RC if task == "counting" else _SSV2),
             options=dict(e.get("adapter_options") or {}), flip=bool(e.get("hflip_safe", True)),
-            annotations=str(Path(root) / e["annotations"]), videos=str(Path(root) / e["video_root"]),
+            annotations=str(Path(root) / e["annotations"]), videos=str(Path(root) / e["video_root"]), synthetic=True,
         )
     missing = [n for n in SYNTH_COLUMNS if n not in out]
     if missing:

@@ -84,7 +84,7 @@ class Counting(nn.Module):
         return self.head(self.backbone(x))
 
     def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        pred = self(self.augment(batch["video"]))
+        pred = self(self.augment(batch["video"], sizes=batch.get("frame_size")))
         loss = log_count_loss(pred, batch["label"])
         with torch.no_grad():
             rel = ((pred.exp().round() - batch["label"]).abs() / batch["label"].clamp_min(1)).mean()

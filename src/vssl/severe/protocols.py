@@ -3,10 +3,14 @@
 A :class:`Protocol` resolves to a :class:`Recipe` per experiment (``protocol.recipe(experiment)``):
 
 - ``paper``: the published SEVERE recipe of each experiment (severe-protocols.md §2.1-2.5, §5, §6):
-  32 frames at 16 fps, 112x112 crops after short side 128, Adam 1e-4 (wd 0), batch 32, per-epoch
+  32 frames at 16 fps, training crops drawn from the whole frame (random resized crop 0.08-1 of clips
+  decoded at short side 256), 112x112 test crop after short side 128, Adam 1e-4 (wd 0), batch 32, per-epoch
   MultiStepLR (gamma 0.3) with the experiment's epochs/milestones (§2.4), 10 uniform test clips x 1 centre
-  crop with softmax averaging. Charades: SGD 0.0375 Nesterov, wd 1e-4, 4 warm-up epochs, 57 epochs
-  (steps 41, 49, x0.1), dropout 0.5, BCE, 32 frames x rate 8 at 24 fps, 10 clips x 3 crops max-ensembled.
+  crop with softmax averaging. Charades (PySlowFast): SGD 0.0375 Nesterov, wd 1e-4, 4 warm-up epochs, 57
+  epochs (steps 41, 49, x0.1), dropout 0.5, BCE, 32 frames x rate 8 at 24 fps; train short side
+  inverse-uniform in [256, 340], random 112 crop, flip, no colour jitter; mean 0.45 / std 0.225;
+  precise-BN over 200 train batches; test short side 112, 10 clips x 3 crops spanning the long side,
+  max-ensembled.
   UCF-RC: the repetition counter of Zhang et al. (CVPR 2020) as SEVERE fine-tunes it (``counting.py``):
   32-frame inputs around tracked cycles of <= 300-frame samples (10 per video), 7 anchors, Adam 5e-5,
   wd 1e-3, 100 epochs; test-time multi-scale search and merge over each whole video.
@@ -55,8 +59,17 @@ class Recipe:
     fps: float = 16.0  # target frame rate; 0 = use `stride`
     stride: int = 1
     sampling: str = "random"  # random | segment (whole-video coverage; used for counting)
-    load_size: int = 128  # decoded short side (= test resize, SEVERE: int(112 / 0.875))
+    load_size: int = 128  # decoded short side of test clips (= test resize, SEVERE: int(112 / 0.875))
+    #: decoded short side of training clips (0 = load_size). The references crop training clips from native
+    #: frames; decoding at 256 keeps UCF101's and SS-v2's native 240 px, so their random resized crops see
+    #: the reference's pixels rather than upsampled ones (docs/severe.md, "Parity with the public code")
+    train_size: int = 0
     crop_size: int = 112
+    train_crop: str = "rrc"  # rrc (RandomResizedCrop of crop_scale) | short_side_jitter (PySlowFast, Charades)
+    short_side: tuple[int, ...] = (256, 340)  # short_side_jitter: inverse-uniform short side range (§6)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # normalisation (ImageNet; PySlowFast: 0.45)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)  # (ImageNet; PySlowFast: 0.225)
+    precise_bn: int = 0  # train batches whose BN statistics replace the running ones before testing (§6: 200)
     # optimisation (finetune / linear head)
     optimizer: str = "adam"
     lr: float = 1e-4
@@ -142,23 +155,85 @@ class Protocol:
     base: Recipe
     per_task: dict = field(default_factory=dict)  # task -> overrides
     use_paper_recipe: bool = False  # take epochs/lr/... from Experiment.paper
+    #: on SynthSEVERE, take the clip settings of this protocol: paper-sized clips (32 frames at 16 fps,
+    #: 10 test clips, 128 px) upsample its 32 px videos 16-fold and made one small experiment take minutes
+    synthetic_clips_from: str = ""
 
     def recipe(self, experiment: Experiment, overrides: list[str] | dict | None = None,
-               backbone: str | None = None) -> Recipe:
+               backbone: str | None = None, row_recipe: str = "severe") -> Recipe:
         """The recipe of ``experiment``; under the paper protocol a ViT ``backbone`` (a ``vit*`` name) gets
-        SIGMA's fine-tuning recipe on the experiments of :data:`VIT_PAPER`."""
+        SIGMA's fine-tuning recipe on the experiments of :data:`VIT_PAPER`, and ``row_recipe`` names a
+        published row's variant of the paper recipe (:mod:`vssl.severe.recipes`; only the paper protocol
+        has one)."""
+        from vssl.severe.recipes import get_recipe
+
         r = self.base
+        if row_recipe != "severe" and not self.use_paper_recipe:
+            raise ConfigError(f"--recipe {row_recipe}: a published row's recipe varies the paper protocol, "
+                              f"not {self.name!r}")
         if self.use_paper_recipe:
-            p = experiment.paper
+            p = get_recipe(row_recipe).paper(experiment)
             r = replace(r, optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay, batch_size=p.batch_size,
                         epochs=p.epochs, milestones=tuple(p.milestones), gamma=p.gamma,
                         warmup_epochs=p.warmup_epochs, train_clips_per_video=p.train_clips_per_video,
                         num_frames=p.num_frames, fps=p.fps, test_clips=p.test_clips, test_crops=p.test_crops,
                         ensemble=p.ensemble, dropout=p.dropout, nesterov=p.optimizer == "sgd")
+            r = replace(r, **p.pipeline)
         r = replace(r, **self.per_task.get(experiment.task, {}))
         if self.use_paper_recipe and (backbone or "").startswith("vit") and experiment.name in VIT_PAPER:
             r = replace(r, **VIT_PAPER[experiment.name])
-        return apply_overrides(r, overrides)
+        if experiment.synthetic and self.synthetic_clips_from:
+            clips = PROTOCOLS[self.synthetic_clips_from].recipe(experiment)
+            r = replace(r, **{k: getattr(clips, k) for k in _CLIP_FIELDS})
+        return check_recipe(apply_overrides(r, overrides))
+
+
+#: the fields that say which clips are decoded and how many (not how they are learned from)
+_CLIP_FIELDS = ("num_frames", "fps", "stride", "sampling", "load_size", "crop_size", "test_clips", "test_crops",
+                "feature_clips", "eval_batch_size")
+
+
+#: (lowest allowed, strictly above it?) per numeric recipe field: a value outside is refused, never stored
+_BOUNDS = {
+    "num_frames": (1, False), "fps": (0, False), "stride": (1, False), "load_size": (1, False),
+    "crop_size": (1, False), "lr": (0, True), "weight_decay": (0, False), "momentum": (0, False),
+    "batch_size": (1, False), "epochs": (0, False), "steps": (0, False), "gamma": (0, True),
+    "warmup_epochs": (0, False), "train_clips_per_video": (1, False), "dropout": (0, False),
+    "jitter_p": (0, False), "clip_grad": (0, False), "test_clips": (1, False), "test_crops": (1, False),
+    "feature_clips": (1, False), "head_epochs": (1, False), "knn_k": (1, False), "knn_tau": (0, True),
+    "num_workers": (0, False), "eval_batch_size": (1, False), "train_size": (0, False), "precise_bn": (0, False),
+    "min_lr": (0, False), "layer_decay": (0, True), "drop_path": (0, False), "label_smoothing": (0, False),
+    "mixup": (0, False), "cutmix": (0, False), "erase_p": (0, False), "randaug_ops": (0, False),
+    "head_init_scale": (0, False),
+}
+_CHOICES = {"mode": ("finetune", "linear", "knn"), "sampling": ("random", "segment"),
+            "optimizer": ("adam", "adamw", "sgd"), "ensemble": ("mean", "max"), "pool": ("mean", "time"),
+            "train_crop": ("rrc", "short_side_jitter"), "lr_schedule": ("step", "cosine"),
+            "counting_method": COUNTING_METHODS}
+
+
+def check_recipe(recipe: Recipe) -> Recipe:
+    """``recipe`` unchanged when every field is in range; else a ``ConfigError`` naming the field.
+
+    A value such as ``steps=-3`` or ``knn_k=0`` used to run and store a result; ``test_clips=0``
+    showed up as unreadable videos.
+    """
+    for key, (low, strict) in _BOUNDS.items():
+        value = getattr(recipe, key)
+        if value is not None and (value <= low if strict else value < low):
+            raise ConfigError(f"--set {key}={value}: must be {'>' if strict else '>='} {low}")
+    for key, choices in _CHOICES.items():
+        if getattr(recipe, key) not in choices:
+            raise ConfigError(f"--set {key}={getattr(recipe, key)!r}: expected one of {', '.join(choices)}")
+    if recipe.dropout >= 1 or (recipe.jitter_p is not None and recipe.jitter_p > 1):
+        raise ConfigError(f"--set dropout/jitter_p: must be below 1 / at most 1, got {recipe.dropout}, "
+                          f"{recipe.jitter_p}")
+    scale = recipe.crop_scale
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise ConfigError(f"--set crop_scale={list(scale)}: expected [low, high] with 0 < low <= high <= 1")
+    if recipe.mode == "finetune" and recipe.steps == 0 and recipe.epochs == 0:
+        raise ConfigError("--set steps/epochs: a fine-tuning recipe needs steps > 0 or epochs > 0")
+    return recipe
 
 
 def apply_overrides(recipe: Recipe, overrides: list[str] | dict | None) -> Recipe:
@@ -223,7 +298,8 @@ VIT_PAPER: dict[str, dict] = {
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("paper", "published SEVERE fine-tuning recipe per experiment (last weights tested)",
-             Recipe(mode="finetune", num_frames=32, fps=16.0, load_size=128, crop_size=112, num_workers=4),
+             Recipe(mode="finetune", num_frames=32, fps=16.0, load_size=128, train_size=256, crop_size=112,
+                    num_workers=4),
              per_task={"counting": {"counting_method": "repetition_counter"}}, use_paper_recipe=True),
     Protocol("quick", "SynthSEVERE on CPU: frozen backbone, linear head on cached features of 16x32x32 clips",
              Recipe(mode="linear", num_frames=16, fps=0.0, stride=1, sampling="segment", load_size=32, crop_size=32,
@@ -239,11 +315,11 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("linear", "frozen backbone, linear head on cached pooled features (paper clips: 32 at 16 fps, 112 px)",
              Recipe(mode="linear", num_frames=32, fps=16.0, load_size=128, crop_size=112, optimizer="adam",
                     lr=1e-2, weight_decay=1e-4, test_clips=10, feature_clips=2, num_workers=4),
-             per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}),
+             per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}, synthetic_clips_from="quick"),
     Protocol("knn", "frozen backbone, k=200 / tau=0.07 cosine-weighted votes over a train-set bank (paper clips)",
              Recipe(mode="knn", num_frames=32, fps=16.0, load_size=128, crop_size=112, test_clips=10,
                     feature_clips=2, num_workers=4),
-             per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}),
+             per_task={"counting": {**_COUNTING, "num_frames": 64, "test_clips": 4}}, synthetic_clips_from="quick"),
 ]}
 
 
@@ -259,4 +335,4 @@ def steps_per_epoch(num_items: int, batch_size: int) -> int:
 
 
 __all__ = ["COUNTING_METHODS", "VIT_PAPER", "Recipe", "Protocol", "PROTOCOLS", "get_protocol", "apply_overrides",
-           "steps_per_epoch"]
+           "check_recipe", "steps_per_epoch"]

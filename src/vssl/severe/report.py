@@ -2,12 +2,14 @@
 and one bar chart per factor (``vssl report``).
 
 - **Mean** (severe-protocols.md §9): arithmetic mean of the 8 columns with the counting column (UCF-RC,
-  a normalised MAE) entered as (1 − MAE) × 100. Reproduces the published Means (Supervised 70.9 in the
-  Tubelet-Contrast table; all six SIGMA rows, sigma-videomae.md §5.4). A row missing columns gets the mean
-  of the columns it has, marked ``*``.
+  a normalised MAE) entered as (1 − MAE) × 100. It reproduces every printed Mean of the shipped published
+  tables (``vssl.severe.published``) but one, which the report flags (†). A row missing columns gets the
+  mean of the columns it has, marked ``*`` (SIGMA's 7-column table: its own Mean).
 - **Rank** (§9): mean of the per-column ranks (1 = best; counting ranked by lower MAE; ties get the
-  average rank) **within the rows shown**; the pool size is printed with it. The published Rank
-  column used a larger pool and is not reproduced by any 15-row subset.
+  average rank) **within the rows shown**; the pool size is printed with it. Tubelet-Contrast's printed
+  Rank follows another convention (``published.tubelet_contrast_ranks``); it is kept in csv/json.
+- Published rows carry their paper, printed Mean/Rank and fine-tuning recipe (:mod:`vssl.severe.recipes`);
+  the notes list each recipe's remaining deviations from the published protocol.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from vssl.errors import VsslError
 from vssl.severe.experiments import EXPERIMENTS, FACTORS, SEVERE_COLUMNS, SYNTH_COLUMNS
+from vssl.severe.published import printed_mean_differs, published_notes, read_published_csv
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Cell:
     mean: float
     std: float | None = None  # None for published values
     n: int = 1
+    dropped: int = 0  # unreadable test videos left out of the score (most over the seeds)
 
 
 @dataclass
@@ -62,6 +66,8 @@ class Row:
     mean: float | None = None
     mean_complete: bool = False
     rank: float | None = None
+    checkpoint: str = ""  # sha256 of the weights of a measured row ("none": random init)
+    published: dict | None = None  # a published row's source, printed Mean/Rank, recipe (read_published_csv)
 
 
 @dataclass
@@ -105,32 +111,43 @@ def build_table(rows, columns: tuple[Column, ...] | None = None) -> Table:
     """Aggregate results into a :class:`Table` with Mean and Rank.
 
     ``rows`` items are :class:`vssl.severe.results.Result` objects, long-form mappings
-    ``{"model", "experiment" (or "column"), "value", ["seed", "protocol", "source"]}`` or wide-form
-    mappings ``{"model", "ssv2": .., ..., "charades": ..}`` (published rows; ``source`` defaults to
-    "published"). Measured values of one (model, protocol, column) are averaged over seeds (± sample std).
+    ``{"model", "experiment" (or "column"), "value", ["seed", "protocol", "checkpoint", "dropped"]}`` or
+    wide-form mappings ``{"model", "ssv2": .., ..., "charades": ..}`` (published rows; ``source`` defaults
+    to "published"). Measured values are averaged over seeds (± sample std) per (model name, checkpoint
+    sha256, protocol, column): a row is one model, identified by its weights as well as its name, so two
+    different checkpoints under one name (every pretraining exports ``backbone.pt``) are two rows, told
+    apart by their hashes, never one row whose spread mixes two models.
     ``columns``: :data:`SEVERE_TABLE` or :data:`SYNTH_TABLE`; detected from the keys when None.
     """
-    long: dict[tuple[str, str, str], list[float]] = defaultdict(list)  # (model, protocol, column) -> values
+    # (model, checkpoint, protocol, column) -> [(value, dropped test videos)]
+    long: dict[tuple[str, str, str, str], list[tuple[float, int]]] = defaultdict(list)
     wide: list[Row] = []
     all_keys = set(SEVERE_COLUMNS) | set(SYNTH_COLUMNS) | set(EXTRA_COLUMNS)
     for r in rows:
         if hasattr(r, "key"):  # a Result
             col = EXPERIMENT_COLUMN.get(r.key.experiment, r.key.experiment)
-            long[(r.key.model, r.key.protocol, col)].append(r.primary)
+            long[(r.key.model, r.key.checkpoint, r.key.protocol, col)].append((r.primary,
+                                                                              int(r.extra.get("dropped", 0))))
         elif "value" in r:
             col = r.get("column") or EXPERIMENT_COLUMN.get(r["experiment"], r["experiment"])
-            long[(r["model"], r.get("protocol", ""), col)].append(float(r["value"]))
+            long[(r["model"], r.get("checkpoint", ""), r.get("protocol", ""), col)].append(
+                (float(r["value"]), int(r.get("dropped", 0))))
         else:
             cells = {k: Cell(float(v)) for k, v in r.items() if k in all_keys and v not in (None, "")}
-            wide.append(Row(r["model"], cells, source=r.get("source") or "published", protocol=r.get("protocol", "")))
-    protocols = {p for (_, p, _) in long}
-    measured: dict[tuple[str, str], Row] = {}
-    for (model, protocol, col), vals in long.items():
-        name = f"{model} [{protocol}]" if len(protocols) > 1 and protocol else model
-        row = measured.setdefault((model, protocol), Row(name, {}, "measured", protocol))
-        vals = [v for v in vals if not _isnan(v)]
+            pub = r.get("published")
+            name = r["model"] if not pub or pub["label"] == "published" else f"{r['model']} ({pub['label']})"
+            wide.append(Row(name, cells, source=r.get("source") or "published", protocol=r.get("protocol", ""),
+                            published=pub and {**pub, "mean_differs": printed_mean_differs(r)}))
+    measured: dict[tuple[str, str, str], Row] = {}
+    names = _row_names({(m, c, p) for (m, c, p, _) in long})
+    for (model, sha, protocol, col), vals in long.items():
+        row = measured.setdefault((model, sha, protocol), Row(names[(model, sha, protocol)], {}, "measured", protocol,
+                                                              checkpoint=sha))
+        dropped = max(d for _, d in vals)
+        vals = [v for v, _ in vals if not _isnan(v)]
         if vals:
-            row.cells[col] = Cell(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals))
+            row.cells[col] = Cell(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals),
+                                  dropped)
     all_rows = wide + list(measured.values())
     if columns is None:
         keys = {k for row in all_rows for k in row.cells}
@@ -138,6 +155,23 @@ def build_table(rows, columns: tuple[Column, ...] | None = None) -> Table:
     table = Table(tuple(columns), [r for r in all_rows if any(c.key in r.cells for c in columns)])
     _score(table)
     return table
+
+
+def _row_names(keys: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+    """Display names of measured rows keyed (model, checkpoint sha256, protocol): the model name, with
+    ``[protocol]`` when several protocols are shown and ``@<sha256[:12]>`` (``@random-init``) when one name
+    covers several checkpoints."""
+    protocols = {p for _, _, p in keys}
+    shas: dict[str, set[str]] = defaultdict(set)
+    for model, sha, _ in keys:
+        shas[model].add(sha)
+    out = {}
+    for model, sha, protocol in keys:
+        name = model
+        if len(shas[model]) > 1:
+            name += " @" + ("random-init" if sha == "none" else sha[:12])
+        out[(model, sha, protocol)] = f"{name} [{protocol}]" if len(protocols) > 1 and protocol else name
+    return out
 
 
 def _score(table: Table) -> None:
@@ -153,30 +187,6 @@ def _score(table: Table) -> None:
         row.rank = statistics.fmean(per_row[i]) if per_row[i] else None
 
 
-def read_published_csv(path: str | Path) -> list[dict]:
-    """Rows of a CSV with columns ``model,ssv2,...,charades`` (or the synthetic names); blank = missing."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise VsslError(f"{path}: cannot read ({e.strerror})") from None
-    reader = csv.DictReader(line for line in text.splitlines() if line.strip() and not line.startswith("#"))
-    if not reader.fieldnames or "model" not in reader.fieldnames:
-        raise VsslError(f"{path}: expected a header starting with 'model' (model,{','.join(SEVERE_COLUMNS)})")
-    out = []
-    for lineno, rec in enumerate(reader, start=2):
-        row = {"model": rec["model"], "source": rec.get("source") or "published"}
-        for k in set(SEVERE_COLUMNS) | set(SYNTH_COLUMNS) | set(EXTRA_COLUMNS):
-            v = (rec.get(k) or "").strip()
-            if v:
-                try:
-                    row[k] = float(v)
-                except ValueError:
-                    raise VsslError(f"{path}:{lineno}: column {k!r}: not a number: {v!r}") from None
-        out.append(row)
-    return out
-
-
 # ------------------------------------------------------------------------------------------------
 # rendering
 # ------------------------------------------------------------------------------------------------
@@ -189,11 +199,24 @@ def _fmt(cell: Cell | None, col: Column) -> str:
         return "—"
     digits = 3 if col.counting else 1
     s = f"{cell.mean:.{digits}f}"
-    return f"{s} ± {cell.std:.{digits}f}" if cell.std is not None and cell.n > 1 else s
+    s = f"{s} ± {cell.std:.{digits}f}" if cell.std is not None and cell.n > 1 else s
+    return f"{s} ({cell.dropped} dropped)" if cell.dropped else s
 
 
 def _mean_str(row: Row) -> str:
+    """The Mean cell; a published row shows its paper's printed Mean, with † where its columns disagree."""
+    printed = (row.published or {}).get("mean")
+    if printed is not None:
+        return f"{printed:.1f}" + ("†" if row.published["mean_differs"] else "")
     return "—" if row.mean is None else f"{row.mean:.1f}" + ("" if row.mean_complete else "*")
+
+
+def _name(row: Row) -> str:
+    if row.source != "published":
+        return row.model
+    recipe = (row.published or {}).get("recipe")
+    label = "" if row.published and row.published["label"] != "published" else " (published)"
+    return row.model + label + (f" — recipe {recipe}" if recipe else "")
 
 
 def _notes(table: Table) -> list[str]:
@@ -204,14 +227,20 @@ def _notes(table: Table) -> list[str]:
              + (f", {cnt[0]} ranked by lower MAE" if cnt else "") + ")."]
     if any(r.cells and any(c.n > 1 for c in r.cells.values()) for r in table.rows):
         notes.append("Measured cells: mean ± sample std over seeds.")
-    return notes
+    if any(c.dropped for r in table.rows for c in r.cells.values()):
+        notes.append("(N dropped): N unreadable test videos were left out of that score, never replaced by "
+                     "another video (most over the seeds; paths in the results store).")
+    if any("@" in r.model for r in table.rows if r.source == "measured"):
+        notes.append("name @hash: one name given to different weights; the rows are told apart by the sha256 "
+                     "of each checkpoint and never merged.")
+    return notes + published_notes([r for r in table.rows if r.published])
 
 
 def to_markdown(table: Table) -> str:
     head = ["Model", *[c.title for c in table.columns], "Mean", f"Rank↓ (of {table.pool})"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.rows:
-        name = r.model + (" (published)" if r.source == "published" else "")
+        name = _name(r)
         cells = [_fmt(r.cells.get(c.key), c) for c in table.columns]
         rank = "—" if r.rank is None else f"{r.rank:.1f}"
         lines.append("| " + " | ".join([name, *cells, _mean_str(r), rank]) + " |")
@@ -221,13 +250,17 @@ def to_markdown(table: Table) -> str:
 def to_records(table: Table) -> list[dict]:
     out = []
     for r in table.rows:
-        rec = {"model": r.model, "source": r.source, "protocol": r.protocol}
+        rec = {"model": r.model, "source": r.source, "protocol": r.protocol, "checkpoint": r.checkpoint}
         for c in table.columns:
             cell = r.cells.get(c.key)
             rec[c.key] = None if cell is None else cell.mean
             rec[f"{c.key}_std"] = None if cell is None else cell.std
             rec[f"{c.key}_n"] = None if cell is None else cell.n
-        rec.update(mean=r.mean, mean_complete=r.mean_complete, rank=r.rank, pool=table.pool)
+            rec[f"{c.key}_dropped"] = None if cell is None else cell.dropped
+        pub = r.published or {}
+        rec.update(mean=r.mean, mean_complete=r.mean_complete, rank=r.rank, pool=table.pool,
+                   printed_mean=pub.get("mean"), printed_rank=pub.get("rank"), recipe=pub.get("recipe"),
+                   published_in=pub.get("label"))
         out.append(rec)
     return out
 
@@ -235,8 +268,9 @@ def to_records(table: Table) -> list[dict]:
 def to_csv(table: Table) -> str:
     records = to_records(table)
     buf = io.StringIO()
-    fields = ["model", "source", "protocol", *[c.key for c in table.columns],
-              *[f"{c.key}_{s}" for c in table.columns for s in ("std", "n")], "mean", "mean_complete", "rank", "pool"]
+    fields = ["model", "source", "protocol", "checkpoint", *[c.key for c in table.columns],
+              *[f"{c.key}_{s}" for c in table.columns for s in ("std", "n", "dropped")], "mean", "mean_complete",
+              "rank", "pool", "printed_mean", "printed_rank", "recipe", "published_in"]
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for rec in records:
@@ -329,7 +363,7 @@ def to_html(tables: list[Table], analysis: bool = False) -> str:
         head = ["Model", *[c.title for c in t.columns], "Mean", f"Rank↓ (of {t.pool})"]
         parts.append("<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>")
         for r in t.rows:
-            name = r.model + (" (published)" if r.source == "published" else "")
+            name = _name(r)
             cells = [name, *[_fmt(r.cells.get(c.key), c) for c in t.columns], _mean_str(r),
                      "—" if r.rank is None else f"{r.rank:.1f}"]
             parts.append("<tr>" + "".join(f"<td>{escape(x)}</td>" for x in cells) + "</tr>")
@@ -370,12 +404,12 @@ def build_tables(rows) -> list[Table]:
 
 
 def report_command(args) -> int:
-    """``vssl report [DIR] [--format] [--from-csv FILE] [--output F] [--plots DIR] [--analysis]``."""
+    """``vssl report [DIR] [--format] [--from-csv FILE ...] [--output F] [--plots DIR] [--analysis]``."""
     from vssl.severe.results import ResultsStore, find_stores
 
     rows: list = []
-    if args.from_csv:
-        rows += read_published_csv(args.from_csv)
+    for path in args.from_csv or []:
+        rows += read_published_csv(path)
     if args.dir:
         stores = find_stores(args.dir)
         if not stores:

@@ -41,20 +41,22 @@ def available_experiments(data_root: str | Path) -> dict[str, Experiment]:
 _SPEED_ONLY = ("num_workers",)
 
 
-def protocol_key(protocol: str, overrides: list[str] | None) -> str:
-    """The protocol name stored with a result; overrides make it a different protocol (``quick(steps=4)``).
+def protocol_key(protocol: str, overrides: list[str] | None, recipe: str = "severe") -> str:
+    """The protocol name stored with a result; a published row's recipe and overrides make it a different
+    protocol (``paper+tubelet``, ``quick(steps=4)``).
 
     Overrides of speed-only fields (``num_workers``) are left out: more loader workers on a GPU host give
     the same result, which must be found again (and skipped) on a rerun with other workers.
     """
+    name = protocol if recipe == "severe" else f"{protocol}+{recipe}"
     kept = sorted(o for o in overrides or () if o.split("=", 1)[0].strip() not in _SPEED_ONLY)
-    return f"{protocol}({','.join(kept)})" if kept else protocol
+    return f"{name}({','.join(kept)})" if kept else name
 
 
 def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: str | Path = ".",
                out: str | Path = "severe-results", experiments: str | list[str] | None = None,
                protocol: str = "paper", seeds=(1,), name: str | None = None, device: str = "auto",
-               overrides: list[str] | None = None, log=print) -> list[Result]:
+               overrides: list[str] | None = None, recipe: str = "severe", log=print) -> list[Result]:
     """Run ``experiments`` x ``seeds`` and return their results (finished ones are read back, not rerun).
 
     Args:
@@ -67,23 +69,30 @@ def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: s
         seeds: iterable of ints.
         name: model name in the table (default ``backbone[+checkpoint stem]``).
         overrides: ``["steps=50", ...]`` applied to every recipe (see ``protocols.Recipe``).
+        recipe: a published row's variant of the paper protocol (``vssl.severe.recipes``: ``tubelet``,
+            ``avid``, ``scratch`` ...; default ``severe``).
     """
     proto = get_protocol(protocol)
     if isinstance(seeds, (int, str)):
         seeds = [s for s in str(seeds).split(",") if s.strip()]
     exps = select(experiments, available_experiments(data_root))
+    from vssl.engine.distributed import resolve_device
+
+    resolve_device(device)  # a missing GPU fails now, not inside the first experiment
+    recipes = {exp.name: proto.recipe(exp, overrides, backbone=backbone, row_recipe=recipe)  # a bad --set value too
+               for exp in exps}
     if checkpoint:  # an unreadable or mismatched checkpoint fails now, not after the first experiment's data
         from vssl.models import build_backbone
 
         build_backbone(backbone, checkpoint)
     sha = checkpoint_sha256(checkpoint)
     model = name or default_name(backbone, checkpoint)
-    pkey = protocol_key(protocol, overrides)
+    pkey = protocol_key(protocol, overrides, recipe)
     out = Path(out)
     results = []
     with ResultsStore(out / "results.sqlite") as store:
         for exp in exps:
-            recipe = proto.recipe(exp, overrides, backbone=backbone)
+            settings = recipes[exp.name]
             for seed in [int(s) for s in seeds]:
                 key = ResultKey(model, sha, exp.name, pkey, seed)
                 if store.has(key):
@@ -91,21 +100,30 @@ def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: s
                     results.append(store.get(key))
                     continue
                 log(f"run  {exp.name} seed {seed} ({model}, {pkey}) ...")
-                metrics, timings, extra = run_experiment(exp, recipe, backbone, checkpoint, data_root, seed,
+                metrics, timings, extra = run_experiment(exp, settings, backbone, checkpoint, data_root, seed,
                                                          device, _workdir(out, model, sha, exp, pkey, seed))
-                extra.update(checkpoint_path=str(checkpoint or ""), recipe=asdict(recipe))
+                extra.update(checkpoint_path=str(checkpoint or ""), recipe=asdict(settings), row_recipe=recipe)
                 result = Result(key, exp.metric, metrics[exp.metric], metrics, timings, backbone, extra)
                 store.put(result)
                 results.append(result)
                 if extra["failures"]:
                     log(f"warning: {exp.name}: {extra['failures']} unreadable video loads were skipped "
-                        f"(e.g. {extra['failed_paths'][:3]})")
+                        f"(e.g. {extra['failed_paths'][:3]}): left out of the scores and of frozen features, replaced "
+                        "by another video when fine-tuning")
                 if extra["missing"]:
                     log(f"warning: {exp.name}: {extra['missing']} listed videos are missing on disk and were "
                         f"left out (e.g. {extra['missing_paths'][:3]})")
-                log(f"done {exp.name} seed {seed}: {exp.metric} = {metrics[exp.metric]:.4g} "
+                log(f"done {exp.name} seed {seed}: {exp.metric} = {metrics[exp.metric]:.4g}{scored_note(extra)} "
                     f"({timings.get('total_s', 0):.1f} s)")
     return results
+
+
+def scored_note(extra: dict) -> str:
+    """`` (on 97 of 100 test videos: 3 unreadable, dropped)`` when test videos were dropped, else ``""``."""
+    if not extra.get("dropped"):
+        return ""
+    return (f" (on {extra['num_scored']} of {extra['num_test']} test videos: {extra['dropped']} unreadable, "
+            "dropped)")
 
 
 def _workdir(out: Path, model: str, sha: str, exp: Experiment, pkey: str, seed: int) -> Path:
@@ -135,11 +153,14 @@ def load_splits(exp: Experiment, data_root: str | Path):
     return train, test, videos
 
 
-def data_config(exp: Experiment, recipe: Recipe, video_root: Path):
+def data_config(exp: Experiment, recipe: Recipe, video_root: Path, train: bool = False):
+    """The data config of an experiment's clips: training clips are decoded at ``train_size`` (when set),
+    test clips (and the frozen protocols' clips) at ``load_size``, the test resize."""
     from vssl.config import DataConfig
 
+    size = (recipe.train_size or recipe.load_size) if train else recipe.load_size
     return DataConfig(dataset=exp.dataset, root=str(video_root), num_frames=recipe.num_frames, stride=recipe.stride,
-                      fps=recipe.fps, sampling=recipe.sampling, load_size=recipe.load_size, crop_size=recipe.crop_size,
+                      fps=recipe.fps, sampling=recipe.sampling, load_size=size, crop_size=recipe.crop_size,
                       batch_size=recipe.batch_size, num_workers=recipe.num_workers, persistent_workers=False)
 
 
@@ -169,17 +190,22 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
 
         method, timings = train_counter(exp, recipe, net, backbone, train, root, cfg, seed, device, workdir)
         t1 = time.perf_counter()
-        scores, labels = count_videos(method, test, root, cfg, dev, workdir)
+        scores, labels, dropped = count_videos(method, test, root, cfg, dev, workdir)
     elif recipe.mode == "finetune":
-        method, timings = _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, device,
-                                    workdir)
+        method, timings = _finetune(exp, recipe, net, backbone, train, root, data_config(exp, recipe, root, True),
+                                    num_classes, seed, device, workdir)
         t1 = time.perf_counter()
-        views, labels = _views(method.eval(), test_ds, recipe, dev)
+        views, labels, index = _views(method.eval(), test_ds, recipe, dev)
         scores = _ensemble(views, exp.task, recipe.ensemble)
+        scored = set(index.tolist())
+        dropped = [r.path for i, r in enumerate(test.records) if i not in scored]
     else:
         t1 = time.perf_counter()
-        scores, labels, timings = _frozen(exp, recipe, net, train, test, data_root, root, cfg, num_classes, seed, dev,
-                                          workdir, checkpoint)
+        scores, labels, timings, dropped = _frozen(exp, recipe, net, train, test, data_root, root, cfg, num_classes,
+                                                   seed, dev, workdir, checkpoint)
+    if len(dropped) == len(test):
+        raise VsslError(f"{exp.name}: none of the {len(test)} test videos could be decoded "
+                        f"(reasons in {workdir / 'failures'})")
     from vssl.severe.evaluate import task_metrics
     metrics = task_metrics(exp.task, scores, labels, num_classes)
     if exp.task == "counting":
@@ -189,8 +215,12 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
     timings.update(eval_s=time.perf_counter() - t1, total_s=time.perf_counter() - t0)
     # train and test datasets share the failure folder: counts and paths cover both
     missing = list(dict.fromkeys(train.missing + test.missing))  # load_splits dropped them, as SEVERE does
+    # an unreadable test video is dropped, never replaced: the score covers num_scored of num_test videos
+    in_test = {r.path for r in test.records}
     extra.update(failures=test_ds.failures, failed_paths=test_ds.failed_paths[:100], missing=len(missing),
-                 missing_paths=missing[:100])
+                 missing_paths=missing[:100], num_scored=len(test) - len(dropped), dropped=len(dropped),
+                 dropped_paths=dropped[:100],
+                 train_failed_paths=[p for p in test_ds.failed_paths if p not in in_test][:100])
     return metrics, timings, extra
 
 
@@ -237,21 +267,33 @@ def _finetune(exp, recipe, net, backbone, train, root, cfg, num_classes, seed, d
         from vssl.severe.heads import constant_count_baseline
         best = constant_count_baseline([float(r.label) for r in train.records], [1.0])["count"]
         name, params = "log_count", Counting.Config(dropout=recipe.dropout, init_log_count=math.log(best),
-                                                     scale=list(recipe.crop_scale), flip=exp.flip, **_jitter(recipe))
+                                                     scale=list(recipe.crop_scale), flip=exp.flip,
+                                                     mean=list(recipe.mean), std=list(recipe.std), **_jitter(recipe))
     else:
         name, params = "supervised", Supervised.Config(
-            num_classes=num_classes, task=exp.task, dropout=recipe.dropout, scale=list(recipe.crop_scale),
-            flip=exp.flip and recipe.flip, layer_decay=recipe.layer_decay, label_smoothing=recipe.label_smoothing,
-            mixup=recipe.mixup, cutmix=recipe.cutmix, erase_p=recipe.erase_p, randaug_ops=recipe.randaug_ops,
-            head_init_scale=recipe.head_init_scale, **_jitter(recipe))
+            num_classes=num_classes, task=exp.task, dropout=recipe.dropout, crop=recipe.train_crop,
+            scale=list(recipe.crop_scale), short_side=list(recipe.short_side), mean=list(recipe.mean),
+            std=list(recipe.std), flip=exp.flip and recipe.flip, layer_decay=recipe.layer_decay,
+            label_smoothing=recipe.label_smoothing, mixup=recipe.mixup, cutmix=recipe.cutmix, erase_p=recipe.erase_p,
+            randaug_ops=recipe.randaug_ops, head_init_scale=recipe.head_init_scale, **_jitter(recipe))
     run = recipe.run_config(name, params, backbone, cfg, seed, device, max_steps, milestones, warmup,
                             ckpt_every=per_epoch if paper_like else 0)
     method = (Counting if name == "log_count" else Supervised)(params, net, run)
-    ds = _ClipEpochs(ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures"), repeats)
+    clips = ClipDataset(train, root, cfg, train=True, seed=seed, failure_log=workdir / "failures")
     t = time.perf_counter()
-    summary = Trainer(run, method, ds, workdir, resume=paper_like).fit()
-    return method, {"train_s": time.perf_counter() - t, "train_steps": summary["step"],
-                    "final_loss": summary.get("loss")}
+    # the work folder is the runner's scratch (the result lives in the store): a killed paper run resumes,
+    # anything else left there is replaced
+    summary = Trainer(run, method, _ClipEpochs(clips, repeats), workdir, resume=paper_like, overwrite=True).fit()
+    timings = {"train_s": time.perf_counter() - t, "train_steps": summary["step"], "final_loss": summary.get("loss")}
+    if recipe.precise_bn > 0:
+        from vssl.severe.evaluate import precise_bn
+
+        t = time.perf_counter()
+        used = precise_bn(method, clips, batches=recipe.precise_bn, batch_size=recipe.batch_size,
+                          device=next(method.parameters()).device, num_workers=recipe.num_workers, seed=seed)
+        timings["precise_bn_batches"] = used
+        timings["precise_bn_s"] = time.perf_counter() - t
+    return method, timings
 
 
 def _jitter(recipe) -> dict:
@@ -278,8 +320,8 @@ def _frozen(exp, recipe, net, train, test, data_root, root, cfg, num_classes, se
     net = net.to(dev).eval()
     t = time.perf_counter()
     args = (net, data_root, root, cfg, seed, dev, workdir, checkpoint)
-    tr, tr_y = _features(exp, exp.train_split, train, recipe, recipe.feature_clips, *args)
-    te, te_y = _features(exp, exp.test_split, test, recipe, recipe.test_clips, *args)
+    tr, tr_y, _ = _features(exp, exp.train_split, train, recipe, recipe.feature_clips, *args)
+    te, te_y, dropped = _features(exp, exp.test_split, test, recipe, recipe.test_clips, *args)
     timings = {"features_s": time.perf_counter() - t}
     t = time.perf_counter()
     if recipe.mode == "linear":
@@ -297,11 +339,12 @@ def _frozen(exp, recipe, net, train, test, data_root, root, cfg, num_classes, se
     else:
         raise VsslError(f"unknown recipe mode {recipe.mode!r}")
     timings["head_s"] = time.perf_counter() - t
-    return scores, te_y, timings
+    return scores, te_y, timings, dropped
 
 
 def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed, dev, workdir, checkpoint):
-    """Frozen features (N, clips, D) of ``videos`` and their encoded labels.
+    """Frozen features (K, clips, D) of the K videos of ``videos`` that decode, their encoded labels, and
+    the paths of the videos dropped as unreadable (no features: never another video's in their place).
 
     Features are cached per model and per *video* of the whole split (``<model dir>/features``), so the
     experiments that share videos (Gym99, its 10^3 subset, FX-S1 and UB-S1 all read the Gym99 lists)
@@ -312,14 +355,14 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
     from vssl.data.datasets import load_videos
 
     fields = {k: getattr(recipe, k) for k in ("num_frames", "fps", "stride", "sampling", "load_size", "crop_size",
-                                              "test_crops", "pool")}
+                                              "test_crops", "mean", "std", "pool")}
     annotations = exp.annotation_dir(data_root)
     fields.update(clips=clips, dataset=exp.dataset, split=split, fold=exp.fold, annotations=str(annotations.resolve()))
     tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     cache = workdir.parent / "features" / f"{exp.dataset}-{split}-{tag}.pt"
-    stored = _read_feature_cache(cache)
+    stored = _read_feature_cache(cache, keys={"paths": list, "feats": torch.Tensor, "dropped": list})
     if stored is not None:
-        paths, feats = stored["paths"], stored["feats"]
+        paths, feats, unreadable = stored["paths"], stored["feats"], stored["dropped"]
         record_failures(workdir / "failures", stored.get("failures", []))  # met when the cache was filled
     else:
         # the whole split (no subset options), minus videos missing on disk
@@ -327,23 +370,28 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
         ds = ClipDataset(full, root, cfg, train=False, test_clips=clips, seed=seed, failure_log=workdir / "failures")
         from vssl.severe.evaluate import frozen_features
 
-        clip_fields = {k: v for k, v in fields.items() if k != "pool"}
-        feats, _ = _views(frozen_features(net, recipe.pool), _decoded_clips(ds, clip_fields, recipe, workdir),
-                          recipe, dev)
-        paths = [r.path for r in full.records]
+        clip_fields = {k: v for k, v in fields.items() if k not in ("pool", "mean", "std")}  # uint8 clips
+        feats, _, index = _views(frozen_features(net, recipe.pool), _decoded_clips(ds, clip_fields, recipe, workdir),
+                                 recipe, dev)
+        scored = set(index.tolist())
+        paths = [full.records[i].path for i in index.tolist()]
+        unreadable = [r.path for i, r in enumerate(full.records) if i not in scored]
         from vssl.engine.checkpoint import atomic_save
 
-        failures = _split_failures(ds, paths)
-        atomic_save({"paths": paths, "feats": feats, "failures": failures}, cache)  # per-process tmp: runs may race
-    where = {p: i for i, p in enumerate(paths)}
-    missing = [r.path for r in videos.records if r.path not in where]
+        failures = _split_failures(ds, [r.path for r in full.records])
+        atomic_save({"paths": paths, "feats": feats, "failures": failures, "dropped": unreadable},
+                    cache)  # per-process tmp: runs may race
+    where, gone = {p: i for i, p in enumerate(paths)}, set(unreadable)
+    kept = [r for r in videos.records if r.path not in gone]
+    missing = [r.path for r in kept if r.path not in where]
     if missing:
         raise VsslError(f"{exp.name}: {len(missing)} videos missing from the feature cache {cache} "
                         f"(e.g. {missing[0]}); delete it and rerun")
-    index = torch.tensor([where[r.path] for r in videos.records])
+    index = torch.tensor([where[r.path] for r in kept], dtype=torch.long)
     n = len(videos.classes) if getattr(videos, "classes", None) else 0
-    labels = torch.stack([encode_label(r.label, getattr(videos, "task", None), n) for r in videos.records])
-    return feats[index], labels
+    labels = [encode_label(r.label, getattr(videos, "task", None), n) for r in kept]
+    labels = torch.stack(labels) if labels else torch.empty(0)
+    return feats[index], labels, [r.path for r in videos.records if r.path in gone]
 
 
 #: decoded clips of a split are kept (``<out>/clips``) when they take at most this many bytes
@@ -351,16 +399,19 @@ CLIP_CACHE_BYTES = 1 << 30
 
 
 class _TensorClips(Dataset):
-    """Decoded uint8 clips and labels held in memory, served like a ClipDataset's test items."""
+    """Decoded uint8 clips (padded to one frame size), labels and dataset indices held in memory, served like
+    a ClipDataset's test items: each clip cut back to its own frame size (the videos that could not be
+    decoded are not among them)."""
 
-    def __init__(self, video: torch.Tensor, label: torch.Tensor):
-        self.video, self.label = video, label
+    def __init__(self, video: torch.Tensor, label: torch.Tensor, frame_size: torch.Tensor, index: torch.Tensor):
+        self.video, self.label, self.frame_size, self.index = video, label, frame_size, index
 
     def __len__(self) -> int:
         return len(self.video)
 
     def __getitem__(self, i: int) -> dict:
-        return {"video": self.video[i], "label": self.label[i]}
+        h, w = self.frame_size[i].tolist()
+        return {"video": self.video[i][..., :h, :w], "label": self.label[i], "index": self.index[i]}
 
 
 def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
@@ -377,7 +428,8 @@ def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
         return ds
     tag = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     path = workdir.parents[2] / "clips" / f"{fields['dataset']}-{fields['split']}-{tag}.pt"
-    stored = _read_feature_cache(path, keys={"video": torch.Tensor, "label": torch.Tensor})
+    stored = _read_feature_cache(path, keys={"video": torch.Tensor, "label": torch.Tensor, "frame_size": torch.Tensor,
+                                             "index": torch.Tensor})
     if stored is not None:
         from vssl.data.dataset import record_failures
 
@@ -385,16 +437,22 @@ def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
     else:
         from torch.utils.data import DataLoader
 
+        from vssl.data.collate import pad_frames
+        from vssl.data.dataset import collate_kept
         from vssl.engine.checkpoint import atomic_save
 
-        videos, labels = [], []
-        for batch in DataLoader(ds, batch_size=32, shuffle=False, num_workers=recipe.num_workers):
-            videos.append(batch["video"])
-            labels.append(batch["label"])
-        stored = {"video": torch.cat(videos), "label": torch.cat(labels),
+        batches = [b for b in DataLoader(ds, batch_size=32, shuffle=False, num_workers=recipe.num_workers,
+                                         collate_fn=collate_kept) if b is not None]
+        if not batches:  # nothing decodes: the caller reports it
+            return ds
+        sizes = torch.cat([b["frame_size"] for b in batches])
+        height, width = sizes.max(0).values.tolist()
+        stored = {"video": torch.cat([pad_frames(b["video"], height, width) for b in batches]),
+                  "label": torch.cat([b["label"] for b in batches]), "frame_size": sizes,
+                  "index": torch.cat([torch.as_tensor(b["index"]) for b in batches]),
                   "failures": _split_failures(ds, [r.path for r in ds.videos.records])}
         atomic_save(stored, path)
-    return _TensorClips(stored["video"], stored["label"])
+    return _TensorClips(stored["video"], stored["label"], stored["frame_size"], stored["index"])
 
 
 def _split_failures(ds, paths: list[str]) -> list[list[str]]:
@@ -403,15 +461,15 @@ def _split_failures(ds, paths: list[str]) -> list[list[str]]:
     return [[p, r] for p, r in dict.fromkeys(ds.failure_report()) if p in wanted]
 
 
-def _read_feature_cache(cache: Path, keys: dict | None = None) -> dict | None:
-    """The cached features, or None when absent or unreadable (then they are computed again)."""
+def _read_feature_cache(cache: Path, keys: dict) -> dict | None:
+    """The cached entry when it holds ``keys`` (name -> type), or None when absent, unreadable or of an older
+    layout (then it is computed again)."""
     if not cache.is_file():
         return None
     from vssl.engine.checkpoint import load_checkpoint
 
     try:
         stored = load_checkpoint(cache)
-        keys = keys or {"paths": list, "feats": torch.Tensor}
         if all(isinstance(stored.get(k), t) for k, t in keys.items()):
             return stored
     except VsslError as e:
@@ -422,7 +480,10 @@ def _read_feature_cache(cache: Path, keys: dict | None = None) -> dict | None:
 def failure_summary(results: list[Result]) -> list[str]:
     """Lines naming the videos the results could not read (decoding failed) or find (missing on disk)."""
     lines = []
-    for what, key in (("unreadable, skipped", "failed_paths"), ("missing on disk, left out", "missing_paths")):
+    for what, key in (("unreadable, dropped from the scores", "dropped_paths"),
+                      ("unreadable in training (replaced when fine-tuning, left out of frozen features)",
+                       "train_failed_paths"),
+                      ("missing on disk, left out", "missing_paths")):
         per_exp: dict[str, list[str]] = {}
         for r in results:
             paths = r.extra.get(key) or []
@@ -437,7 +498,7 @@ def failure_summary(results: list[Result]) -> list[str]:
 
 def severe_command(args) -> int:
     """``vssl severe --backbone NAME [--checkpoint] --data-root DIR --out DIR [--experiments] [--protocol]
-    [--seeds] [--name] [--device] [--set k=v]``."""
+    [--recipe] [--seeds] [--name] [--device] [--set k=v]``."""
     from vssl.severe.report import build_tables, render
 
     try:
@@ -453,7 +514,8 @@ def severe_command(args) -> int:
     if args.backbone not in BACKBONES:
         raise ConfigError(f"--backbone: unknown backbone {args.backbone!r} (known: {', '.join(BACKBONES)})")
     results = run_severe(args.backbone, args.checkpoint, args.data_root, args.out, args.experiments, args.protocol,
-                         seeds, name=args.name, device=args.device, overrides=args.overrides)
+                         seeds, name=args.name, device=args.device, overrides=args.overrides,
+                         recipe=getattr(args, "recipe", "severe"))
     print(render(build_tables(results), "md"), end="")
     for line in failure_summary(results):
         print(f"vssl: warning: {line}")

@@ -275,7 +275,7 @@ def load_clip(path: str | os.PathLike, data: DataConfig) -> torch.Tensor:
     import torch
 
     from vssl.data import sampling
-    from vssl.data.transforms import center_crop
+    from vssl.data.crops import center_crop
     from vssl.data.video import VideoReader
 
     with VideoReader(path, data.backend, data.decoder_threads, short_side=data.load_size) as reader:

@@ -46,7 +46,7 @@ def make_pairs(config: str | os.PathLike, n: int = 8, seed: int = 0, overrides: 
     from vssl.config import load_config
     from vssl.engine.distributed import resolve_device, seed_everything
     from vssl.engine.run import build_backbone, build_dataset
-    from vssl.methods import build_method
+    from vssl.methods import METHODS, build_method
 
     cfg = load_config(config, list(overrides))
     if cfg.method.name != "tubelet_contrast":
@@ -56,7 +56,7 @@ def make_pairs(config: str | os.PathLike, n: int = 8, seed: int = 0, overrides: 
         raise VsslError("--n: a tubelet pair needs at least 2 clips (view 2 is always another video)")
     seed_everything(seed)
     try:
-        dataset, *_ = build_dataset(cfg, num_clips=1)
+        dataset, *_ = build_dataset(cfg, num_clips=1, method_cls=METHODS[cfg.method.name])
     except (OSError, VsslError) as e:
         if isinstance(e, ConfigError):
             raise
@@ -66,11 +66,13 @@ def make_pairs(config: str | os.PathLike, n: int = 8, seed: int = 0, overrides: 
         raise VsslError(f"{config}: the training set has {len(dataset)} video(s); pairs need at least 2")
     n = min(n, len(dataset))
     items = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
-    video = torch.stack([dataset[i]["video"] for i in items])  # the (uint8) batch the loader would give
+    from vssl.data.collate import collate_clips
+
+    batch = collate_clips([dataset[i] for i in items])  # the (uint8) batch the loader would give
     dev = resolve_device(device)
     method = build_method(cfg, build_backbone(cfg)).to(dev)
     seed_everything(seed)
-    v1, v2, info = method.make_views(video.to(dev))
+    v1, v2, info = method.make_views(batch["video"].to(dev), batch["frame_size"])
     from vssl.data.transforms import denormalize
 
     partner = info["partner"].cpu().tolist()

@@ -8,13 +8,17 @@ end), ``offset_next_estimate``, ``offset_pre_estimate``. For example ``v_BenchPr
 
     label.start_frame = 1, label.end_frame = 122, label.temporal_bound = [1, 36, 122]   -> count 2
 
-The record label is the count ``float(K - 1)``; the path is ``<Class>/<video>.avi`` with
-``Class = name[2:-8]`` (``v_BabyCrawling_g01_c01`` -> ``BabyCrawling``; note UCFRep spells
-``HandStandPushups`` where the UCF101 folder is ``HandstandPushups``). ``meta`` holds ``class``,
-``start_frame``, ``end_frame``, ``duration``, ``temporal_bound`` (list of ints) and the per-frame period
-labels ``offset_next`` / ``offset_pre`` (``duration`` ints each: frames to the same phase of the next /
-previous cycle, -1 where it does not exist; the counter's training targets). ``classes`` are the
-23 action classes (sorted); they are not the prediction target. Splits ``train`` / ``val``.
+The record label is the count ``float(K - 1)``, the number of cycles between ``start_frame`` and
+``end_frame``; the path is the video in the UCF101 tree, ``<folder>/<video>.avi`` with the folder
+``name[2:-8]`` (``v_BabyCrawling_g01_c01`` -> ``BabyCrawling``), except that UCFRep's video names spell
+``HandStandPushups`` where the UCF101 folder is ``HandstandPushups`` (the file keeps the name:
+``HandstandPushups/v_HandStandPushups_g01_c01.avi``, as in UCF101's own lists). ``meta`` holds ``class``
+(UCFRep's spelling), ``start_frame``, ``end_frame``, ``duration``, ``temporal_bound`` (list of ints), the
+per-frame period labels ``offset_next`` / ``offset_pre`` (``duration`` ints each: frames to the same phase
+of the next / previous cycle, -1 where it does not exist; the counter's training targets) and
+``frame_range`` = ``(start_frame - 1, end_frame - 1)``, the annotated part as 0-based decoded-frame indices:
+clips are drawn from it (``ClipDataset``), because the count covers only it. ``classes`` are the 23 action
+classes (sorted); they are not the prediction target. Splits ``train`` / ``val``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from vssl.errors import AnnotationError
 
 SPLITS = ("train", "val")
 ZIP_NAME = "ucf526_annotations.zip"
+#: UCFRep class spellings whose UCF101 folder is spelled otherwise (checked against UCF101's classInd.txt)
+UCF101_FOLDER = {"HandStandPushups": "HandstandPushups"}
 
 
 def _mat_sources(annotations: Path, split: str) -> list[tuple[str, object]]:
@@ -84,8 +90,12 @@ def ucfrep(annotations: str | Path, split: str, fold: int = 1, **opts) -> VideoL
         meta = read_mat(name, source)
         if len(meta["temporal_bound"]) < 2:
             raise AnnotationError(f"{name}: temporal_bound needs at least 2 boundaries")
+        if not 1 <= meta["start_frame"] <= meta["end_frame"]:
+            raise AnnotationError(f"{name}: start_frame {meta['start_frame']} / end_frame {meta['end_frame']} "
+                                  "do not delimit a segment")
         cls = video[2:-8]
-        records.append(VideoRecord(f"{cls}/{video}.avi", float(len(meta["temporal_bound"]) - 1),
-                                   {"class": cls, **meta}))
+        frame_range = (meta["start_frame"] - 1, meta["end_frame"] - 1)
+        records.append(VideoRecord(f"{UCF101_FOLDER.get(cls, cls)}/{video}.avi", float(len(meta["temporal_bound"]) - 1),
+                                   {"class": cls, **meta, "frame_range": frame_range}))
     classes = sorted({r.meta["class"] for r in records})
     return finish(VideoList("ucfrep", split, records, classes, task="counting"), **opts)
