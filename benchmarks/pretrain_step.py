@@ -47,7 +47,8 @@ except ImportError:  # run as a script
                         write_json)
 
 from vssl.config import OptimConfig, RunConfig
-from vssl.engine.trainer import build_optimizer, resolve_precision
+from vssl.engine.scalars import read_scalars
+from vssl.engine.trainer import build_optimizer, compile_step, resolve_precision
 from vssl.methods import METHODS
 from vssl.models import build_backbone
 from vssl.models.vit import sinusoid_table
@@ -174,34 +175,48 @@ class _Step(nn.Module):
         return self.method.training_step(batch)
 
 
-def method_step(name: str, size: dict, device, amp, compile_: bool):
+LOG_EVERY = 10  # the engine's default train.log_every: how often deferred scalars are read
+COMPILE_BACKEND = "inductor"  # torch.compile's; "eager" (tracing only) keeps CPU smoke runs short
+
+
+def method_step(name: str, size: dict, device, amp, compile_: bool, params: dict | None = None,
+                defer_logs: bool = False):
+    """A vssl method's step as the engine runs it, including the engine's scalar reads: the step's
+    loss and logs in one transfer before backward, or every ``LOG_EVERY`` steps with ``defer_logs``.
+    ``params``: method settings over the size's (the levers, e.g. ``sinkhorn_precision``)."""
     vit = name in ("videomae", "sigma")
     if vit:
         kw = dict(size["vit"])
         backbone = build_backbone(kw.pop("name"), **kw)
         d, depth, heads = size["dec"]
-        params = dict(decoder_dim=d, decoder_depth=depth, decoder_heads=heads)
+        defaults = dict(decoder_dim=d, decoder_depth=depth, decoder_heads=heads)
         if name == "sigma":
-            params.update(target="mlp", num_prototypes=size["protos"], mlp_dims=size["mlp"])
+            defaults.update(target="mlp", num_prototypes=size["protos"], mlp_dims=size["mlp"])
         clip, crop, batch = size["vit_clip"], size["vit_crop"], size["vit_batch"]
     else:
         backbone = build_backbone(size["cnn"])
-        params = dict(queue_size=size["queue"])
+        defaults = dict(queue_size=size["queue"])
         clip, crop, batch = size["cnn_clip"], size["cnn_crop"], size["cnn_batch"]
     cls = METHODS[name]
-    method = _prepare(cls(cls.Config(**params), backbone, _run_config(crop)), device)
+    method = _prepare(cls(cls.Config(**{**defaults, **(params or {})}), backbone, _run_config(crop)), device)
     method.train()
     optimizer = build_optimizer(OptimConfig(lr=1e-4), method, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    model = torch.compile(_Step(method), dynamic=False) if compile_ else _Step(method)
+    model = _Step(method)
+    if compile_:  # as the engine's train.compile
+        compile_step(method, model, COMPILE_BACKEND)
     video = torch.randint(0, 256, (batch, 3, *clip), dtype=torch.uint8, device=device)
     data = {"video": video, "label": torch.zeros(batch, dtype=torch.long, device=device),
             "index": torch.arange(batch, device=device)}
-    counter = [0]
+    counter, pending = [0], []
 
     def step():
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            loss, _ = model(data)
+            loss, logs = model(data)
+        pending.append({"loss": loss.detach(), **logs})
+        if not defer_logs or len(pending) == LOG_EVERY:
+            read_scalars(pending)
+            pending.clear()
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
@@ -225,7 +240,7 @@ def ref_videomae_step(size: dict, device, amp, compile_: bool):
     n = math.prod(grid)
     d, ddepth, dheads = size["dec"]
     model = _prepare(RefVideoMAE(dim, depth, heads, d, ddepth, dheads, patch, tubelet, n), device).train()
-    fwd = torch.compile(model, dynamic=False) if compile_ else model
+    fwd = torch.compile(model, dynamic=False, backend=COMPILE_BACKEND) if compile_ else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)  # timm create_optimizer
     ref_amp = torch.float16 if device.type == "cuda" else None  # torch.cuda.amp.autocast() = fp16
     scaler = torch.amp.GradScaler(device.type, enabled=ref_amp == torch.float16)
@@ -258,7 +273,7 @@ def ref_videomae_step(size: dict, device, amp, compile_: bool):
 
 def bare_cnn_step(size: dict, device, amp, compile_: bool):
     model = _prepare(build_backbone(size["cnn"]), device).train()
-    fwd = torch.compile(model, dynamic=False) if compile_ else model
+    fwd = torch.compile(model, dynamic=False, backend=COMPILE_BACKEND) if compile_ else model
     optimizer = build_optimizer(OptimConfig(lr=1e-4), model, device)
     t, crop, batch = size["cnn_clip"][0], size["cnn_crop"], size["cnn_batch"]
     x = torch.randn(batch, 3, t, crop, crop, device=device)
@@ -287,22 +302,26 @@ def synthesis_fraction(info: dict, step_s: float, steps: int, device) -> dict:
             "synth_frac": synth / step_s, "views_frac": views / step_s}
 
 
-def build_case(name: str, size: dict, device, amp, warmup: int, compile_: bool) -> dict:
-    """Build a case and run its warm-up steps, measuring its peak memory (from before it was built)."""
+def build_case(name: str, size: dict, device, amp, warmup: int, compile_: bool, base: str | None = None,
+               **levers) -> dict:
+    """Build a case and run its warm-up steps, measuring its peak memory (from before it was built).
+    ``base``: the case it varies (``name`` is then a label such as ``sigma:sinkhorn_bf16``);
+    ``levers``: ``method_step``'s ``params`` / ``defer_logs``."""
+    base = base or name
     before = PeakMemory.current(device)
     t0 = time.perf_counter()
     with PeakMemory(device, base=before) as mem:
-        if name == "ref_videomae":
+        if base == "ref_videomae":
             step, info = ref_videomae_step(size, device, amp, compile_)
-        elif name == "bare_r2plus1d":
+        elif base == "bare_r2plus1d":
             step, info = bare_cnn_step(size, device, amp, compile_)
         else:
-            step, info = method_step(name, size, device, amp, compile_)
+            step, info = method_step(base, size, device, amp, compile_, **levers)
         for _ in range(max(warmup, 1)):
             step()
         sync(device)
     persistent = PeakMemory.current(device) - before  # parameters, buffers, optimizer state
-    return {"name": name, "step": step, "info": info, "peak": mem.peak, "peak_kind": mem.label,
+    return {"name": name, "base": base, "step": step, "info": info, "peak": mem.peak, "peak_kind": mem.label,
             "persistent": persistent, "setup_s": time.perf_counter() - t0, "times": []}
 
 
@@ -326,25 +345,28 @@ def time_interleaved(cases: list[dict], steps: int, device) -> None:
                 c["peak"] = max(c["peak"], torch.cuda.max_memory_allocated() - start + c["persistent"])
 
 
-def profile_cases(cases: list[dict], device, steps: int = 3, rows: int = 12) -> None:
-    """Print torch.profiler's top ops of a few steps of each case (what bounds a missed target)."""
+def profile_cases(cases: list[dict], device, steps: int = 3, rows: int = 12) -> dict[str, str]:
+    """Print torch.profiler's top ops of a few steps of each case (what bounds a missed target);
+    returns the tables by case name."""
+    from torch.autograd.profiler_util import FunctionEventAvg
     from torch.profiler import ProfilerActivity, profile
 
     cuda = torch.device(device).type == "cuda"
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    # torch >= 2.4 names it self_device_time_total (an instance attribute); older ones self_cuda_time_total
+    device_key = "self_device_time_total" if "self_device_time_total" in vars(FunctionEventAvg()) \
+        else "self_cuda_time_total"
+    key = device_key if cuda else "self_cpu_time_total"
+    tables = {}
     for c in cases:
         with profile(activities=acts) as prof:
             for _ in range(steps):
                 c["step"]()
             sync(device)
-        from torch.autograd.profiler_util import FunctionEventAvg
-
-        # torch >= 2.4 names it self_device_time_total (an instance attribute); older ones self_cuda_time_total
-        device_key = "self_device_time_total" if "self_device_time_total" in vars(FunctionEventAvg()) \
-            else "self_cuda_time_total"
-        key = device_key if cuda else "self_cpu_time_total"
-        print(f"## profile: {c['name']}, {steps} steps, sorted by {key}", flush=True)
-        print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=48), flush=True)
+        tables[c["name"]] = (f"## profile: {c['name']}, {steps} steps, sorted by {key}\n"
+                             + prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=48))
+        print(tables[c["name"]], flush=True)
+    return tables
 
 
 def case_row(c: dict, amp, steps: int, device) -> dict:
@@ -352,7 +374,7 @@ def case_row(c: dict, amp, steps: int, device) -> dict:
     row = {"case": c["name"], "shape": info["shape"], "ms_step": s * 1e3, "clips_s": info["batch"] / s,
            "peak_bytes": c["peak"], "peak_kind": c["peak_kind"], "setup_and_warmup_s": c["setup_s"],
            "precision": info.get("precision", str(amp)), "step_ms_all": [t * 1e3 for t in c["times"]]}
-    if c["name"] == "tubelet_contrast":
+    if c["base"] == "tubelet_contrast":
         row.update(synthesis_fraction(info, s, max(3, steps // 2), device))
     return row
 

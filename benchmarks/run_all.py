@@ -12,6 +12,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -83,8 +84,12 @@ def report(results: list[dict]) -> str:
                 for r in rows]))
         elif name == "sinkhorn":
             parts.append(f"N={res['n']} K={res['k']}, label agreement {res['agreement']:.4f}\n")
-            parts.append(table(["implementation", "ms per call", "vs vssl"],
-                               [[r["impl"], f"{r['ms']:.1f}", f"{r['speedup']:.2f}x"] for r in rows]))
+            parts.append(table(["implementation", "ms per call", "vs log domain", "labels = fp32 labels"], [
+                [r["impl"], f"{r['ms']:.1f}", f"{r['speedup']:.2f}x",
+                 f"{r['agreement_with_fp32']:.4f}" if "agreement_with_fp32" in r else ""] for r in rows]))
+        elif name.startswith("gpu_levers") or name == "engine_data":  # their own tables
+            module = "gpu_levers" if name.startswith("gpu_levers") else name
+            parts.append(importlib.import_module(f"{__package__}.{module}" if __package__ else module).report(res))
         parts.append("")
     return "\n".join(parts) + "\n"
 

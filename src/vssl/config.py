@@ -93,6 +93,10 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     compile: bool = False
+    # read the logged scalars (and check the loss) from the device every log_every steps and before
+    # checkpoints, in one transfer, instead of once per step: the GPU step runs without waiting for
+    # the host; a non-finite loss then stops the run up to log_every steps later (same message)
+    defer_logs: bool = False
     channels_last: bool = True  # channels_last_3d for CNN backbones on CUDA
     device: str = "auto"
     tensorboard: bool = True

@@ -10,7 +10,8 @@ step and the last good checkpoint; with fp16's gradient scaler the step is skipp
 that turned non-finite are not saved, a damaged ``last.pt`` is passed over for an older copy on resume,
 and a checkpoint write that fails for lack of space keeps the previous file while training goes on.
 
-The method owns the loss (``training_step(batch) -> (loss, logs)``); the trainer owns everything else.
+The method owns the loss (``training_step(batch) -> (loss, logs)``, logs as floats or 0-dim tensors,
+read in one transfer per step or, with ``train.defer_logs``, per log step); the trainer owns everything else.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from vssl.engine import distributed as D
 from vssl.engine.checkpoint import (atomic_save, load_checkpoint, refuse_overwrite, remove_stale_temporaries,
                                     resume_candidates, rng_state, save_training_checkpoint, set_rng_state)
 from vssl.engine.distributed import resolve_device, seed_everything, set_determinism  # noqa: F401 (re-exported)
+from vssl.engine.scalars import read_scalars
 from vssl.errors import CheckpointError, ConfigError, NumericalError
 
 # ------------------------------------------------------------------------------------------------
@@ -111,6 +113,18 @@ def build_scheduler(cfg: ScheduleConfig, optimizer: torch.optim.Optimizer, max_s
     """A per-optimizer-step ``LambdaLR`` applying :func:`lr_factor` to every group's own lr."""
     lr_factor(0, cfg, max_steps, base_lr)  # validate the name now, not at the first step
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, max_steps, base_lr))
+
+
+def compile_step(method: nn.Module, step: nn.Module, backend: str = "inductor") -> None:
+    """``train.compile``: ``torch.compile(dynamic=False)`` (dynamic shapes crash conv3d), in place so that
+    state-dict keys stay as they are. A method's ``forward_loss`` (the step after its augmentation,
+    free of host syncs) is compiled as one graph; the augmentation stays eager, since its crop boxes
+    and tubelets are drawn on the host and a whole-step graph would be recompiled for their values at
+    every step. Without ``forward_loss`` the whole step module is compiled."""
+    if hasattr(method, "forward_loss"):
+        method.forward_loss = torch.compile(method.forward_loss, dynamic=False, backend=backend)
+    else:
+        step.compile(dynamic=False, backend=backend)
 
 
 class _StepModule(nn.Module):
@@ -289,8 +303,8 @@ class Trainer:
         if D.is_dist():
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = self.ddp = DistributedDataParallel(self.model, device_ids=ids)
-        if cfg.train.compile:  # in place: state-dict keys stay as they are; dynamic shapes crash conv3d
-            self.model.compile(dynamic=False)
+        if cfg.train.compile:
+            compile_step(self.method, self.model)
         self.step = self.epoch = self.batch_in_epoch = 0
         self.last_checkpoint: tuple[int, Path] | None = None  # (step, path) of the newest good checkpoint
         self.checkpoint_failures = 0  # writes that failed for lack of space (the run went on)
@@ -326,32 +340,58 @@ class Trainer:
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
     # --- one optimizer step ------------------------------------------------------------------
-    def _micro_step(self, batch: dict, sync: bool) -> dict[str, float]:
+    def _micro_step(self, batch: dict, sync: bool) -> dict[str, Any]:
         batch = _to_device(batch, self.device)
         # skip the gradient all-reduce on all but the last micro-batch of an accumulation
         with self.ddp.no_sync() if self.ddp is not None and not sync else nullcontext():
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
                 loss, logs = self.model(batch)
-            value = loss.item()
-            finite = math.isfinite(value)
-            if D.is_dist() and not self.scaler.is_enabled():  # one decision for all ranks, or the others
-                flag = torch.tensor([float(not finite)], device=self.device)  # would wait in the all-reduce
-                finite = D.all_reduce_sum(flag).item() == 0
-            if not finite and not self.scaler.is_enabled():
-                # fail loudly: a diverged run only wastes compute (with a gradient scaler, the
-                # non-finite gradients make the scaler skip the step instead, see _optimizer_step)
-                what = f"loss is {value}" if not math.isfinite(value) else "loss is not finite on another rank"
-                raise NumericalError(self._stop_message(what))
+            logs = {"loss": loss.detach(), **logs}
+            if not self.cfg.train.defer_logs:  # one transfer for all of the step's scalars
+                logs = read_scalars([logs])[0]
+                self._check_losses([(None, logs["loss"])])
             self.scaler.scale(loss / self.cfg.train.grad_accum).backward()
-        return {"loss": value, **logs}
+        return logs
 
-    def _optimizer_step(self) -> dict[str, float]:
+    def _check_losses(self, losses: list[tuple[int | None, float]]) -> None:
+        """Stop at the first non-finite (step, loss); step None = the step in progress. With a gradient
+        scaler the bad step is skipped instead (see _optimizer_step). Under DDP every rank stops
+        together (one decision for all ranks, or the others would wait in the next all-reduce)."""
+        if self.scaler.is_enabled():
+            return
+        bad = next(((step, v) for step, v in losses if not math.isfinite(v)), None)
+        if D.is_dist():
+            flag = torch.tensor([float(bad is not None)], device=self.device)
+            if D.all_reduce_sum(flag).item() > 0 and bad is None:
+                raise NumericalError(self._stop_message("loss is not finite on another rank", losses[0][0]))
+        if bad is not None:
+            # fail loudly: a diverged run only wastes compute
+            raise NumericalError(self._stop_message(f"loss is {bad[1]}", bad[0]))
+
+    def _write_logs(self, pending: list[tuple[int, dict]], logger: MetricsLogger, progress: StepProgress) -> dict:
+        """Read the pending steps' logs in one transfer and write them; with ``defer_logs`` their losses
+        are checked here, and only the lines before a non-finite one are written. Returns the last logs."""
+        records = read_scalars([r for _, r in pending])
+        steps = [s for s, _ in pending]
+        pending.clear()
+        try:
+            if self.cfg.train.defer_logs:
+                self._check_losses([(s, r["loss"]) for s, r in zip(steps, records)])
+        finally:
+            for step, r in zip(steps, records):
+                if not (math.isfinite(r["loss"]) or self.scaler.is_enabled()):
+                    break
+                logger.log(step, r, to_tensorboard=step % self.cfg.train.log_every == 0)
+        progress.update(steps[-1], records[-1], print_line=steps[-1] % self.cfg.train.log_every == 0)
+        return records[-1]
+
+    def _optimizer_step(self) -> dict[str, Any]:
         logs = {"lr": self.optimizer.param_groups[0]["lr"]}
         if self.cfg.train.clip_grad > 0:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            logs["grad_norm"] = float(nn.utils.clip_grad_norm_(params, self.cfg.train.clip_grad))
+            logs["grad_norm"] = nn.utils.clip_grad_norm_(params, self.cfg.train.clip_grad).detach()
         scale = self.scaler.get_scale() if self.scaler.is_enabled() else 0.0
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -529,6 +569,7 @@ class Trainer:
         progress = StepProgress(cfg.max_steps, self.step, enabled=D.is_main() and cfg.progress)
         self.model.train()
         start, start_step, summary = time.perf_counter(), self.step, {}
+        pending: list[tuple[int, dict]] = []  # (step, logs) not yet read from the device
         batches = self._batches()
         try:
             with progress, D.StopSignals(self.device) as stop:
@@ -546,11 +587,14 @@ class Trainer:
                     step_time = time.perf_counter() - t0
                     logs.update(epoch=self.epoch, step_time=step_time, data_time=data_time,
                                 clips_per_s=self.clips_per_step / step_time)
-                    logger.log(self.step, logs, to_tensorboard=self.step % cfg.log_every == 0)
-                    progress.update(self.step, logs, print_line=self.step % cfg.log_every == 0)
-                    summary = logs
+                    pending.append((self.step, logs))
                     stopping = stop.should_stop()  # the same answer on every rank
-                    if stopping or (cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0):
+                    checkpoint = stopping or (cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0)
+                    # defer_logs: the device's scalars are read at log steps and before checkpoints only
+                    if not cfg.defer_logs or checkpoint or self.step % cfg.log_every == 0 or \
+                            self.step == cfg.max_steps:
+                        summary = self._write_logs(pending, logger, progress)
+                    if checkpoint:
                         self._checkpoint()
                     if stopping:
                         saved = "nothing saved yet" if self.last_checkpoint is None else \

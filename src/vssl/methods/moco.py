@@ -68,6 +68,56 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature:
         return F.cross_entropy(logits, labels), logits
 
 
+class GraphedForward:
+    """``fn(x)`` replayed from a CUDA graph captured once per input shape (CUDA only).
+
+    One graph launch replaces the forward's ~100 kernel launches, which matters when the host's
+    launch latency, not the GPU, bounds a forward. The graph reads the modules' parameters at their
+    addresses, so in-place updates between replays (the momentum encoder's ``lerp_``) are seen; a
+    module moved or cast to new storage is captured again. The input is copied into a static buffer
+    and the output cloned out of the graph's memory pool. ``fn`` must be free of host
+    synchronisation, collectives and randomness, and run with gradients off. The warm-up calls
+    before a capture (cuDNN autotuning, lazy allocations) would update the modules' buffers (BN
+    running statistics) a few extra times, so the buffers are restored after them.
+    """
+
+    def __init__(self, fn, modules: list[nn.Module]):
+        self.fn, self.modules = fn, modules
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+
+    def _tensors(self) -> list[torch.Tensor]:
+        return [t for m in self.modules for t in (*m.parameters(), *m.buffers())]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        amp = torch.is_autocast_enabled(x.device.type), torch.get_autocast_dtype(x.device.type)
+        key = (tuple(x.shape), x.stride(), x.dtype, x.device, amp, tuple(t.data_ptr() for t in self._tensors()))
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(x, amp)
+        graph, static_in, static_out = self.graphs[key]
+        static_in.copy_(x)
+        graph.replay()
+        return static_out.clone()
+
+    def _capture(self, x: torch.Tensor, amp: tuple[bool, torch.dtype]):
+        static_in = x.clone()
+        buffers = [b for m in self.modules for b in m.buffers()]
+        saved = [b.clone() for b in buffers]
+        # autocast's cast cache would hand the graph casts made outside it: off while capturing
+        with torch.autocast(x.device.type, dtype=amp[1], enabled=amp[0], cache_enabled=False):
+            side = torch.cuda.Stream(x.device)
+            side.wait_stream(torch.cuda.current_stream(x.device))
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self.fn(static_in)
+            torch.cuda.current_stream(x.device).wait_stream(side)
+            for b, v in zip(buffers, saved):
+                b.copy_(v)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self.fn(static_in)
+        return graph, static_in, static_out
+
+
 class MoCo(nn.Module):
     """Query encoder + head, momentum key encoder + head, queue of negatives and the InfoNCE step.
 
@@ -75,7 +125,9 @@ class MoCo(nn.Module):
     pointer are buffers (so they are checkpointed); the key encoder is a frozen deep copy that only
     moves by :func:`momentum_update`. ``bn``: ``shuffle`` = MoCo's shuffle-BN for the key encoder
     under DDP (a no-op in one process); ``sync`` = SyncBatchNorm (CUDA only; falls back to shuffle);
-    ``none`` = plain per-process BN.
+    ``none`` = plain per-process BN. ``cuda_graph_keys``: the key encoder's forward replays a CUDA
+    graph (:class:`GraphedForward`; CUDA only, a no-op on CPU and with SyncBN across processes,
+    whose forward holds collectives).
     """
 
     num_clips = 2
@@ -102,6 +154,7 @@ class MoCo(nn.Module):
             p.requires_grad_(False)
         self.register_buffer("queue", F.normalize(torch.randn(cfg.queue_size, cfg.proj_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self._graphed_key: GraphedForward | None = None  # built on first use (CUDA only)
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """Every trainable parameter with weight decay, as the reference's SGD (wd 1e-4 on all)."""
@@ -120,10 +173,18 @@ class MoCo(nn.Module):
             x_all = D.all_gather(x)
             perm = D.broadcast(torch.randperm(x_all.shape[0], device=x.device))
             x = x_all[perm[D.rank() * n:(D.rank() + 1) * n]]
-        k = F.normalize(self.key_head(self.key_backbone(x)).float(), dim=1)
+        if self.cfg.cuda_graph_keys and x.is_cuda and (self.bn != "sync" or D.world_size() == 1):
+            if self._graphed_key is None:
+                self._graphed_key = GraphedForward(self._key_forward, [self.key_backbone, self.key_head])
+            k = self._graphed_key(x)
+        else:
+            k = self._key_forward(x)
         if shuffle:
             k = D.all_gather(k)[perm.argsort()][D.rank() * n:(D.rank() + 1) * n]
         return k
+
+    def _key_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.key_head(self.key_backbone(x)).float(), dim=1)
 
     @torch.no_grad()
     def momentum_step(self) -> None:
@@ -139,17 +200,26 @@ class MoCo(nn.Module):
         self.queue[idx] = keys.to(self.queue.dtype)
         self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % self.queue.shape[0])
 
-    def contrast(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward_loss(self, query_clips: torch.Tensor, key_clips: torch.Tensor
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The step once the two views are built: momentum update (before the keys, as MoCo), queries,
+        keys, InfoNCE and enqueue. No host synchronisation, so ``torch.compile`` can take it whole."""
+        self.momentum_step()
+        loss, logs = self.contrast(self.embed_query(query_clips), self.embed_key(key_clips))
+        return loss, {"loss": loss.detach(), **logs}
+
+    def contrast(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """InfoNCE of queries against their keys and the queue, then enqueue the keys.
 
         Logs ``acc_queue`` (the positive beats all queue negatives) and ``acc_batch`` (in-batch
-        retrieval top-1: the query's nearest key among the global batch's keys is its own)."""
+        retrieval top-1: the query's nearest key among the global batch's keys is its own), as 0-dim
+        tensors that the engine reads in one transfer."""
         loss, logits = info_nce(q, k, self.queue.clone().detach(), self.cfg.temperature)
         with torch.no_grad():
             k_all = D.all_gather(k)
             own = torch.arange(q.shape[0], device=q.device) + D.rank() * q.shape[0]
-            acc_batch = ((q.detach() @ k_all.t()).argmax(1) == own).float().mean().item()
-            acc_queue = (logits.argmax(1) == 0).float().mean().item()
+            acc_batch = ((q.detach() @ k_all.t()).argmax(1) == own).float().mean()
+            acc_queue = (logits.argmax(1) == 0).float().mean()
         self.enqueue(k)
         return loss, {"acc_queue": acc_queue, "acc_batch": acc_batch}
 
@@ -179,6 +249,7 @@ class VideoContrast(MoCo):
         grayscale_p: float = 0.2
         blur_p: float = 0.5
         blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])  # pixels, drawn per clip
+        cuda_graph_keys: bool = False  # replay the key encoder's forward from a CUDA graph (speed lever)
 
     num_clips = 2
 
@@ -191,13 +262,9 @@ class VideoContrast(MoCo):
                                     jitter=cfg.jitter, jitter_p=cfg.jitter_p, grayscale_p=cfg.grayscale_p,
                                     blur_p=cfg.blur_p, blur_sigma=cfg.blur_sigma)
 
-    def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         video = batch["video"]
         if video.dim() != 6 or video.shape[1] != 2:
             raise ValueError(f"video_contrast expects (B, 2, C, T, H, W) clips, got {tuple(video.shape)}")
         x = self.augment(video, sizes=batch.get("frame_size"))  # two independently augmented clips of each video
-        self.momentum_step()  # as MoCo: update the key encoder before computing the keys
-        q = self.embed_query(x[:, 0])
-        k = self.embed_key(x[:, 1])
-        loss, logs = self.contrast(q, k)
-        return loss, {"loss": loss.item(), **logs}
+        return self.forward_loss(x[:, 0], x[:, 1])

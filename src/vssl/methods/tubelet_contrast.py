@@ -63,6 +63,7 @@ class TubeletContrast(MoCo):
         jitter_p: float = 0.0
         grayscale_p: float = 0.0  # not used by the reference; a cue-removal option (pilot study)
         tubelets: TubeletConfig = field(default_factory=TubeletConfig)
+        cuda_graph_keys: bool = False  # replay the key encoder's forward from a CUDA graph (speed lever)
 
     num_clips = 1
     pad = "clamp"  # RandomFrameSampler: indices past the end become the last frame
@@ -104,13 +105,9 @@ class TubeletContrast(MoCo):
         both = TF.normalize(both)
         return both[:, :, :t], both[:, :, t:], info
 
-    def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         video = batch["video"]
         if video.dim() != 5 or video.shape[0] < 2:
             raise ValueError(f"tubelet_contrast expects (B, C, T, H, W) clips with B >= 2, got {tuple(video.shape)}")
         view1, view2, _ = self.make_views(video, batch.get("frame_size"))
-        self.momentum_step()
-        q = self.embed_query(view1)
-        k = self.embed_key(view2)
-        loss, logs = self.contrast(q, k)
-        return loss, {"loss": loss.item(), **logs}
+        return self.forward_loss(view1, view2)

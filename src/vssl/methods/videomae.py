@@ -104,6 +104,8 @@ class VideoMAE(nn.Module):
         return TF.horizontal_flip(x, 0.5) if self.cfg.flip else x
 
     def decoder_pos(self, num: int, device) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # built in the graph: a cache write there would be guarded on
+            return sinusoid_table(num, self.cfg.decoder_dim, device)[None]  # (a recompile)
         key = (num, device)
         if key not in self._pos:
             self._pos[key] = sinusoid_table(num, self.cfg.decoder_dim).to(device)[None]
@@ -151,17 +153,23 @@ class VideoMAE(nn.Module):
     def make_mask(self, x: torch.Tensor) -> torch.Tensor:
         return tube_mask(x.shape[0], self.backbone.grid(x.shape), self.cfg.mask_ratio, x.device)
 
-    def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x01 = self.augment(batch["video"], batch.get("frame_size"))
-        mask = self.make_mask(x01)
-        num_masked = self.masked_count(x01)
+        return self.forward_loss(x01, self.make_mask(x01), self.masked_count(x01))
+
+    def forward_loss(self, x01: torch.Tensor, mask: torch.Tensor, num_masked: int
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Augmented clips in [0, 1] and their tube mask (``num_masked`` per sample) -> (loss, logs).
+
+        No host synchronisation: tokens are gathered by index and the logs are 0-dim tensors that
+        the engine reads in one transfer, so ``torch.compile`` can take it as one graph."""
         pred = self.predict(TF.normalize(x01), mask, num_masked)
         with torch.no_grad():
             target = pixel_targets(x01, self.backbone.tubelet_size, self.backbone.patch_size,
                                    self.cfg.normalize_target)
             target = gather_rows(target, visible_indices(mask, num_masked))  # the masked tubes, in order
         loss = F.mse_loss(pred.float(), target)
-        return loss, {"loss": loss.item(), "mask_ratio": mask.float().mean().item()}
+        return loss, {"loss": loss.detach(), "mask_ratio": mask.float().mean()}
 
 
 def scaled_lr(base_lr: float, batch_size: int) -> float:

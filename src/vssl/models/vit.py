@@ -29,22 +29,23 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 
-def sinusoid_table(num_positions: int, dim: int) -> Tensor:
+def sinusoid_table(num_positions: int, dim: int, device: torch.device | str | None = None) -> Tensor:
     """VideoMAE's ``get_sinusoid_encoding_table``: (num_positions, dim) float32.
 
     angle(p, j) = p / 10000^(2*floor(j/2)/dim); even j -> sin, odd j -> cos (interleaved), computed in
-    float64 and cast to float32 exactly like the reference.
+    float64 and cast to float32 exactly like the reference (on ``device``: CPU by default).
     """
-    pos = torch.arange(num_positions, dtype=torch.float64)[:, None]
-    j = torch.arange(dim, dtype=torch.float64)
+    pos = torch.arange(num_positions, dtype=torch.float64, device=device)[:, None]
+    j = torch.arange(dim, dtype=torch.float64, device=device)
     angles = pos / torch.pow(10000.0, 2 * torch.div(j, 2, rounding_mode="floor") / dim)
-    table = torch.empty(num_positions, dim, dtype=torch.float64)
+    table = torch.empty(num_positions, dim, dtype=torch.float64, device=device)
     table[:, 0::2] = torch.sin(angles[:, 0::2])
     table[:, 1::2] = torch.cos(angles[:, 1::2])
     return table.float()
 
 
-def position_table(grid: tuple[int, int, int], dim: int, pos_grid: tuple[int, int, int] | None = None) -> Tensor:
+def position_table(grid: tuple[int, int, int], dim: int, pos_grid: tuple[int, int, int] | None = None,
+                   device: torch.device | str | None = None) -> Tensor:
     """The fixed position embeddings (N, dim) of a token grid (t, h, w), N = t*h*w in token order.
 
     The sinusoid table belongs to ``pos_grid`` (default: ``grid`` itself): its N' rows are laid out as a
@@ -55,9 +56,9 @@ def position_table(grid: tuple[int, int, int], dim: int, pos_grid: tuple[int, in
     """
     grid = tuple(int(g) for g in grid)
     if pos_grid is None or tuple(pos_grid) == grid:
-        return sinusoid_table(math.prod(grid), dim)
+        return sinusoid_table(math.prod(grid), dim, device)
     t, h, w = (int(g) for g in pos_grid)
-    volume = sinusoid_table(t * h * w, dim).reshape(1, t, h, w, dim).permute(0, 4, 1, 2, 3)
+    volume = sinusoid_table(t * h * w, dim, device).reshape(1, t, h, w, dim).permute(0, 4, 1, 2, 3)
     out = F.interpolate(volume.double(), size=grid, mode="trilinear", align_corners=False)
     return out.permute(0, 2, 3, 4, 1).reshape(-1, dim).float()
 
@@ -210,6 +211,8 @@ class VisionTransformer(nn.Module):
         return T // self.tubelet_size, H // self.patch_size, W // self.patch_size
 
     def pos_embed(self, grid: tuple[int, int, int], device, dtype) -> Tensor:
+        if torch.compiler.is_compiling():  # built in the graph: a cache write there would be guarded on
+            return position_table(grid, self.embed_dim, self.pos_grid, device).to(dtype)[None]  # (a recompile)
         key = (grid, device, dtype)
         table = self._pos_cache.get(key)
         if table is None:
