@@ -64,34 +64,45 @@ FORMATS = {
 CLIP, STRIDE = 16, 4
 
 
-def write_formats(folder: Path, seconds: float, names) -> list[Path]:
-    """The generated test files: FFmpeg's moving ``testsrc2`` pattern plus a little noise, encoded by
-    PyAV's FFmpeg in each format's encoder and container (``FORMATS``)."""
+def encode_test_video(path: Path, codec: str = "libx264", settings: dict | None = None, options: dict | None = None,
+                      width: int = 320, height: int = 240, seconds: float = 10.0, fps: int = 25) -> None:
+    """FFmpeg's moving ``testsrc2`` pattern plus a little noise, encoded by PyAV's FFmpeg with
+    ``codec`` (``settings``: codec context attributes, ``options``: encoder options) into ``path``'s
+    container."""
     import av
 
+    rng = np.random.default_rng(0)
+    source = av.open(f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}", format="lavfi")
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for key, value in (settings or {}).items():
+            setattr(stream.codec_context, key, value)
+        stream.options = options or {}
+        for frame in source.decode(video=0):
+            rgb = frame.to_ndarray(format="rgb24").astype(np.int16) + rng.integers(-12, 13, (height, width, 3))
+            picture = av.VideoFrame.from_ndarray(np.clip(rgb, 0, 255).astype(np.uint8), format="rgb24")
+            for packet in stream.encode(picture):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    source.close()
+
+
+def write_test_video(path: Path, width: int, height: int, gop: int | None, seconds: float = 10.0,
+                     fps: int = 25) -> None:
+    """An H.264 mp4 test video with keyframes every ``gop`` frames (None: libx264's default)."""
+    encode_test_video(path, "libx264", {} if gop is None else {"gop_size": gop}, {}, width, height, seconds, fps)
+
+
+def write_formats(folder: Path, seconds: float, names) -> list[Path]:
+    """The generated test files of ``FORMATS`` (existing ones are kept)."""
     paths = []
     for name in names:
         file, codec, settings, options = FORMATS[name]
-        path = folder / file
-        paths.append(path)
-        if path.exists():
-            continue
-        rng = np.random.default_rng(0)
-        source = av.open(f"testsrc2=size=320x240:rate=25:duration={seconds}", format="lavfi")
-        with av.open(str(path), mode="w") as out:
-            stream = out.add_stream(codec, rate=25)
-            stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
-            for key, value in settings.items():
-                setattr(stream.codec_context, key, value)
-            stream.options = options
-            for frame in source.decode(video=0):
-                rgb = frame.to_ndarray(format="rgb24").astype(np.int16) + rng.integers(-12, 13, (240, 320, 3))
-                picture = av.VideoFrame.from_ndarray(np.clip(rgb, 0, 255).astype(np.uint8), format="rgb24")
-                for packet in stream.encode(picture):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
-        source.close()
+        paths.append(folder / file)
+        if not paths[-1].exists():
+            encode_test_video(paths[-1], codec, settings, options, seconds=seconds)
     return paths
 
 
