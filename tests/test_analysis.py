@@ -11,7 +11,8 @@ import pytest
 
 from vssl.severe import analysis as A
 from vssl.severe.published import read_published_csv
-from vssl.severe.report import build_table, render
+from vssl.severe.report import render
+from vssl.severe.table import build_table
 from vssl.severe.results import Result, ResultKey, ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,8 @@ import pytest
 from conftest import SHARED, require_shared
 from vssl.severe.published import (MEAN_TOLERANCE, published_mean, read_published_csv,
                                    tubelet_contrast_ranks)
-from vssl.severe.report import SYNTH_TABLE, average_ranks, build_table, build_tables, render
+from vssl.severe.report import render
+from vssl.severe.table import SYNTH_TABLE, average_ranks, build_table, build_tables
 from vssl.severe.results import Result, ResultKey, ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from vssl.errors import ConfigError, VsslError
-from vssl.severe.evaluate import ensemble
 from vssl.severe.experiments import EXPERIMENTS, SEVERE_COLUMNS, SYNTH_COLUMNS, select, synthetic_experiments
-from vssl.severe.heads import constant_count_baseline, fit_linear_head, knn_scores
+from vssl.severe.heads import fit_linear_head, knn_scores
 from vssl.severe.protocols import PROTOCOLS, apply_overrides, get_protocol
+from vssl.tasks import TASKS, constant_count_baseline
 
 
 def test_experiments_are_the_severe_eight():
@@ -87,9 +87,9 @@ def test_linear_head_on_features_and_ensembles():
     reg = fit_linear_head(feats, counts, "counting", 1, epochs=300, lr=0.05)
     assert reg(feats).exp().round().tolist()[:3] == [2.0, 4.0, 8.0]
     views = torch.tensor([[[2.0, 0.0], [0.0, 2.0]]])  # 1 video, 2 views, 2 classes
-    assert ensemble(views, "classification")[0].tolist() == pytest.approx([0.5, 0.5])
-    assert ensemble(views, "multilabel", "max")[0, 0] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
-    assert ensemble(torch.log(torch.tensor([[2.0, 8.0]])), "counting").item() == pytest.approx(4.0)
+    assert TASKS["classification"].scores(views)[0].tolist() == pytest.approx([0.5, 0.5])
+    assert TASKS["multilabel"].scores(views, "max")[0, 0] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
+    assert TASKS["counting"].scores(torch.log(torch.tensor([[2.0, 8.0]]))).item() == pytest.approx(4.0)
 
 
 def test_constant_count_baseline_minimises_train_error():
@@ -122,7 +122,8 @@ def test_synthetic_experiments_from_description(synth_root):
 
 
 def test_run_severe_end_to_end(synth_root, tmp_path):
-    from vssl.severe.report import build_tables, render
+    from vssl.severe.report import render
+    from vssl.severe.table import build_tables
     from vssl.severe.results import ResultsStore
     from vssl.severe.runner import run_severe
 

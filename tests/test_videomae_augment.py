@@ -161,6 +161,8 @@ def test_vit_recipe_fine_tunes_end_to_end(tmp_path):
     from vssl.data.synthetic import generate
     from vssl.severe.experiments import EXPERIMENTS
     from vssl.severe.protocols import PROTOCOLS
+    from vssl.severe.caches import Caches
+    from vssl.severe.plan import ExperimentRun
     from vssl.severe.runner import run_experiment
 
     root = tmp_path / "synth"
@@ -171,7 +173,8 @@ def test_vit_recipe_fine_tunes_end_to_end(tmp_path):
     recipe = PROTOCOLS["paper"].recipe(exp, ["steps=3", "batch_size=4", "crop_size=32", "load_size=32",
                                              "num_frames=8", "stride=2", "test_clips=1", "num_workers=0"],
                                        backbone="vit_tiny")
-    metrics, timings, extra = run_experiment(exp, recipe, "vit_tiny", None, root, 1, "cpu", tmp_path / "run")
+    metrics, timings, extra = run_experiment(ExperimentRun(exp, recipe, "vit_tiny", None, root, 1, "cpu", tmp_path / "run",
+                                                           Caches(tmp_path / "features", tmp_path / "clips")))
     assert 0 <= metrics["top1"] <= 100 and timings["train_steps"] == 3
     cfg = load_config(tmp_path / "run" / "config.yaml")
     assert cfg.method.params["mixup"] == 0.8 and cfg.schedule.name == "cosine" and cfg.optim.name == "adamw"

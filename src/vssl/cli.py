@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="1", help="comma-separated seeds")
     p.add_argument("--device", default="auto")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.set_defaults(_call=("vssl.severe.runner", "severe_command"))
+    p.set_defaults(_call=("vssl.severe.commands", "severe_command"))
 
     p = sub.add_parser("report", help="print the SEVERE table with Mean and Rank")
     p.add_argument("dir", nargs="?", default=None)
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--analysis", action="store_true",
                    help="add SEVERE's sensitivity analysis: Kendall tau / Spearman rho of the in-domain column "
                         "against every other one, per-factor bars and a radar chart")
-    p.set_defaults(_call=("vssl.severe.report", "report_command"))
+    p.set_defaults(_call=("vssl.severe.commands", "report_command"))
 
     # weights --------------------------------------------------------------------------------------
     p = sub.add_parser("weights", help="inspect and convert third-party checkpoints")

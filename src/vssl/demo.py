@@ -128,9 +128,10 @@ def run_demo(out: str | Path = "vssl-demo", mode: str = "default", preset: str |
     ``mode`` picks a :data:`BUDGETS` entry; ``budget`` replaces it (tests use a tiny one).
     """
     from vssl.data.synthetic import generate
-    from vssl.severe.report import build_tables, render, save_plots
+    from vssl.severe.report import render, save_plots
     from vssl.severe.results import ResultsStore
     from vssl.severe.runner import protocol_key, run_severe
+    from vssl.severe.table import build_tables
 
     t0 = time.perf_counter()
     budget = budget or BUDGETS[mode]

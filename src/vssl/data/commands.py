@@ -18,6 +18,7 @@ import sys
 
 from vssl.data.datasets import MissingAnnotationError, VideoList, get_adapter, split_names
 from vssl.errors import AnnotationError
+from vssl.tasks import TASKS
 
 
 def load_splits(dataset: str, annotations: str, fold: int = 1) -> tuple[dict[str, VideoList], dict[str, str]]:
@@ -77,10 +78,9 @@ def _print_table(summary: dict, lists: dict[str, VideoList]) -> None:
 
 
 def _classes_present(videos: VideoList) -> int | None:
-    if videos.task == "classification":
-        return len({r.label for r in videos})
-    if videos.task == "multilabel":
-        return len({c for r in videos for c in r.label})
+    kind = TASKS[videos.task]
+    if kind.has_classes:
+        return len({c for r in videos for c in kind.class_ids(r.label)})
     classes = {r.meta.get("class") for r in videos} - {None}
     return len(classes) or None
 

@@ -33,6 +33,7 @@ from vssl.config import DataConfig
 from vssl.data import sampling
 from vssl.data.video import VIDEO_EXTENSIONS, VideoReader, check_backend
 from vssl.errors import VsslError
+from vssl.tasks import TASKS, label_kind
 
 log = logging.getLogger("vssl.data")
 
@@ -52,15 +53,9 @@ def resolve_video_path(root: str | Path, path: str | Path) -> Path:
 
 
 def encode_label(label, task: str | None, num_classes: int) -> torch.Tensor:
-    """int -> long scalar; list[int] (multilabel) -> multi-hot float (num_classes,); counts -> float."""
-    if task == "multilabel" or isinstance(label, (list, tuple)):
-        target = torch.zeros(num_classes, dtype=torch.float32)
-        if len(label):
-            target[torch.as_tensor(list(label), dtype=torch.long)] = 1.0
-        return target
-    if task == "counting" or isinstance(label, float):
-        return torch.tensor(float(label), dtype=torch.float32)
-    return torch.tensor(int(label), dtype=torch.long)
+    """int -> long scalar; list[int] (multilabel) -> multi-hot float (num_classes,); counts -> float
+    (``vssl.tasks.label_kind``: the label's own type wins over ``task``)."""
+    return label_kind(label, task).encode_label(label, num_classes)
 
 
 class ClipDataset(Dataset):
@@ -165,7 +160,7 @@ class ClipDataset(Dataset):
         """The target of one item. A training item of a record with timed ``segments`` (Charades) is
         labelled with the actions overlapping its clips' spans (the union over its clips), as PySlowFast
         labels a training clip; every other item carries the record's (video-level) label."""
-        timed = self.train and self.task == "multilabel"
+        timed = self.train and self.task is not None and TASKS[self.task].multi_label
         segments = getattr(record, "meta", {}).get("segments") if timed else None
         if segments is None:
             return encode_label(record.label, self.task, self.num_classes)

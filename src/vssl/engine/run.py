@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from vssl.config import RunConfig, load_config
 from vssl.errors import ConfigError
+from vssl.tasks import TASKS
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -141,7 +142,7 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False, ove
     params = cfg.method.params
     if params.get("num_classes", None) == 0:  # "take it from the dataset"
         params["num_classes"] = len(classes)
-    if task == "multilabel" and params.get("task") == "classification":
+    if TASKS[task].multi_label and params.get("task") in TASKS and TASKS[params["task"]].single_label:
         params["task"] = "multilabel"  # cross-entropy cannot train on multi-label targets
     if cfg.data.fraction < 1:
         dataset = Subset(dataset, class_balanced_subset(labels, cfg.data.fraction, cfg.train.seed))

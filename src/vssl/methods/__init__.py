@@ -23,7 +23,7 @@ _ENTRIES: dict[str, str] = {
     "sigma": "vssl.methods.sigma:SIGMA",
     # SEVERE's UCF-RC fine-tuning: Zhang et al.'s counter (paper protocol) and the quick log-count head
     "repetition_counter": "vssl.methods.repetition_counter:RepetitionCounter",
-    "log_count": "vssl.severe.heads:Counting",
+    "log_count": "vssl.methods.log_count:LogCount",
 }
 
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vssl.errors import ConfigError
+from vssl.tasks import TASKS
 
 if TYPE_CHECKING:
     from vssl.config import RunConfig
@@ -65,7 +66,7 @@ class Supervised(nn.Module):
 
     def __init__(self, cfg: Config, backbone: nn.Module, run: RunConfig):
         super().__init__()
-        if cfg.task not in ("classification", "multilabel"):
+        if cfg.task not in TASKS or not TASKS[cfg.task].has_classes:
             raise ConfigError(f"method.task: expected classification or multilabel, got {cfg.task!r}")
         if cfg.crop not in ("rrc", "short_side_jitter"):
             raise ConfigError(f"method.crop: expected rrc or short_side_jitter, got {cfg.crop!r}")
@@ -84,7 +85,7 @@ class Supervised(nn.Module):
         self.augment = self._build_augment(cfg, run.data.crop_size)
         self.mixer = None
         if cfg.mixup > 0 or cfg.cutmix > 0:
-            if cfg.task != "classification" or run.data.batch_size % 2:
+            if not TASKS[cfg.task].single_label or run.data.batch_size % 2:
                 raise ConfigError("method.mixup/cutmix: need classification and an even data.batch_size")
             from timm.data import Mixup
 
@@ -123,10 +124,8 @@ class Supervised(nn.Module):
         return self.head(self.dropout(self.backbone(x)))
 
     def loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy on class indices, or BCE on multi-hot (B, num_classes) targets."""
-        if self.cfg.task == "multilabel":
-            return F.binary_cross_entropy_with_logits(logits.float(), label.float())
-        return F.cross_entropy(logits.float(), label.long(), label_smoothing=self.cfg.label_smoothing)
+        """Cross-entropy on class indices, or BCE on multi-hot (B, num_classes) targets (``vssl.tasks``)."""
+        return TASKS[self.cfg.task].loss(logits, label, label_smoothing=self.cfg.label_smoothing)
 
     def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """Augment the uint8 batch on its device, classify it and return (loss, logs)."""
@@ -146,7 +145,7 @@ class Supervised(nn.Module):
             logits = self(x)
             loss = self.loss(logits, batch["label"])
         logs = {"loss": loss.item()}
-        if self.cfg.task == "classification":
+        if TASKS[self.cfg.task].single_label:
             logs["acc"] = (logits.argmax(1) == batch["label"]).float().mean().item()
         return loss, logs
 

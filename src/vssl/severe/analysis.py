@@ -10,8 +10,9 @@ models of one report table:
   the table: ``ucf_1k`` (UCF 10³) for SEVERE, ``samples_a`` for SynthSEVERE (same domain and classes
   as the pretraining corpus).
 - per other column: **Kendall τ-b** and **Spearman ρ** (``scipy.stats``; ties handled) with their
-  two-sided p-values, over the models that have both values. Counting columns (normalised MAE, lower
-  is better) enter as (1 − MAE) so that a positive coefficient always means "ranked alike".
+  two-sided p-values, over the models that have both values. Every column enters as it enters Mean
+  (``vssl.tasks.TaskKind.mean_entry``: counting, a normalised MAE, as (1 − MAE) × 100, a monotone map
+  the rank coefficients do not see) so that a positive coefficient always means "ranked alike".
 - figures: one bar chart per factor (τ and ρ of its columns) and a radar chart of every model over
   the columns, each axis scaled from the worst (centre) to the best model (rim).
 
@@ -27,7 +28,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vssl.errors import VsslError
 from vssl.severe.experiments import FACTORS
+from vssl.severe.table import Column, Table, build_tables
 
 #: candidate reference columns, first present wins
 IN_DOMAIN = {"severe": ("ucf101", "ucf_1k"), "synth": ("samples_a",)}
@@ -64,9 +67,9 @@ def _clean(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
 
-def _score(value: float, counting: bool) -> float:
-    """Higher is better for every column: counting (MAE) enters as 1 - MAE."""
-    return 1.0 - value if counting else value
+def _score(value: float, column: Column | None) -> float:
+    """Higher is better for every column (a column not in the table, ``ucf101``, is an accuracy)."""
+    return column.kind.mean_entry(value) if column else value
 
 
 def rank_correlations(x: list[float], y: list[float]) -> tuple[float, float, float, float]:
@@ -83,18 +86,10 @@ def rank_correlations(x: list[float], y: list[float]) -> tuple[float, float, flo
     return float(k.statistic), float(k.pvalue), float(s.statistic), float(s.pvalue)
 
 
-def table_kind(table) -> str:
-    from vssl.severe.report import SYNTH_TABLE
-
-    return "synth" if tuple(table.columns) == tuple(SYNTH_TABLE) else "severe"
-
-
 def sensitivity(table, reference: str | None = None) -> Sensitivity:
     """Kendall τ and Spearman ρ of the reference column against every other column of a report
-    :class:`~vssl.severe.report.Table`, across its models."""
-    from vssl.errors import VsslError
-
-    kind = table_kind(table)
+    :class:`~vssl.severe.table.Table`, across its models."""
+    kind = table.kind
     present = {k for r in table.rows for k in r.cells}
     ref = reference or next((c for c in IN_DOMAIN[kind] if c in present), None)
     if ref is None or ref not in present:
@@ -102,13 +97,12 @@ def sensitivity(table, reference: str | None = None) -> Sensitivity:
         raise VsslError(f"analysis: no model has the reference column {want}")
     titles = {c.key: c for c in table.columns}
     ref_col = titles.get(ref)
-    ref_counting = bool(ref_col and ref_col.counting)
     out = Sensitivity(kind, ref, ref_col.title if ref_col else "UCF101" if ref == "ucf101" else ref,
                       [r.model for r in table.rows if ref in r.cells])
     for col in table.columns:
         if col.key == ref:
             continue
-        pairs = [(_score(r.cells[ref].mean, ref_counting), _score(r.cells[col.key].mean, col.counting))
+        pairs = [(_score(r.cells[ref].mean, ref_col), _score(r.cells[col.key].mean, col))
                  for r in table.rows if ref in r.cells and col.key in r.cells]
         coef = rank_correlations([a for a, _ in pairs], [b for _, b in pairs])
         out.coefficients.append(Coefficient(col.key, col.title, col.factor, len(pairs), *coef))
@@ -181,9 +175,9 @@ def radar(table, max_models: int = 12) -> bytes:
     for i, r in enumerate(rows):
         vals = []
         for c in cols:
-            scores = [_score(x.cells[c.key].mean, c.counting) for x in table.rows if c.key in x.cells]
+            scores = [_score(x.cells[c.key].mean, c) for x in table.rows if c.key in x.cells]
             lo, hi = min(scores), max(scores)
-            v = _score(r.cells[c.key].mean, c.counting) if c.key in r.cells else lo
+            v = _score(r.cells[c.key].mean, c) if c.key in r.cells else lo
             vals.append(0.5 if hi == lo else (v - lo) / (hi - lo))
         colour = cmap(i % cmap.N)
         ax.plot(angles + angles[:1], vals + vals[:1], color=colour, lw=1.2, label=r.model,
@@ -265,9 +259,6 @@ def sensitivity_analysis(table_or_rows, out_dir: str | Path, reference: str | No
         "markdown"}`` for the (first) table; when rows fill both a SEVERE and a SynthSEVERE table,
         ``"tables"`` lists one such dict per table.
     """
-    from vssl.errors import VsslError
-    from vssl.severe.report import Table, build_tables
-
     tables = [table_or_rows] if isinstance(table_or_rows, Table) else build_tables(table_or_rows)
     if not tables:
         raise VsslError("analysis: no results to analyse")

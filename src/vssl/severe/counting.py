@@ -20,7 +20,10 @@ import torch
 from vssl.data.dataset import record_failures, resolve_video_path
 from vssl.data.datasets.base import VideoList
 from vssl.data.repetition import load_segment
-from vssl.methods.repetition_counter import ANCHORS, MAX_SCALE, MIN_CYCLE, MIN_SCALE, NUM_SCALES
+from vssl.engine import Trainer
+from vssl.methods.repetition_counter import ANCHORS, MAX_SCALE, MIN_CYCLE, MIN_SCALE, NUM_SCALES, RepetitionCounter
+from vssl.severe.plan import ExperimentRun
+from vssl.severe.protocols import steps_per_epoch
 
 #: test-time settings of ``val_2stream.py`` for UCFRep
 MIN_CYCLES, MERGE_WEIGHT, MERGE_LEVELS, TEST_BOX_CLAMP = 2, 0.5, 5, 0.5
@@ -131,43 +134,39 @@ def _ratio(p, box, anchors, box_clamp):
 # --------------------------------------------------------------------------------------------------
 # the experiment: train on samples of the train split, then count every test video
 # --------------------------------------------------------------------------------------------------
-def train_counter(exp, recipe, net, backbone: str, train: VideoList, root, data, seed: int, device: str,
-                  workdir: Path):
+def train_counter(run: ExperimentRun, net, train: VideoList):
     """Fine-tune ``net`` as :class:`~vssl.methods.repetition_counter.RepetitionCounter` through the engine.
 
     An epoch is one pass over the samples in batches, each tracked for ``track_steps`` optimizer steps,
     so ``recipe.epochs`` epochs are ``epochs x (samples // batch) x track_steps`` steps (``recipe.steps``
     wins when set); checkpoints once per epoch, resumed after a kill. Returns (method, timings).
     """
-    from vssl.engine import Trainer
-    from vssl.methods.repetition_counter import RepetitionCounter
-    from vssl.severe.protocols import steps_per_epoch
-
+    recipe, data = run.recipe, run.data_config()
     params = RepetitionCounter.Config(clip_frames=recipe.num_frames, samples_per_video=recipe.train_clips_per_video,
-                                      flip=exp.flip and recipe.flip)
+                                      flip=run.experiment.flip and recipe.flip)
 
     def run_config(max_steps: int, milestones, ckpt_every: int):
-        return recipe.run_config("repetition_counter", params, backbone, data, seed, device, max_steps, milestones,
-                                 0, ckpt_every=ckpt_every)
+        return recipe.run_config("repetition_counter", params, run.backbone, data, run.seed, run.device, max_steps,
+                                 milestones, 0, ckpt_every=ckpt_every)
 
-    dataset = RepetitionCounter.training_set(train, root, run_config(1, [], 0), failure_log=workdir / "failures")
+    dataset = RepetitionCounter.training_set(train, run.video_root, run_config(1, [], 0), failure_log=run.failure_log)
     per_epoch = steps_per_epoch(len(dataset), recipe.batch_size) * params.track_steps
     epoch_based = recipe.steps == 0
-    run = run_config(recipe.steps or recipe.epochs * per_epoch,
-                     [int(m * per_epoch) for m in recipe.milestones] if epoch_based else [],
-                     per_epoch if epoch_based else 0)
-    method = RepetitionCounter(params, net, run)
+    engine_run = run_config(recipe.steps or recipe.epochs * per_epoch,
+                            [int(m * per_epoch) for m in recipe.milestones] if epoch_based else [],
+                            per_epoch if epoch_based else 0)
+    method = RepetitionCounter(params, net, engine_run)
     t = time.perf_counter()
-    summary = Trainer(run, method, dataset, workdir, resume=epoch_based).fit()
+    summary = Trainer(engine_run, method, dataset, run.workdir, resume=epoch_based).fit()
     return method, {"train_s": time.perf_counter() - t, "train_steps": summary["step"],
                     "final_loss": summary.get("loss"), "train_samples": len(dataset)}
 
 
 @torch.no_grad()
-def count_videos(method, test: VideoList, root, data, device, workdir: Path):
+def count_videos(method, test: VideoList, root, data, device, failure_log: Path):
     """Counts (K,) and true counts (K,) of the K test videos that decode, each counted whole (start to end
     frame), and the paths of the others: an unreadable video is left out (never replaced) and recorded in
-    ``workdir/failures``; the run reports it."""
+    ``failure_log``; the run reports it."""
     method = method.to(device).eval()
     amp = device.type == "cuda"
     preds, labels, dropped = [], [], []
@@ -177,7 +176,7 @@ def count_videos(method, test: VideoList, root, data, device, workdir: Path):
             video = load_segment(path, int(r.meta["start_frame"]), int(r.meta["end_frame"]), data.crop_size,
                                  data.backend).to(device)
         except Exception as e:  # noqa: BLE001 - a broken video must not end the run
-            record_failures(workdir / "failures", [(r.path, str(getattr(e, "reason", e)).replace("\n", " "))])
+            record_failures(failure_log, [(r.path, str(getattr(e, "reason", e)).replace("\n", " "))])
             dropped.append(r.path)
             continue
         n = video.shape[1]

@@ -1,9 +1,9 @@
-"""Test-time passes: run a network over every view (clip x crop) of every test video, then ensemble.
+"""Test-time passes: run a network over every view (clip x crop) of every test video.
 
 SEVERE's dense test (severe-protocols.md §2.5): ``test_clips`` uniformly spaced clips per video, one
-centre crop after resizing the short side to ``crop / 0.875``, softmax averaged over the clips. Charades
-(§6): 10 clips x 3 crops, element-wise **max** of the sigmoid scores. Counting: mean predicted
-log-count over the clips, then ``exp``.
+centre crop after resizing the short side to ``crop / 0.875``; Charades (§6): 10 clips x 3 crops. The
+views' outputs become a video's score by its task's ``vssl.tasks.TaskKind.scores`` (softmax averaged,
+max of the sigmoid, ``exp`` of the mean log-count).
 """
 
 from __future__ import annotations
@@ -110,31 +110,8 @@ def frozen_features(net, pool: str = "mean") -> Callable[[torch.Tensor], torch.T
     return time_pooled
 
 
-def ensemble(views: torch.Tensor, task: str, how: str = "mean") -> torch.Tensor:
-    """Per-video scores from per-view outputs (N, V, ...).
-
-    classification: mean of softmax (``how="mean"``) or max of softmax; multilabel: max (Charades) or
-    mean of sigmoid; counting: ``exp`` of the mean log-count (a geometric mean of the view counts).
-    """
-    if task == "counting":
-        return views.mean(1).exp()
-    probs = views.softmax(-1) if task == "classification" else views.sigmoid()
-    return probs.amax(1) if how == "max" else probs.mean(1)
-
-
 def eval_transform(recipe):
     from vssl.data.transforms import EvalTransform
 
     return EvalTransform(recipe.crop_size, short_side=recipe.load_size, crops=recipe.test_crops,
                          mean=recipe.mean, std=recipe.std)
-
-
-def task_metrics(task: str, scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, float]:
-    """All metrics of a task from per-video scores (classification/multilabel) or predicted counts."""
-    from vssl.severe import metrics as M
-
-    if task == "classification":
-        return M.classification_metrics(scores, labels, num_classes)
-    if task == "multilabel":
-        return M.multilabel_metrics(scores, labels)
-    return M.counting_errors(scores, labels)

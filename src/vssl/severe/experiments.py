@@ -11,13 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vssl.data.synth.describe import SYNTH_EXPERIMENTS
 from vssl.errors import ConfigError
+from vssl.tasks import TASKS, TaskKind
 
 FACTORS = ("domain", "samples", "actions", "task")
-#: report columns in SEVERE order; the published CSV uses these keys
-SEVERE_COLUMNS = ("ssv2", "gym99", "ucf_1k", "gym_1k", "fx_s1", "ub_s1", "ucf_rc", "charades")
-#: the same 8 slots for SynthSEVERE (domain x2, samples x2, actions x2, counting, multi-label)
-SYNTH_COLUMNS = ("domain_a", "domain_b", "samples_a", "samples_b", "actions_1", "actions_2", "counting", "multilabel")
 
 
 @dataclass(frozen=True)
@@ -54,9 +52,8 @@ class Experiment:
     data_dir: str  # folder under the data root: <root>/<data_dir>/{annotations,videos}
     train_split: str
     test_split: str
-    task: str  # classification | multilabel | counting
+    task: str  # a vssl.tasks.TASKS kind: classification | multilabel | counting
     num_classes: int  # 0 for counting
-    metric: str  # primary metric: top1 | mean_class | map | mae
     paper: PaperRecipe
     subset: str = ""  # adapter low-sample option ("1k"); the *_1k adapters already apply SEVERE's (§2.6)
     fold: int = 1
@@ -67,8 +64,17 @@ class Experiment:
     synthetic: bool = False  # a SynthSEVERE experiment (tiny native videos: protocols size their clips to them)
 
     @property
+    def kind(self) -> TaskKind:
+        return TASKS[self.task]
+
+    @property
+    def metric(self) -> str:
+        """The primary metric (top1 | map | mae): the value of the experiment's report cell."""
+        return self.kind.metric
+
+    @property
     def lower_is_better(self) -> bool:
-        return self.metric == "mae"
+        return self.kind.lower_is_better
 
     def annotation_dir(self, root: str | Path) -> Path:
         return Path(self.annotations) if self.annotations else Path(root) / self.data_dir / "annotations"
@@ -96,62 +102,66 @@ _CHARADES = PaperRecipe(epochs=57, milestones=(41, 49), gamma=0.1, optimizer="sg
 
 #: The SEVERE-benchmark subset (§1.1). Gym columns report top-1 (mean-class accuracy stored alongside, §2.7).
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
-    Experiment("ssv2", "ssv2", "SS-v2", "domain", "ssv2", "ssv2", "train", "validation", "classification", 174,
-               "top1", _SSV2),
+    Experiment("ssv2", "ssv2", "SS-v2", "domain", "ssv2", "ssv2", "train", "validation", "classification", 174, _SSV2),
     Experiment("gym99", "gym99", "Gym-99", "domain", "gym99", "gym99", "train", "val", "classification", 99,
-               "top1", _recognition(16, (6, 10, 14), "configs/benchmark/gym99/112x112x32.yaml")),
+               _recognition(16, (6, 10, 14), "configs/benchmark/gym99/112x112x32.yaml")),
     Experiment("ucf101_1k", "ucf_1k", "UCF (10^3)", "samples", "ucf101_1k", "ucf101", "train", "test",
-               "classification", 101, "top1",
+               "classification", 101,
                _recognition(16, (6, 10, 14), "configs/benchmark/ucf/112x112x32-fold1_1000_examples.yaml")),
     Experiment("gym99_1k", "gym_1k", "Gym-99 (10^3)", "samples", "gym99_1k", "gym99", "train", "val",
-               "classification", 99, "top1",
+               "classification", 99,
                _recognition(16, (6, 10, 14), "configs/benchmark/gym99/112x112x32_1000_examples.yaml")),
     Experiment("fx_s1", "fx_s1", "FX-S1", "actions", "fx_s1", "gym99", "train", "val", "classification", 11,
-               "top1", _recognition(18, (7, 12, 16), "configs/benchmark/gym_set_FX_S1/112x112x32.yaml")),
+               _recognition(18, (7, 12, 16), "configs/benchmark/gym_set_FX_S1/112x112x32.yaml")),
     # fx_s1 / ub_s1 adapters: Gym99 labels 6-16 (offset -6) and 74-88 (offset -74), §3.3
     Experiment("ub_s1", "ub_s1", "UB-S1", "actions", "ub_s1", "gym99", "train", "val", "classification", 15,
-               "top1", _recognition(18, (7, 12, 16), "configs/benchmark/gym_set_UB_S1/112x112x32.yaml")),
-    Experiment("ucf_rc", "ucf_rc", "UCF-RC (MAE)", "task", "ucfrep", "ucfrep", "train", "val", "counting", 0,
-               "mae", _UCF_RC),
+               _recognition(18, (7, 12, 16), "configs/benchmark/gym_set_UB_S1/112x112x32.yaml")),
+    Experiment("ucf_rc", "ucf_rc", "UCF-RC (MAE)", "task", "ucfrep", "ucfrep", "train", "val", "counting", 0, _UCF_RC),
     Experiment("charades", "charades", "Charades (mAP)", "task", "charades", "charades", "train", "test",
-               "multilabel", 157, "map", _CHARADES),
+               "multilabel", 157, _CHARADES),
 ]}
+#: report columns in SEVERE order; the published CSV uses these keys
+SEVERE_COLUMNS = tuple(e.column for e in EXPERIMENTS.values())
+#: the same 8 slots for SynthSEVERE (domain x2, samples x2, actions x2, counting, multi-label)
+SYNTH_COLUMNS = tuple(spec.name for spec in SYNTH_EXPERIMENTS)
+#: the paper recipe a synthetic experiment keeps for reference, by task (``quick`` is meant for them)
+_SYNTH_PAPER = {"classification": _SSV2, "multilabel": _CHARADES, "counting": _UCF_RC}
 
 
 def synthetic_experiments(root: str | Path) -> dict[str, Experiment]:
     """The 8 SynthSEVERE experiments of a generated benchmark at ``root`` (``synthsevere.json`` inside).
 
-    Reads ``vssl.data.synthetic.load_description(root)``: its ``experiments`` list names each experiment's
+    What each experiment is (name, factor, task, horizontal flips) comes from
+    :data:`vssl.data.synth.describe.SYNTH_EXPERIMENTS`; where its data lies comes from the description
+    (``vssl.data.synthetic.load_description(root)``): each entry of its ``experiments`` list names the
     adapter (``dataset``), ``annotations`` and ``video_root`` (relative to ``root``), ``adapter_options``
-    (``label_range``, ``num_examples``), ``splits``, ``classes``, ``task`` and ``hflip_safe`` (False:
-    chirality-dependent classes, trained without horizontal flips). Columns follow :data:`SYNTH_COLUMNS`.
+    (``label_range``, ``num_examples``), ``splits`` and ``classes``. Columns follow :data:`SYNTH_COLUMNS`.
     The paper recipe is kept for reference only; ``quick`` is the protocol meant for this benchmark.
     """
     desc = _load_description(Path(root))
     entries = desc.get("experiments", [])
     if isinstance(entries, dict):
         entries = [{"name": k, **v} for k, v in entries.items()]
-    out: dict[str, Experiment] = {}
-    for e in entries:
-        name = e["name"]
-        if name not in SYNTH_COLUMNS:
-            raise ConfigError(f"{root}/synthsevere.json: unknown synthetic experiment {name!r} "
-                              f"(expected one of {', '.join(SYNTH_COLUMNS)})")
-        task = e.get("task", "classification")
-        metric = {"counting": "mae", "multilabel": "map"}.get(task, "top1")
-        splits = e.get("splits", {})
-        out[name] = Experiment(
-            name=name, column=name, title=name, factor=e.get("factor", "task"), dataset=e["dataset"],
-            data_dir=name, train_split=splits.get("train", "train"), test_split=splits.get("test", "test"),
-            task=task, num_classes=0 if task == "counting" else int(e.get("num_classes", len(e.get("classes", [])))),
-            metric=metric, paper=_CHARADES if task == "multilabel" else (_UCF_RC if task == "counting" else _SSV2),
-            options=dict(e.get("adapter_options") or {}), flip=bool(e.get("hflip_safe", True)),
-            annotations=str(Path(root) / e["annotations"]), videos=str(Path(root) / e["video_root"]), synthetic=True,
-        )
-    missing = [n for n in SYNTH_COLUMNS if n not in out]
+    found = {e["name"]: e for e in entries}
+    unknown = [n for n in found if n not in SYNTH_COLUMNS]
+    if unknown:
+        raise ConfigError(f"{root}/synthsevere.json: unknown synthetic experiment {unknown[0]!r} "
+                          f"(expected one of {', '.join(SYNTH_COLUMNS)})")
+    missing = [n for n in SYNTH_COLUMNS if n not in found]
     if missing:
         raise ConfigError(f"{root}/synthsevere.json: experiments missing: {', '.join(missing)}")
-    return {n: out[n] for n in SYNTH_COLUMNS}
+    out: dict[str, Experiment] = {}
+    for spec in SYNTH_EXPERIMENTS:
+        e, kind = found[spec.name], TASKS[spec.task]
+        splits = e.get("splits", {})
+        out[spec.name] = Experiment(
+            name=spec.name, column=spec.name, title=spec.name, factor=spec.factor, dataset=e["dataset"],
+            data_dir=spec.name, train_split=splits.get("train", "train"), test_split=splits.get("test", "test"),
+            task=spec.task, num_classes=int(e.get("num_classes", len(e.get("classes", [])))) if kind.has_classes else 0,
+            paper=_SYNTH_PAPER[spec.task], options=dict(e.get("adapter_options") or {}), flip=spec.hflip_safe,
+            annotations=str(Path(root) / e["annotations"]), videos=str(Path(root) / e["video_root"]), synthetic=True,
+        )
+    return out
 
 
 def _load_description(root: Path) -> dict:

@@ -20,8 +20,7 @@ import numpy as np
 
 from vssl.data.formats import VIDEO_EXTENSIONS
 from vssl.errors import AnnotationError
-
-TASKS = ("classification", "multilabel", "counting")
+from vssl.tasks import TASKS
 SEVERE_SEED = 99999
 
 
@@ -56,7 +55,7 @@ class VideoList:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+            raise ValueError(f"task must be one of {tuple(TASKS)}, got {self.task!r}")
 
     def __len__(self) -> int:
         return len(self.records)

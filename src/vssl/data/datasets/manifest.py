@@ -31,6 +31,7 @@ from vssl.data.datasets.base import (
     require_file,
 )
 from vssl.errors import AnnotationError
+from vssl.tasks import TASKS
 
 SPLITS = ("train", "test")
 TASK_COLUMNS = {"label": "classification", "labels": "multilabel", "count": "counting"}
@@ -62,7 +63,7 @@ def _read_rows(path: Path) -> tuple[str, str, list[tuple[int, dict]]]:
 
 
 def _tokens(task: str, value: str) -> list[str]:
-    return [t for t in _SEP.split(value.strip()) if t] if task == "multilabel" else [value.strip()]
+    return [t for t in _SEP.split(value.strip()) if t] if TASKS[task].multi_label else [value.strip()]
 
 
 def _collect_classes(ann: Path) -> list[str]:
@@ -72,7 +73,7 @@ def _collect_classes(ann: Path) -> list[str]:
     tokens: set[str] = set()
     for path in list_files(ann, "*.csv"):
         task, column, rows = _read_rows(path)
-        if task != "counting":
+        if TASKS[task].has_classes:
             for _, row in rows:
                 tokens.update(_tokens(task, row[column]))
     if tokens and all(t.isdigit() for t in tokens):
@@ -88,14 +89,15 @@ def manifest(annotations: str | Path, split: str, fold: int = 1, **opts) -> Vide
         present = ", ".join(split_names(ann)) if ann.is_dir() else "none"
         raise MissingAnnotationError(path, f"manifest (splits present: {present})")
     task, column, rows = _read_rows(path)
-    classes = _collect_classes(ann) if task != "counting" or (ann / "classes.txt").is_file() else []
+    kind = TASKS[task]
+    classes = _collect_classes(ann) if kind.has_classes or (ann / "classes.txt").is_file() else []
     index = {name: i for i, name in enumerate(classes)}
     all_ids = bool(classes) and classes == [str(i) for i in range(len(classes))]
     records = []
     for lineno, row in rows:
         meta = {k: v for k, v in row.items() if k not in ("path", column)}
         value = row[column]
-        if task == "counting":
+        if not kind.has_classes:
             try:
                 label: int | list[int] | float = float(value)
             except ValueError:
@@ -109,8 +111,8 @@ def manifest(annotations: str | Path, split: str, fold: int = 1, **opts) -> Vide
                     ids.append(int(token))  # an id next to named classes.txt entries
                 else:
                     raise bad_line(path, lineno, f"unknown class {token!r}", f"{row['path']},{value}")
-            if task == "classification" and len(ids) != 1:
+            if kind.single_label and len(ids) != 1:
                 raise bad_line(path, lineno, "empty label", row["path"])
-            label = ids[0] if task == "classification" else sorted(set(ids))
+            label = ids[0] if kind.single_label else sorted(set(ids))
         records.append(VideoRecord(row["path"].strip(), label, meta))
     return finish(VideoList("csv", split, records, classes, task=task), **opts)

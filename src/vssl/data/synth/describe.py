@@ -8,10 +8,12 @@ FX-S1 (Gym99 labels 6-16); ``num_examples`` is SEVERE's class-balanced low-sampl
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from vssl.data.synth import tasks
+from vssl.tasks import TASKS
 
 # dataset -> (adapter name, train split name, test split name, mirrored real dataset)
 ADAPTER = {
@@ -43,63 +45,87 @@ def _count(records: list[dict], split: str, label_range=None) -> int:
     return sum(r["split"] == split and lo <= r["label"] <= hi for r in records)
 
 
-def _experiment(name, severe, factor, dataset, records, options=None, task="classification", metric="top1",
-                classes=None, hflip_safe=False, note=""):
-    options = options or {}
-    adapter, tr, te, _ = ADAPTER[dataset]
-    classes = classes if classes is not None else _classes(dataset)
+@dataclass(frozen=True)
+class SynthExperiment:
+    """One SynthSEVERE experiment: the SEVERE column it stands in for and the generated data it reads.
+
+    The one place these facts are written: ``synthsevere.json``, SEVERE's synthetic experiments
+    (``vssl.severe.experiments.synthetic_experiments``) and the report's columns are made from them.
+    """
+
+    name: str  # experiment id and report column
+    severe: str  # the SEVERE column it mirrors
+    factor: str  # domain | samples | actions | task
+    dataset: str  # the generated dataset it reads (a key of ADAPTER)
+    task: str = "classification"  # a vssl.tasks.TASKS kind
+    options: dict = field(default_factory=dict)  # adapter options: label_range (inclusive), num_examples
+    hflip_safe: bool = False  # False: chirality-dependent classes, trained without horizontal flips
+    note: str = ""
+
+
+def labelled_examples(num_classes: int, per_class: int = 10) -> int:
+    """``num_examples`` for a 10-per-class subset (SEVERE: per class = ceil(N / C))."""
+    return per_class * num_classes
+
+
+#: the 8 experiments in SEVERE's column order (domain x2, samples x2, actions x2, counting, multi-label)
+SYNTH_EXPERIMENTS: tuple[SynthExperiment, ...] = (
+    SynthExperiment("domain_a", "SS-v2", "domain", "domain_a", hflip_safe=True,
+                    note="two objects, object-agnostic relations; other backgrounds/palette, handheld camera"),
+    SynthExperiment("domain_b", "Gym-99", "domain", "domain_b",
+                    note="fine-grained motions of one object in a third domain (dark arena)"),
+    SynthExperiment("samples_a", "UCF (10^3)", "samples", "samples_a",
+                    options={"num_examples": labelled_examples(tasks.num_classes("samples_a"))},
+                    note="in-domain (same domain and classes as the corpus), 10 labelled clips per class"),
+    SynthExperiment("samples_b", "Gym-99 (10^3)", "samples", "domain_b",
+                    options={"num_examples": labelled_examples(tasks.num_classes("domain_b"))},
+                    note="Domain B with 10 clips per class"),
+    SynthExperiment("actions_1", "FX-S1", "actions", "domain_b", options={"label_range": list(tasks.ACTIONS_1_RANGE)},
+                    hflip_safe=True, note="hops: number of hops, turns in the air, tempo"),
+    SynthExperiment("actions_2", "UB-S1", "actions", "domain_b", options={"label_range": list(tasks.ACTIONS_2_RANGE)},
+                    note="circles: direction, number of turns, swing vs circle"),
+    SynthExperiment("counting", "UCF-RC", "task", "counting", task="counting", hflip_safe=True,
+                    note=f"count k in {tasks.COUNT_RANGE[0]}..{tasks.COUNT_RANGE[1]} = "
+                    "temporal_bound_num - 1; SE of MAE = std(per-video error) / sqrt(n_test)"),
+    SynthExperiment("multilabel", "Charades", "task", "multilabel", task="multilabel", hflip_safe=True,
+                    note="3 objects, 1-3 of them act (the others rest); labels = the set of actions"),
+)
+
+
+def _experiment(spec: SynthExperiment, records: dict) -> dict:
+    """The ``synthsevere.json`` entry of one experiment: its facts plus the sizes of the generated data."""
+    options, kind = spec.options, TASKS[spec.task]
+    adapter, tr, te, _ = ADAPTER[spec.dataset]
+    classes = _classes(spec.dataset)
     lr = options.get("label_range")
-    n_train, n_test = _count(records[dataset], "train", lr), _count(records[dataset], "test", lr)
+    n_train, n_test = _count(records[spec.dataset], "train", lr), _count(records[spec.dataset], "test", lr)
     if lr is not None:
         classes = classes[lr[0]:lr[1] + 1]
     if "num_examples" in options:   # SEVERE: ceil(N / C) per class, a short class gives all it has
         per_class = math.ceil(options["num_examples"] / len(classes))
-        counts = np.bincount([r["label"] for r in records[dataset] if r["split"] == "train"],
+        counts = np.bincount([r["label"] for r in records[spec.dataset] if r["split"] == "train"],
                              minlength=len(classes))
         n_train = int(np.minimum(counts, per_class).sum())
     exp = {
-        "name": name, "severe": severe, "factor": factor, "task": task, "dataset": adapter,
-        "annotations": f"{dataset}/annotations", "video_root": f"{dataset}/videos",
-        "adapter_options": options, "splits": {"train": tr, "test": te},
+        "name": spec.name, "severe": spec.severe, "factor": spec.factor, "task": spec.task, "dataset": adapter,
+        "annotations": f"{spec.dataset}/annotations", "video_root": f"{spec.dataset}/videos",
+        "adapter_options": dict(options), "splits": {"train": tr, "test": te},
         "sizes": {tr: n_train, te: n_test}, "num_classes": len(classes), "classes": classes,
-        "metric": metric, "hflip_safe": hflip_safe,
+        "metric": kind.metric_text, "hflip_safe": spec.hflip_safe,
     }
-    if task == "classification" and n_test:
-        exp["chance"] = 1.0 / len(classes)
-        exp["standard_error_at_chance"] = round(math.sqrt(exp["chance"] * (1 - exp["chance"]) / n_test), 4)
+    chance = kind.chance(len(classes))
+    if chance is not None and n_test:
+        exp["chance"] = chance
+        exp["standard_error_at_chance"] = round(math.sqrt(chance * (1 - chance) / n_test), 4)
         exp["max_standard_error"] = round(0.5 / math.sqrt(n_test), 4)
-    if note:
-        exp["note"] = note
+    if spec.note:
+        exp["note"] = spec.note
     return exp
 
 
 def describe(preset_name: str, preset, seed: int, records: dict, seconds: float, workers: int) -> dict:
     """The machine-readable description of a generated benchmark."""
-    s = records
-    nc = tasks.num_classes
-    a1, a2 = tasks.ACTIONS_1_RANGE, tasks.ACTIONS_2_RANGE
-    experiments = [
-        _experiment("domain_a", "SS-v2", "domain", "domain_a", s, hflip_safe=True,
-                    note="two objects, object-agnostic relations; other backgrounds/palette, handheld camera"),
-        _experiment("domain_b", "Gym-99", "domain", "domain_b", s,
-                    note="fine-grained motions of one object in a third domain (dark arena)"),
-        _experiment("samples_a", "UCF (10^3)", "samples", "samples_a", s,
-                    options={"num_examples": labelled_examples(nc("samples_a"))},
-                    note="in-domain (same domain and classes as the corpus), 10 labelled clips per class"),
-        _experiment("samples_b", "Gym-99 (10^3)", "samples", "domain_b", s,
-                    options={"num_examples": labelled_examples(nc("domain_b"))}, note="Domain B with 10 clips per class"),
-        _experiment("actions_1", "FX-S1", "actions", "domain_b", s, options={"label_range": list(a1)}, hflip_safe=True,
-                    note="hops: number of hops, turns in the air, tempo"),
-        _experiment("actions_2", "UB-S1", "actions", "domain_b", s, options={"label_range": list(a2)},
-                    note="circles: direction, number of turns, swing vs circle"),
-        _experiment("counting", "UCF-RC", "task", "counting", s, task="counting",
-                    metric="normalised MAE (lower is better); OBO accuracy", classes=_classes("counting"),
-                    hflip_safe=True, note=f"count k in {tasks.COUNT_RANGE[0]}..{tasks.COUNT_RANGE[1]} = "
-                    "temporal_bound_num - 1; SE of MAE = std(per-video error) / sqrt(n_test)"),
-        _experiment("multilabel", "Charades", "task", "multilabel", s, task="multilabel",
-                    metric="mAP (mean over classes with a positive test video)", hflip_safe=True,
-                    note="3 objects, 1-3 of them act (the others rest); labels = the set of actions"),
-    ]
+    experiments = [_experiment(spec, records) for spec in SYNTH_EXPERIMENTS]
     datasets = {}
     for d, recs in records.items():
         adapter, tr, te, real = ADAPTER[d]
@@ -116,11 +142,6 @@ def describe(preset_name: str, preset, seed: int, records: dict, seconds: float,
         "experiments": experiments, "datasets": datasets, "standard_error": SE_FORMULA,
         "label_ranges_inclusive": True,
     }
-
-
-def labelled_examples(num_classes: int, per_class: int = 10) -> int:
-    """``num_examples`` for a 10-per-class subset (SEVERE: per class = ceil(N / C))."""
-    return per_class * num_classes
 
 
 def readme(desc: dict) -> str:
