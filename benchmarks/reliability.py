@@ -162,7 +162,7 @@ def logged_steps(run: Path) -> int:
 
 
 def checkpoint_step(path: Path) -> int | None:
-    from vssl.engine.checkpoint import load_checkpoint
+    from vssl.serialization import load_checkpoint
     from vssl.errors import CheckpointError
 
     try:

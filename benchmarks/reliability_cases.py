@@ -229,12 +229,12 @@ def tiny_data():
 
 @contextlib.contextmanager
 def full_disk(at_steps: set[int] | None = None, after_bytes: int = 100, code: int = errno.ENOSPC):
-    """Checkpoint writes (``vssl.engine.checkpoint``'s ``torch.save``) fail with ``OSError(code)``
+    """Checkpoint writes (``vssl.serialization``'s ``torch.save``) fail with ``OSError(code)``
     after ``after_bytes`` bytes, for checkpoints of the given steps (None = every write).
 
     Yields a list that collects the steps whose write failed.
     """
-    import vssl.engine.checkpoint as ckpt
+    import vssl.serialization as ckpt
 
     real, failed = torch.save, []
 

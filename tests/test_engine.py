@@ -16,12 +16,12 @@ from torch import nn
 
 from vssl.config import RunConfig, ScheduleConfig
 from vssl.engine import Trainer, build_scheduler, lr_factor
-from vssl.engine.checkpoint import (atomic_save, load_checkpoint, numbered_checkpoints, remove_stale_temporaries,
-                                    save_training_checkpoint)
-from vssl.engine.distributed import EpochBatchSampler, SeededItems
+from vssl.engine.checkpoint import numbered_checkpoints, remove_stale_temporaries, save_training_checkpoint
+from vssl.engine.data_order import EpochBatchSampler, SeededItems
 from vssl.engine.toy import RandomClipDataset
 from vssl.engine.trainer import default_param_groups
 from vssl.errors import CheckpointError, ConfigError
+from vssl.serialization import atomic_save, load_checkpoint
 
 SHAPE = (3, 4, 8, 8)
 

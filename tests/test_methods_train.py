@@ -109,7 +109,7 @@ def test_method_trains_resumes_and_exports_its_backbone(name, tmp_path):
 
 def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     """One process of a torchrun-like launch: the Trainer starts the gloo group from the environment."""
-    from vssl.engine import distributed as D
+    from vssl import distributed as D
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))

@@ -130,12 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     wsub = p.add_subparsers(dest="weights_command", metavar="SUBCOMMAND", required=True)
     w = wsub.add_parser("inspect", help="describe a checkpoint: format, keys, shapes, guessed origin")
     w.add_argument("path")
-    w.set_defaults(_call=("vssl.models.weights", "inspect_command"))
+    w.set_defaults(_call=("vssl.models.commands", "inspect_command"))
     w = wsub.add_parser("convert", help="convert a checkpoint into vssl's backbone layout")
     w.add_argument("path")
     w.add_argument("out")
     w.add_argument("--from", dest="source_format", required=True)
-    w.set_defaults(_call=("vssl.models.weights", "convert_command"))
+    w.set_defaults(_call=("vssl.models.commands", "convert_command"))
 
     # visualisation (issue 9) ----------------------------------------------------------------------
     p = sub.add_parser("viz", help="look at what models learn: tubelets, reconstructions, saliency, segmentation")

@@ -121,8 +121,8 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False, ove
 
     from torch.utils.data import Subset
 
-    from vssl.engine import distributed as D
-    from vssl.engine.distributed import seed_everything
+    from vssl import distributed as D
+    from vssl.distributed import seed_everything
     from vssl.engine.trainer import Trainer
     from vssl.methods import METHODS, build_method
 
@@ -161,7 +161,7 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False, ove
     summary["failures"] = len(report)  # failed loads (a video met twice counts twice); never fatal
     summary["failed_videos"] = [list(item) for item in distinct_failures(report)]  # one per video
     if _main_process():
-        from vssl.engine.checkpoint import atomic_write_text
+        from vssl.serialization import atomic_write_text
 
         try:
             atomic_write_text(json.dumps(summary, indent=1, default=str) + "\n", out / "summary.json")

@@ -76,7 +76,7 @@ def run_severe(backbone: str, checkpoint: str | Path | None = None, data_root: s
     if isinstance(seeds, (int, str)):
         seeds = [s for s in str(seeds).split(",") if s.strip()]
     exps = select(experiments, available_experiments(data_root))
-    from vssl.engine.distributed import resolve_device
+    from vssl.distributed import resolve_device
 
     resolve_device(device)  # a missing GPU fails now, not inside the first experiment
     recipes = {exp.name: proto.recipe(exp, overrides, backbone=backbone, row_recipe=recipe)  # a bad --set value too
@@ -168,7 +168,7 @@ def run_experiment(exp: Experiment, recipe: Recipe, backbone: str, checkpoint, d
                    workdir: Path) -> tuple[dict, dict, dict]:
     """Train/probe and test one experiment; returns (metrics, timings, extra)."""
     from vssl.data.dataset import ClipDataset
-    from vssl.engine.trainer import resolve_device, seed_everything
+    from vssl.distributed import resolve_device, seed_everything
     from vssl.models import build_backbone
 
     t0 = time.perf_counter()
@@ -377,7 +377,7 @@ def _features(exp, split, videos, recipe, clips, net, data_root, root, cfg, seed
         scored = set(index.tolist())
         paths = [full.records[i].path for i in index.tolist()]
         unreadable = [r.path for i, r in enumerate(full.records) if i not in scored]
-        from vssl.engine.checkpoint import atomic_save
+        from vssl.serialization import atomic_save
 
         failures = _split_failures(ds, [r.path for r in full.records])
         atomic_save({"paths": paths, "feats": feats, "failures": failures, "dropped": unreadable},
@@ -440,7 +440,7 @@ def _decoded_clips(ds, fields: dict, recipe, workdir: Path):
 
         from vssl.data.collate import pad_frames
         from vssl.data.dataset import collate_kept
-        from vssl.engine.checkpoint import atomic_save
+        from vssl.serialization import atomic_save
 
         batches = [b for b in DataLoader(ds, batch_size=32, shuffle=False, num_workers=recipe.num_workers,
                                          collate_fn=collate_kept) if b is not None]
@@ -469,7 +469,7 @@ def _read_feature_cache(cache: Path, keys: dict) -> dict | None:
     layout (then it is computed again)."""
     if not cache.is_file():
         return None
-    from vssl.engine.checkpoint import load_checkpoint
+    from vssl.serialization import load_checkpoint
 
     try:
         stored = load_checkpoint(cache)

@@ -383,7 +383,7 @@ def read_run_checkpoint(path: str | os.PathLike) -> RunCheckpoint:
     ``backbone.pt`` (its config is read from ``config.yaml`` beside it when present).
     """
     from vssl.config import load_config
-    from vssl.models.weights import load_state_dict_file
+    from vssl.serialization import load_checkpoint
 
     path = Path(path)
     if path.is_dir():
@@ -393,7 +393,7 @@ def read_run_checkpoint(path: str | os.PathLike) -> RunCheckpoint:
                 break
         else:
             raise CheckpointError(f"{path}: no final.pt, checkpoints/last.pt or backbone.pt in this run directory")
-    obj = load_state_dict_file(path)  # weights_only; raises CheckpointError with the file name
+    obj = load_checkpoint(path)  # weights_only; raises CheckpointError with the file name
     if isinstance(obj.get("model"), dict) and isinstance(obj.get("config"), dict):
         return RunCheckpoint(path, obj, run_config_from_dict(obj["config"], str(path)))
     cfg = None

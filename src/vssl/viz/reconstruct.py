@@ -99,7 +99,7 @@ def assign_prototypes(scores: torch.Tensor, how: str = "argmax", eps: float = 0.
 def load_masked_model(checkpoint: str | os.PathLike, device: str = "cpu"):
     """(method, RunCheckpoint) of a VideoMAE or SIGMA training checkpoint, its run directory, or
     the run's exported ``backbone.pt`` (then ``final.pt`` beside it is read)."""
-    from vssl.engine.distributed import resolve_device
+    from vssl.distributed import resolve_device
     from vssl.viz.common import build_method_from_checkpoint
 
     ckpt = read_run_checkpoint(checkpoint)

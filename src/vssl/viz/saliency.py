@@ -190,7 +190,7 @@ def load_saliency_model(checkpoint: str | os.PathLike, backbone: str | None = No
     ``checkpoints/*.pt`` or ``backbone.pt`` (its backbone name from the run's config, else from
     ``backbone``). A supervised run's ``final.pt`` also gives its classification head.
     ``random:NAME`` is backbone NAME at random init (seed 0), the baseline of the papers' tables."""
-    from vssl.engine.distributed import resolve_device
+    from vssl.distributed import resolve_device
     from vssl.models import build_backbone
 
     dev = resolve_device(device)

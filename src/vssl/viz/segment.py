@@ -103,7 +103,7 @@ def load_model(checkpoint: str | None, backbone: str | None, device: str = "cpu"
     state + config) or a backbone file; None = random init of ``backbone``. The backbone name comes from
     ``backbone`` or else from the checkpoint's config."""
     from vssl.models import build_backbone
-    from vssl.models.weights import load_state_dict_file
+    from vssl.serialization import load_checkpoint
 
     info: dict = {"checkpoint": checkpoint}
     obj: dict = {}
@@ -115,7 +115,7 @@ def load_model(checkpoint: str | None, backbone: str | None, device: str = "cpu"
                 raise CheckpointError(f"{path}: no final.pt, checkpoints/last.pt or backbone.pt in this folder")
             path = found[0]
         info["checkpoint"] = str(path)
-        obj = load_state_dict_file(path)
+        obj = load_checkpoint(path)
     config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
     name = backbone or (config.get("model") or {}).get("backbone")
     if not name:

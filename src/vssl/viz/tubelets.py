@@ -47,7 +47,7 @@ def make_pairs(config: str | os.PathLike, n: int = 8, seed: int = 0, overrides: 
 
     from vssl.config import load_config
     from vssl.data.dataset import collect_failures
-    from vssl.engine.distributed import resolve_device, seed_everything
+    from vssl.distributed import resolve_device, seed_everything
     from vssl.engine.run import build_backbone, build_dataset
     from vssl.methods import METHODS, build_method
 
