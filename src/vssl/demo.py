@@ -95,7 +95,7 @@ def pretrain(model: DemoModel, data: Path, out: Path, steps: int, seed: int, dev
     if model.recipe is None:
         return None
     from vssl.config import load_config
-    from vssl.data.synthetic import load_description
+    from vssl.data.synth import load_description
     from vssl.engine.run import train_from_config
 
     run_dir = out / "pretrain" / _slug(model.name)
@@ -127,7 +127,7 @@ def run_demo(out: str | Path = "vssl-demo", mode: str = "default", preset: str |
 
     ``mode`` picks a :data:`BUDGETS` entry; ``budget`` replaces it (tests use a tiny one).
     """
-    from vssl.data.synthetic import generate
+    from vssl.data.synth import generate
     from vssl.severe.report import build_tables, render, save_plots
     from vssl.severe.results import ResultsStore
     from vssl.severe.runner import protocol_key, run_severe

@@ -121,7 +121,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
 def synthetic_experiments(root: str | Path) -> dict[str, Experiment]:
     """The 8 SynthSEVERE experiments of a generated benchmark at ``root`` (``synthsevere.json`` inside).
 
-    Reads ``vssl.data.synthetic.load_description(root)``: its ``experiments`` list names each experiment's
+    Reads ``vssl.data.synth.load_description(root)``: its ``experiments`` list names each experiment's
     adapter (``dataset``), ``annotations`` and ``video_root`` (relative to ``root``), ``adapter_options``
     (``label_range``, ``num_examples``), ``splits``, ``classes``, ``task`` and ``hflip_safe`` (False:
     chirality-dependent classes, trained without horizontal flips). Columns follow :data:`SYNTH_COLUMNS`.
@@ -155,7 +155,7 @@ def synthetic_experiments(root: str | Path) -> dict[str, Experiment]:
 
 
 def _load_description(root: Path) -> dict:
-    from vssl.data.synthetic import load_description
+    from vssl.data.synth import load_description
 
     return load_description(root)
 

@@ -278,14 +278,3 @@ def render_saliency(checkpoints: Sequence[str | os.PathLike], videos: Sequence[s
         "skipped": [{"video": p, "reason": r} for p, r in skipped]}, indent=1))
     require_some(len(pngs), skipped, "viz saliency")
     return pngs
-
-
-def saliency_command(args) -> int:
-    """``vssl viz saliency --checkpoint A [B ...] --videos V [V ...] --out DIR [--backbone] [--target]
-    [--vit-method] [--frames] [--stride] [--size] [--device]``."""
-    pngs = render_saliency(args.checkpoint, args.videos, args.out, getattr(args, "backbone", None),
-                           getattr(args, "target", "auto"), getattr(args, "vit_method", "gradient"),
-                           getattr(args, "device", "cpu"), getattr(args, "frames", None),
-                           getattr(args, "stride", None), getattr(args, "size", None))
-    print(f"vssl: saliency of {len(args.checkpoint)} checkpoint(s) on {len(pngs)} clip(s) -> {args.out}")
-    return 0
