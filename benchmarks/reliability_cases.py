@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-TOY = ROOT / "configs" / "finetune" / "toy.yaml"
-VIDEO_CONTRAST = ROOT / "configs" / "pretrain" / "video_contrast_tiny.yaml"
+from vssl.config import RECIPES
+
+TOY = RECIPES / "finetune" / "toy.yaml"
+VIDEO_CONTRAST = RECIPES / "pretrain" / "video_contrast_tiny.yaml"
 BROKEN_KINDS = ("zero-byte", "truncated", "random bytes", "non-video renamed .mp4", "missing")
 
 

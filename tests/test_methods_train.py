@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from vssl.config import RunConfig
+from vssl.config import RECIPES as SHIPPED, RunConfig
 from vssl.engine import Trainer
 from vssl.engine.toy import RandomClipDataset
 from vssl.methods import METHODS, build_method
@@ -157,7 +157,7 @@ def test_every_method_steps_under_two_gloo_processes(tmp_path, monkeypatch):
         torch.testing.assert_close(q0, q1)
 
 
-RECIPES = sorted((TESTS.parent / "configs" / "pretrain").glob("*.yaml"))
+RECIPES = sorted((SHIPPED / "pretrain").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vssl.config import RECIPES
 from vssl.data import davis as layout
 from vssl.viz import davis as D
 
@@ -241,7 +242,7 @@ def test_segment_sigma_prototypes(synth_davis, tmp_path):
     from vssl.models import build_backbone
     from vssl.viz.segment import SegmentSettings, load_model, segment_davis
 
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs/pretrain/sigma_mlp_tiny.yaml")
+    cfg = load_config(RECIPES / "pretrain/sigma_mlp_tiny.yaml")
     torch.manual_seed(0)
     method = build_method(cfg, build_backbone(cfg.model.backbone)).eval()
     ckpt = tmp_path / "final.pt"

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vssl.cli import main
+from vssl.config import RECIPES
 from vssl.errors import CheckpointError
 from vssl.models import build_backbone, load_backbone_weights
 from vssl.models.convert import guess_format
@@ -153,9 +154,7 @@ def test_convert_rejects_unknown_format(tmp_path, tv_sd):
 def test_inspect_names_the_backbone_of_vssl_run_outputs(tmp_path, capsys):
     """A pretraining's backbone.pt (architecture in the run's config.yaml) and final.pt / checkpoints
     (run config inside) are vssl files whose backbone inspect names, and that name loads them."""
-    from pathlib import Path
-
-    toy = Path(__file__).resolve().parents[1] / "configs" / "finetune" / "toy.yaml"
+    toy = RECIPES / "finetune" / "toy.yaml"
     assert main(["finetune", "--config", str(toy), "--out", str(tmp_path), "--set", "train.max_steps=2",
                  "--set", "train.ckpt_every=2", "--set", "train.deterministic=false"]) == 0
     capsys.readouterr()

@@ -17,14 +17,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
+from vssl.config import RECIPES
+
+CONFIGS = RECIPES / "pretrain"  # shipped in the package: the demo runs from any folder after `pip install`
 
 
 @dataclass(frozen=True)
 class DemoModel:
     name: str  # row name in the table
     backbone: str
-    recipe: str | None  # configs/pretrain/<recipe>.yaml, None = random init
+    recipe: str | None  # <RECIPES>/pretrain/<recipe>.yaml, None = random init
 
 
 MODELS = (

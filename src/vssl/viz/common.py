@@ -11,7 +11,6 @@ from __future__ import annotations
 import colorsys
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -341,17 +340,9 @@ def clip_names(videos: Sequence[Path]) -> list[str]:
 def run_config_from_dict(data: dict, source: str) -> RunConfig:
     """A validated ``RunConfig`` from the ``"config"`` dict a training checkpoint carries (the same
     validation as ``vssl pretrain --config``)."""
-    import yaml
+    from vssl.config import config_from_dict
 
-    from vssl.config import load_config
-
-    with tempfile.TemporaryDirectory(prefix="vssl-viz-") as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-        try:
-            return load_config(path)
-        except VsslError as e:
-            raise VsslError(f"{source}: the embedded run config is not valid: {e}") from None
+    return config_from_dict(data, f"{source}: the embedded run config")
 
 
 @dataclass
