@@ -162,7 +162,7 @@ def logged_steps(run: Path) -> int:
 
 
 def checkpoint_step(path: Path) -> int | None:
-    from vssl.engine.checkpoint import load_checkpoint
+    from vssl.serialization import load_checkpoint
     from vssl.errors import CheckpointError
 
     try:
@@ -307,7 +307,7 @@ def broken_data_trials(work: Path, n_videos: int = 50, seed: int = 0, log=print)
     """``vssl data check``, ``vssl pretrain`` (video contrast), ``vssl finetune`` on a manifest with
     10 % broken videos, and ``vssl severe`` on a SynthSEVERE experiment with 10 % broken videos."""
     from benchmarks.reliability_cases import broken_manifest_tree, pick_broken
-    from vssl.data.synthetic import generate
+    from vssl.data.synth import generate
 
     import numpy as np
 
@@ -396,7 +396,7 @@ def severe_kill_trials(work: Path, kills: int = 3, seed: int = 0, rerun_in_proce
     """SIGKILL `vssl severe` (2 experiments x 2 seeds) once 0, 1, 2, 3 results (in turn, from ``seed``)
     are stored, plus a random delay; rerun it, and check: 4 rows, no duplicate key, every row stored
     before the kill unchanged."""
-    from vssl.data.synthetic import generate
+    from vssl.data.synth import generate
 
     rng = random.Random(seed)
     data = work / "synth"
@@ -474,7 +474,7 @@ def concurrent_writers(work: Path, writers: int = 2, puts: int = 200, log=print)
 
 def concurrent_severe(work: Path, log=print) -> dict:
     """Two `vssl severe` processes on the same output folder at once."""
-    from vssl.data.synthetic import generate
+    from vssl.data.synth import generate
 
     data = work / "synth"
     if not (data / "synthsevere.json").exists():

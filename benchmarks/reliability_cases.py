@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-TOY = ROOT / "configs" / "finetune" / "toy.yaml"
-VIDEO_CONTRAST = ROOT / "configs" / "pretrain" / "video_contrast_tiny.yaml"
+from vssl.config import RECIPES
+
+TOY = RECIPES / "finetune" / "toy.yaml"
+VIDEO_CONTRAST = RECIPES / "pretrain" / "video_contrast_tiny.yaml"
 BROKEN_KINDS = ("zero-byte", "truncated", "random bytes", "non-video renamed .mp4", "missing")
 
 
@@ -229,12 +230,12 @@ def tiny_data():
 
 @contextlib.contextmanager
 def full_disk(at_steps: set[int] | None = None, after_bytes: int = 100, code: int = errno.ENOSPC):
-    """Checkpoint writes (``vssl.engine.checkpoint``'s ``torch.save``) fail with ``OSError(code)``
+    """Checkpoint writes (``vssl.serialization``'s ``torch.save``) fail with ``OSError(code)``
     after ``after_bytes`` bytes, for checkpoints of the given steps (None = every write).
 
     Yields a list that collects the steps whose write failed.
     """
-    import vssl.engine.checkpoint as ckpt
+    import vssl.serialization as ckpt
 
     real, failed = torch.save, []
 

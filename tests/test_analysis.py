@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from vssl.config import RECIPES
 from vssl.severe import analysis as A
 from vssl.severe.published import read_published_csv
 from vssl.severe.report import render
 from vssl.severe.table import build_table
 from vssl.severe.results import Result, ResultKey, ResultsStore
 
-ROOT = Path(__file__).resolve().parents[1]
-PUBLISHED = ROOT / "configs/severe/published/severe_eccv22.csv"  # carries the 'Existing UCF101' column
+PUBLISHED = RECIPES / "severe/published/severe_eccv22.csv"  # carries the 'Existing UCF101' column
 
 
 def synth_rows() -> list[dict]:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
 
 from vssl import __version__
 from vssl.cli import main
+from vssl.config import RECIPES
 from vssl.engine.run import class_balanced_subset
 from vssl.errors import ConfigError
 
-TOY = str(Path(__file__).resolve().parents[1] / "configs" / "finetune" / "toy.yaml")
+TOY = str(RECIPES / "finetune" / "toy.yaml")
 
 
 def test_version_is_fast_and_printed():

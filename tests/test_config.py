@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from vssl.config import RunConfig, load_config, method_config, save_config
+from vssl.config import RECIPES, RunConfig, load_config, method_config, save_config
 from vssl.errors import ConfigError
 
-TOY = Path(__file__).resolve().parents[1] / "configs" / "finetune" / "toy.yaml"
+TOY = RECIPES / "finetune" / "toy.yaml"
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -299,7 +299,7 @@ def test_avid_cmas_own_r2plus1d_is_refused_not_silently_skipped(tmp_path):
     src = tmp_path / "avid.pth"
     torch.save({"model": Wrapped(model).state_dict()}, src)
     with pytest.raises(CheckpointError, match=r"missing keys: .*unexpected keys: .*conv2x\.0\.spt_conv1"):
-        from vssl.models.weights import convert_command
+        from vssl.models.commands import convert_command
         import argparse
 
         convert_command(argparse.Namespace(path=str(src), out=str(tmp_path / "o.pt"), source_format="avid_cma"))

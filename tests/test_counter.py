@@ -198,7 +198,7 @@ def test_counter_trains_end_to_end_on_synthsevere(tmp_path):
     """Paper protocol on SynthSEVERE's counting task at tiny size: samples, tracking episodes through the
     engine, the test-time count, a stored result, and a config.yaml that loads again."""
     from vssl.config import load_config
-    from vssl.data.synthetic import generate
+    from vssl.data.synth import generate
     from vssl.severe.runner import run_severe
 
     root = tmp_path / "synth"
@@ -246,7 +246,7 @@ def test_counter_config_trains_through_vssl_finetune(tmp_path):
     """The saved method loads and trains again through the config path (``vssl finetune``), which asks the
     method for its training set."""
     from vssl.config import load_config
-    from vssl.data.synthetic import generate
+    from vssl.data.synth import generate
     from vssl.engine.run import train_from_config
 
     root = tmp_path / "synth"

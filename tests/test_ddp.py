@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from test_engine import SHAPE, TinyMethod, tiny_cfg
 
 from vssl.engine import Trainer
-from vssl.engine import distributed as D
+from vssl import distributed as D
 from vssl.engine.toy import RandomClipDataset
 
 

@@ -41,7 +41,7 @@ def test_demo_end_to_end_and_resume(tmp_path):
 def test_demo_budget_sizes_and_reference_row(tmp_path):
     """The GPU budget's knobs at toy size: per-dataset sizes, pretraining overrides and the
     trained-with-labels reference row (quick-ft) reported beside the main table."""
-    from vssl.data.synthetic import load_description
+    from vssl.data.synth import load_description
     from vssl.demo import ORACLE_NAME
 
     models = [m for m in MODELS if m.name in ("random init (R(2+1)D)", "supervised (corpus labels)")]

@@ -7,21 +7,20 @@ import math
 import os
 import signal
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vssl.config import RunConfig, ScheduleConfig
+from vssl.config import RECIPES, RunConfig, ScheduleConfig
 from vssl.engine import Trainer, build_scheduler, lr_factor
-from vssl.engine.checkpoint import (atomic_save, load_checkpoint, numbered_checkpoints, remove_stale_temporaries,
-                                    save_training_checkpoint)
-from vssl.engine.distributed import EpochBatchSampler, SeededItems
+from vssl.engine.checkpoint import numbered_checkpoints, remove_stale_temporaries, save_training_checkpoint
+from vssl.engine.data_order import EpochBatchSampler, SeededItems
 from vssl.engine.toy import RandomClipDataset
 from vssl.engine.trainer import default_param_groups
 from vssl.errors import CheckpointError, ConfigError
+from vssl.serialization import atomic_save, load_checkpoint
 
 SHAPE = (3, 4, 8, 8)
 
@@ -204,7 +203,7 @@ def test_supervised_step_on_a_real_backbone(task):
     from vssl.engine.run import build_backbone
     from vssl.methods import build_method
 
-    toy = Path(__file__).resolve().parents[1] / "configs" / "finetune" / "toy.yaml"
+    toy = RECIPES / "finetune" / "toy.yaml"
     cfg = load_config(toy, ["method.num_classes=4", "method.label_smoothing=0.1", f"method.task={task}"])
     method = build_method(cfg, build_backbone(cfg))
     label = torch.tensor([0, 3]) if task == "classification" else torch.tensor([[1., 0, 1, 0], [0, 0, 0, 1]])

@@ -20,7 +20,7 @@ from test_methods_train import SETUPS
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from vssl.data.synthetic import generate
+    from vssl.data.synth import generate
 
     root = tmp_path_factory.mktemp("synth")
     generate(root, "tiny", seed=0, workers=1, scale=0.04, progress=False)  # 48 corpus videos

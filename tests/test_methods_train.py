@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from vssl.config import RunConfig
+from vssl.config import RECIPES as SHIPPED, RunConfig
 from vssl.engine import Trainer
 from vssl.engine.toy import RandomClipDataset
 from vssl.methods import METHODS, build_method
@@ -109,7 +109,7 @@ def test_method_trains_resumes_and_exports_its_backbone(name, tmp_path):
 
 def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     """One process of a torchrun-like launch: the Trainer starts the gloo group from the environment."""
-    from vssl.engine import distributed as D
+    from vssl import distributed as D
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
@@ -157,7 +157,7 @@ def test_every_method_steps_under_two_gloo_processes(tmp_path, monkeypatch):
         torch.testing.assert_close(q0, q1)
 
 
-RECIPES = sorted((TESTS.parent / "configs" / "pretrain").glob("*.yaml"))
+RECIPES = sorted((SHIPPED / "pretrain").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)

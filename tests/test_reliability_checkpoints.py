@@ -27,14 +27,13 @@ def files(tmp_path_factory):
 
 
 def _python_loaders(tmp: Path):
-    from vssl.engine.checkpoint import load_checkpoint
-    from vssl.models import build_backbone
-    from vssl.models.weights import load_state_dict_file
+    from vssl.models import build_backbone, load_backbone_weights
+    from vssl.serialization import load_checkpoint
 
     return {
-        "load_state_dict_file": load_state_dict_file,
+        "load_checkpoint": load_checkpoint,
         "build_backbone(checkpoint=)": lambda p: build_backbone("r2plus1d_tiny", checkpoint=str(p)),
-        "engine load_checkpoint": load_checkpoint,
+        "load_backbone_weights": lambda p: load_backbone_weights(build_backbone("r2plus1d_tiny"), p),
     }
 
 
@@ -83,13 +82,13 @@ def test_every_loader_refuses_every_untrusted_file(files, tmp_path, capsys):
 
 
 def test_payload_is_named_in_the_refusal(files):
-    from vssl.models.weights import load_state_dict_file
+    from vssl.serialization import load_checkpoint
 
     paths, marker = files
     with pytest.raises(CheckpointError, match=r"refusing to unpickle (posix|os)\.system"):
-        load_state_dict_file(paths["pickle (protocol 2) running os.system"])
+        load_checkpoint(paths["pickle (protocol 2) running os.system"])
     with pytest.raises(CheckpointError, match=r"refusing to unpickle (builtins\.)?exec\b"):
-        load_state_dict_file(paths["state dict with a payload value"])
+        load_checkpoint(paths["state dict with a payload value"])
     assert not marker.exists()
 
 

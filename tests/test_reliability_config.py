@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from vssl.cli import main
-from vssl.config import RunConfig, load_config
+from vssl.config import RECIPES, RunConfig, load_config
 from vssl.errors import ConfigError
 
-TOY = str(Path(__file__).resolve().parents[1] / "configs" / "finetune" / "toy.yaml")
+TOY = str(RECIPES / "finetune" / "toy.yaml")
 EXAMPLES = int(os.environ.get("VSSL_HYPOTHESIS_EXAMPLES", "50"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,

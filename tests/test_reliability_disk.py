@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.reliability_cases import TOY, TinyMethod, full_disk, tiny_data, tiny_run_config  # noqa: E402
 from vssl.engine import Trainer  # noqa: E402
-from vssl.engine.checkpoint import load_checkpoint  # noqa: E402
+from vssl.serialization import load_checkpoint  # noqa: E402
 from vssl.errors import CheckpointError  # noqa: E402
 
 

@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.reliability_cases import TOY, TinyMethod, tiny_data, tiny_run_config  # noqa: E402
 from vssl.engine import Trainer  # noqa: E402
-from vssl.engine.checkpoint import load_checkpoint  # noqa: E402
+from vssl.serialization import load_checkpoint  # noqa: E402
 from vssl.errors import NumericalError  # noqa: E402
 
 
@@ -92,7 +92,7 @@ def _rank_main(rank: int, port: str, out: str, fault: str) -> None:
     import os
 
     from benchmarks.reliability_cases import full_disk
-    from vssl.engine import distributed as D
+    from vssl import distributed as D
     from vssl.errors import VsslError
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",

@@ -4,19 +4,18 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from conftest import SHARED, require_shared
+from vssl.config import RECIPES
 from vssl.severe.published import (MEAN_TOLERANCE, published_mean, read_published_csv,
                                    tubelet_contrast_ranks)
 from vssl.severe.report import render
 from vssl.severe.table import SYNTH_TABLE, average_ranks, build_table, build_tables
 from vssl.severe.results import Result, ResultKey, ResultsStore
 
-ROOT = Path(__file__).resolve().parents[1]
-PUBLISHED = ROOT / "configs/severe/published"
+PUBLISHED = RECIPES / "severe/published"
 SEVERE, TUBELET, SIGMA = (PUBLISHED / f for f in ("severe_eccv22.csv", "tubelet_contrast_iccv23.csv",
                                                   "sigma_eccv24.csv"))
 # the reference file's column titles -> report column keys

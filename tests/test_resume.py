@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-TOY = Path(__file__).resolve().parents[1] / "configs" / "finetune" / "toy.yaml"
+from vssl.config import RECIPES
+
+TOY = RECIPES / "finetune" / "toy.yaml"
 # 8 batches per epoch: the checkpoint at step 4 (or 8, 12...) is mid-epoch, as is the resume point
 ARGS = ["--set", "train.max_steps=16", "--set", "train.ckpt_every=4", "--set", "data.random_size=32"]
 

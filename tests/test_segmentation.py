@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vssl.config import RECIPES
+from vssl.data import davis as layout
 from vssl.viz import davis as D
 
 H = W = 100   # diagonal 141.4 -> tolerance ceil(0.008 * 141.4) = 2 px
@@ -128,18 +130,18 @@ def test_palette_png_roundtrip(tmp_path):
 
     ids = np.zeros((8, 10), np.uint8)
     ids[2:4, 2:5] = 2
-    ids[5, 5] = D.VOID
-    D.write_annotation(tmp_path / "a" / "00000.png", ids)
+    ids[5, 5] = layout.VOID
+    layout.write_annotation(tmp_path / "a" / "00000.png", ids)
     with Image.open(tmp_path / "a" / "00000.png") as img:
         assert img.mode == "P" and img.getpalette()[3:9] == [128, 0, 0, 0, 128, 0]
-    back = D.read_annotation(tmp_path / "a" / "00000.png")
+    back = layout.read_annotation(tmp_path / "a" / "00000.png")
     assert back[5, 5] == 0 and np.array_equal(back[2:4, 2:5], np.full((2, 3), 2))
 
 
 # --- SynthSEVERE --masks -----------------------------------------------------------------------
 
 def _generate(out: Path, masks) -> dict:
-    from vssl.data.synthetic import DATASETS, generate
+    from vssl.data.synth import DATASETS, generate
 
     sizes = {d: (0, 0) for d in DATASETS}
     sizes.update(multilabel=(1, 3), samples_a=(0, 2))
@@ -160,10 +162,10 @@ def test_synth_masks_write_the_davis_layout(synth_davis, tmp_path):
     root = synth_davis / "davis"
     assert desc["davis"]["source"] == "multilabel/test" and desc["davis"]["videos"] == 3
     names = (root / "ImageSets" / "2017" / "val.txt").read_text().split()
-    assert sorted(names) == D.list_sequences(root)
+    assert sorted(names) == layout.list_sequences(root)
     assert len(names) == 3
     for v in names:
-        frames, ids = D.read_sequence(root, v)
+        frames, ids = layout.read_sequence(root, v)
         assert frames.shape == (32, 32, 32, 3) and ids.shape == (32, 32, 32)
         assert (root / "JPEGImages" / "480p" / v / "00000.jpg").is_file()
         with Image.open(root / "Annotations" / "480p" / v / "00031.png") as img:
@@ -188,7 +190,7 @@ def test_synth_masks_write_the_davis_layout(synth_davis, tmp_path):
 
 def test_synth_masks_option_and_cli_flag(monkeypatch, tmp_path):
     from vssl import cli
-    from vssl.data import synthetic
+    from vssl.data.synth import benchmark as synthetic
     from vssl.errors import VsslError
 
     with pytest.raises(VsslError, match="dataset/split"):
@@ -240,7 +242,7 @@ def test_segment_sigma_prototypes(synth_davis, tmp_path):
     from vssl.models import build_backbone
     from vssl.viz.segment import SegmentSettings, load_model, segment_davis
 
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs/pretrain/sigma_mlp_tiny.yaml")
+    cfg = load_config(RECIPES / "pretrain/sigma_mlp_tiny.yaml")
     torch.manual_seed(0)
     method = build_method(cfg, build_backbone(cfg.model.backbone)).eval()
     ckpt = tmp_path / "final.pt"

@@ -102,7 +102,7 @@ def test_constant_count_baseline_minimises_train_error():
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory):
-    from vssl.data.synthetic import generate
+    from vssl.data.synth import generate
 
     root = tmp_path_factory.mktemp("synth")
     generate(root, "tiny", seed=0, workers=1, progress=False,

@@ -78,7 +78,7 @@ def test_precise_bn_averages_the_statistics_of_each_batch():
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory):
-    from vssl.data.synthetic import generate
+    from vssl.data.synth import generate
 
     root = tmp_path_factory.mktemp("synth")
     generate(root, "tiny", seed=0, workers=1, progress=False,

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-from vssl.config import RunConfig
+from vssl.config import RECIPES, RunConfig
 from vssl.methods.sigma import SIGMA, sinkhorn, swapped_prediction_loss
 from vssl.models import build_backbone
 
@@ -120,7 +119,7 @@ def test_dino_target_without_weights_is_refused_outside_smoke_recipes():
                        dino_model="vit_tiny_patch16_224")
     with pytest.raises(ConfigError, match="method.dino_checkpoint: empty"):
         SIGMA(cfg, build_backbone("vit_tiny"), run)
-    tiny = load_config(Path(__file__).resolve().parents[1] / "configs/pretrain/sigma_dino_tiny.yaml")
+    tiny = load_config(RECIPES / "pretrain/sigma_dino_tiny.yaml")
     assert tiny.method.params["random_teacher"] is True and tiny.method.params["dino_checkpoint"] == ""
 
 

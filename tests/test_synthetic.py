@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vssl.data.synthetic import PRESETS, generate, load_description
+from vssl.data.synth import PRESETS, generate, load_description
 
 SIZES = {"pretrain": (10, 10), "samples_a": (50, 120), "domain_a": (64, 112), "domain_b": (160, 176),
          "counting": (45, 45), "multilabel": (70, 70)}
@@ -235,7 +235,7 @@ def test_deterministic_bytes_whatever_the_workers(tmp_path):
 
 def test_objects_are_large_and_visible():
     """Pilot lesson: objects of 3-5 px at 32 px were invisible to pooled features."""
-    from vssl.data.synthetic import render_video
+    from vssl.data.synth import render_video
 
     for dataset in ("pretrain", "domain_a", "domain_b", "multilabel"):
         frames, _ = render_video(PRESETS["tiny"], 0, dataset, "train", 7)
@@ -305,7 +305,7 @@ def test_cli_and_output_folder_rules(tmp_path, capsys):
     from vssl.errors import VsslError
 
     args = build_parser().parse_args(["synth", str(tmp_path / "s"), "--preset", "small", "--seed", "4"])
-    assert args._call == ("vssl.data.synthetic", "synth_command") and args.seed == 4
+    assert args._call == ("vssl.data.commands", "synth_command") and args.seed == 4
     sizes = {d: (1, 1) for d in SIZES}
     generate(tmp_path / "s", "tiny", seed=1, workers=1, sizes={**sizes, "pretrain": (3, 1)}, progress=False)
     generate(tmp_path / "s", "tiny", seed=1, workers=1, sizes=sizes, progress=False)

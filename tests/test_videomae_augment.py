@@ -158,7 +158,7 @@ def test_vit_recipe_fine_tunes_end_to_end(tmp_path):
     """The ViT recipe through the runner at tiny size: UCF-format data, RandAugment, erasing, mixup,
     layer decay, warm-up + cosine, drop path; the run's config.yaml loads again."""
     from vssl.config import load_config
-    from vssl.data.synthetic import generate
+    from vssl.data.synth import generate
     from vssl.severe.experiments import EXPERIMENTS
     from vssl.severe.protocols import PROTOCOLS
     from vssl.severe.caches import Caches

@@ -19,10 +19,11 @@ from PIL import Image
 from torch import nn
 
 from vssl.cli import main
+from vssl.config import RECIPES
 from vssl.viz import common
 from vssl.viz.common import GAP, HEADER, LABEL_W, TIME_BAR
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "pretrain"
+CONFIGS = RECIPES / "pretrain"
 TINY = ["data.dataset=random", "data.random_size=8", "data.num_frames=8", "data.batch_size=4", "data.num_workers=0",
         "train.max_steps=1", "train.ckpt_every=0", "train.tensorboard=false", "train.progress=false",
         "train.device=cpu"]

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from vssl.cli import main
+from vssl.config import RECIPES
 from vssl.errors import CheckpointError
-from vssl.models import build_backbone, load_backbone_weights, load_state_dict_file
+from vssl.models import build_backbone, load_backbone_weights
 from vssl.models.convert import guess_format
-from vssl.models.weights import save_backbone_file
+from vssl.serialization import load_checkpoint, save_backbone_file
 
 torch.set_num_threads(1)
 
@@ -70,14 +71,14 @@ def test_unsafe_pickles_are_refused_namespace_allowed(tmp_path):
     ok = tmp_path / "ok.pth"
     torch.save({"model": {"w": torch.ones(1)}, "args": argparse.Namespace(model="x"), "epoch": 1,
                 "best_acc": np.float64(0.5)}, ok)  # SEVERE-era files keep numpy scalars
-    loaded = load_state_dict_file(ok)
+    loaded = load_checkpoint(ok)
     assert isinstance(loaded["args"], argparse.Namespace) and loaded["best_acc"] == 0.5
     evil = tmp_path / "evil.pth"
     torch.save({"model": {"w": torch.ones(1)}, "cb": argparse.ArgumentParser}, evil)
     with pytest.raises(CheckpointError, match="refusing to unpickle argparse.ArgumentParser"):
-        load_state_dict_file(evil)
+        load_checkpoint(evil)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
-        load_state_dict_file(tmp_path / "missing.pth")
+        load_checkpoint(tmp_path / "missing.pth")
 
 
 def test_vssl_files_load_with_no_missing_keys(tmp_path):
@@ -153,9 +154,7 @@ def test_convert_rejects_unknown_format(tmp_path, tv_sd):
 def test_inspect_names_the_backbone_of_vssl_run_outputs(tmp_path, capsys):
     """A pretraining's backbone.pt (architecture in the run's config.yaml) and final.pt / checkpoints
     (run config inside) are vssl files whose backbone inspect names, and that name loads them."""
-    from pathlib import Path
-
-    toy = Path(__file__).resolve().parents[1] / "configs" / "finetune" / "toy.yaml"
+    toy = RECIPES / "finetune" / "toy.yaml"
     assert main(["finetune", "--config", str(toy), "--out", str(tmp_path), "--set", "train.max_steps=2",
                  "--set", "train.ckpt_every=2", "--set", "train.deterministic=false"]) == 0
     capsys.readouterr()

@@ -51,11 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--data-fraction", type=float, default=None,
                    help="pretrain on a class-balanced fraction of the corpus (0 < F <= 1)")
-    p.set_defaults(_call=("vssl.engine.run", "pretrain_command"))
+    p.set_defaults(_call=("vssl.engine.commands", "pretrain_command"))
 
     p = sub.add_parser("finetune", help="supervised fine-tuning / training from a config")
     _add_config_args(p)
-    p.set_defaults(_call=("vssl.engine.run", "finetune_command"))
+    p.set_defaults(_call=("vssl.engine.commands", "finetune_command"))
 
     # data ---------------------------------------------------------------------------------------
     p = sub.add_parser("data", help="inspect, check and prepare datasets")
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="0 = all cores")
     p.add_argument("--masks", action="store_true",
                    help="also write per-frame object masks in the DAVIS-2017 folder layout (for `vssl viz segment`)")
-    p.set_defaults(_call=("vssl.data.synthetic", "synth_command"))
+    p.set_defaults(_call=("vssl.data.commands", "synth_command"))
 
     # SEVERE ---------------------------------------------------------------------------------------
     p = sub.add_parser("severe", help="run SEVERE experiments on a backbone; results go to an SQLite store")
@@ -130,12 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     wsub = p.add_subparsers(dest="weights_command", metavar="SUBCOMMAND", required=True)
     w = wsub.add_parser("inspect", help="describe a checkpoint: format, keys, shapes, guessed origin")
     w.add_argument("path")
-    w.set_defaults(_call=("vssl.models.weights", "inspect_command"))
+    w.set_defaults(_call=("vssl.models.commands", "inspect_command"))
     w = wsub.add_parser("convert", help="convert a checkpoint into vssl's backbone layout")
     w.add_argument("path")
     w.add_argument("out")
     w.add_argument("--from", dest="source_format", required=True)
-    w.set_defaults(_call=("vssl.models.weights", "convert_command"))
+    w.set_defaults(_call=("vssl.models.commands", "convert_command"))
 
     # visualisation (issue 9) ----------------------------------------------------------------------
     p = sub.add_parser("viz", help="look at what models learn: tubelets, reconstructions, saliency, segmentation")
@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. the data paths a recipe leaves as SET_ME")
     v.add_argument("--device", default="auto")
-    v.set_defaults(_call=("vssl.viz.tubelets", "tubelets_command"))
+    v.set_defaults(_call=("vssl.viz.commands", "tubelets_command"))
     v = vsub.add_parser("reconstruct", help="VideoMAE reconstructions / SIGMA prototype maps of a checkpoint")
     v.add_argument("--checkpoint", required=True)
     v.add_argument("--videos", nargs="+", required=True)
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--assign", default="argmax", choices=["argmax", "sinkhorn"],
                    help="SIGMA: prototype of a token by argmax of its scores, or by Sinkhorn over the clip then argmax")
     _add_clip_args(v, "the run's")
-    v.set_defaults(_call=("vssl.viz.reconstruct", "reconstruct_command"))
+    v.set_defaults(_call=("vssl.viz.commands", "reconstruct_command"))
     v = vsub.add_parser("saliency", help="spatio-temporal saliency of one or more checkpoints on the same clips")
     v.add_argument("--checkpoint", nargs="+", required=True,
                    help="run dirs, final.pt or backbone.pt files; random:BACKBONE for a random-init baseline")
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--vit-method", default="gradient", choices=["gradient", "rollout"],
                    help="ViTs: gradient x input per token, or attention rollout")
     _add_clip_args(v, "the first run's")
-    v.set_defaults(_call=("vssl.viz.saliency", "saliency_command"))
+    v.set_defaults(_call=("vssl.viz.commands", "saliency_command"))
     v = vsub.add_parser("segment", help="unsupervised video object segmentation, scored in the DAVIS-2017 convention")
     v.add_argument("--checkpoint", default=None)
     v.add_argument("--backbone", default=None)
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--size", type=int, default=0, help="short side fed to the model (0: the frames', at most 224)")
     v.add_argument("--max-videos", type=int, default=0, help="only the first N videos (0 = all)")
     v.add_argument("--device", default="auto")
-    v.set_defaults(_call=("vssl.viz.segment", "segment_command"))
+    v.set_defaults(_call=("vssl.viz.commands", "segment_command"))
 
     # demo -----------------------------------------------------------------------------------------
     p = sub.add_parser("demo", help="the main job on the built-in synthetic benchmark")

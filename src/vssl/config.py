@@ -1,4 +1,4 @@
-"""Typed run configuration: YAML files under ``configs/`` mapped onto dataclasses.
+"""Typed run configuration: YAML files mapped onto dataclasses, and the recipes shipped with vssl.
 
 A run config has six sections. ``method`` is special: its ``name`` picks a method from
 ``vssl.methods.METHODS`` and the remaining keys are validated against that method's own ``Config``
@@ -6,21 +6,27 @@ dataclass. Overrides use dotted keys: ``--set optim.lr=0.01 --set method.queue_s
 
 Errors (unknown key, wrong type) raise :class:`vssl.errors.ConfigError` whose one-line message names
 the key and the file; the CLI turns it into exit status 2.
+
+The recipes (``pretrain/``, ``finetune/``, ``severe/published/``) are package data in
+:data:`RECIPES`, so an installed vssl has them wherever it runs: a path that does not exist but names
+a shipped file (``configs/pretrain/videomae_tiny.yaml`` or ``pretrain/videomae_tiny.yaml``) is read
+from there (:func:`find_recipe`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, get_type_hints
 
 import yaml
 
+from vssl import typed as T
 from vssl.errors import ConfigError
 
 
@@ -124,107 +130,19 @@ class RunConfig:
 # Loading, overrides, validation
 # ---------------------------------------------------------------------------------------------------
 
-_NAMES = {bool: "bool", int: "int", float: "float", str: "str"}
+RECIPES = Path(__file__).resolve().with_name("configs")  # the recipes shipped inside the package
 
 
-def _short(value: Any, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters: an error message stays one readable line."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _type_name(tp: Any) -> str:
-    return _NAMES.get(tp, getattr(tp, "__name__", None) or str(tp).replace("typing.", ""))
-
-
-def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` and return it converted (ints become floats).
-
-    Args:
-        value: the value read from YAML or an override.
-        tp: the resolved type annotation of the field.
-        key: dotted key, for the error message.
-        source: file name or ``"--set"``, for the error message.
-
-    Returns:
-        The value, converted where that is lossless (int -> float, list -> tuple).
-    """
-    def fail() -> ConfigError:
-        return ConfigError(f"{source}: {key}: expected {_type_name(tp)}, got {_short(value)}")
-
-    if tp is Any:
-        return value
-    origin, args = get_origin(tp), get_args(tp)
-    if origin in (Union, UnionType):
-        if value is None and type(None) in args:
-            return None
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, key, source)
-            except ConfigError:
-                continue
-        raise fail()
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise fail()
-        return _build(tp, value, key + ".", source)
-    if origin in (list, tuple) or tp in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise fail()
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise ConfigError(f"{source}: {key}: expected {len(args)} values, got {_short(list(value))}")
-            return tuple(_coerce(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
-        item = args[0] if args else Any
-        items = [_coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
-        return tuple(items) if (origin or tp) is tuple else items
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise fail()
-        vt = args[1] if len(args) == 2 else Any
-        return {k: _coerce(v, vt, f"{key}.{k}", source) for k, v in value.items()}
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{source}: {key}: expected one of {list(args)}, got {_short(value)}")
-        return value
-    if tp is float:
-        if isinstance(value, str):  # PyYAML (YAML 1.1) reads `1e-3` as a string; YAML 1.2 says float
-            try:
-                return float(value)
-            except ValueError:
-                raise fail() from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail()
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise fail()
-        return value
-    if tp is str:
-        if value is None:  # `checkpoint: null` reads as "not set"
-            return ""
-        if isinstance(value, int) and not isinstance(value, bool):  # `subset: 1000`, `--set data.split=1`
-            return str(value)
-        if not isinstance(value, str):
-            raise fail()
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise fail()
-        return value
-    return value  # an annotation we do not check (e.g. a callable): trust the caller
-
-
-def _build(cls: type, data: dict, prefix: str, source: str) -> Any:
-    """Recursively map a dict onto the dataclass ``cls``; unknown keys and wrong types raise."""
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    kwargs = {}
-    for k, v in data.items():
-        if k not in names:
-            raise ConfigError(f"{source}: unknown key '{prefix}{k}' (known: {', '.join(sorted(names))})")
-        kwargs[k] = _coerce(v, hints[k], prefix + str(k), source)
-    return cls(**kwargs)
+def find_recipe(path: str | os.PathLike) -> Path:
+    """``path`` when it exists; else the shipped recipe it names, relative to :data:`RECIPES` with or
+    without a leading ``configs/`` (the folder's name in a source checkout and in the docs); else
+    ``path`` unchanged, for the caller's not-found error."""
+    path = Path(path)
+    if path.exists() or path.is_absolute():
+        return path
+    parts = path.parts[1:] if path.parts[:1] == ("configs",) else path.parts
+    shipped = RECIPES.joinpath(*parts) if parts else RECIPES
+    return shipped if shipped.is_file() else path
 
 
 def _read_yaml(path: str | Path) -> dict:
@@ -266,12 +184,12 @@ def _split_method(section: Any, source: str) -> tuple[dict, dict]:
     if section is None:
         return {}, {}
     if not isinstance(section, dict):
-        raise ConfigError(f"{source}: method: expected a mapping, got {_short(section)}")
+        raise ConfigError(f"{source}: method: expected a mapping, got {T.short(section)}")
     section = dict(section)
     head = {k: section.pop(k) for k in ("name",) if k in section}
     params = section.pop("params", None) or {}
     if not isinstance(params, dict):
-        raise ConfigError(f"{source}: method.params: expected a mapping, got {_short(params)}")
+        raise ConfigError(f"{source}: method.params: expected a mapping, got {T.short(params)}")
     return head, {**params, **section}
 
 
@@ -280,7 +198,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set: expected KEY=VALUE with a dotted key, got {_short(item)}")
+        raise ConfigError(f"--set: expected KEY=VALUE with a dotted key, got {T.short(item)}")
     try:
         value = yaml.safe_load(text) if text.strip() else ""
     except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: PyYAML's impossible dates
@@ -312,12 +230,13 @@ def _method_class(name: str, source: str) -> type:
     from vssl.methods import METHODS  # lazy: importing a method imports torch
 
     if name not in METHODS:
-        raise ConfigError(f"{source}: method.name: unknown method {_short(name)} (known: {', '.join(METHODS)})")
+        raise ConfigError(f"{source}: method.name: unknown method {T.short(name)} (known: {', '.join(METHODS)})")
     return METHODS[name]
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Read a YAML run config, apply ``--set`` overrides and validate everything.
+def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML run config (or a shipped recipe, :func:`find_recipe`), apply ``--set`` overrides and
+    validate everything.
 
     Args:
         path: the YAML file. Sections are the fields of :class:`RunConfig`; ``method`` holds ``name``
@@ -331,12 +250,20 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     Raises:
         ConfigError: one line naming the file (or ``--set``) and the dotted key.
     """
-    source = str(path)
-    raw = _read_yaml(path)
+    path = find_recipe(path)
+    return config_from_dict(_read_yaml(path), str(path), overrides)
+
+
+def config_from_dict(data: dict, source: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """:func:`load_config` of data already read (e.g. the ``"config"`` a training checkpoint carries);
+    ``source`` names it in error messages. ``data`` is not modified."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level")
+    raw = copy.deepcopy(data)
     head, params = _split_method(raw.pop("method", None), source)
     set_params: set[str] = set()
     overridden: set[str] = set()  # dotted keys given with --set: their errors name --set, not the file
-    cfg = _build(RunConfig, {**raw, "method": head}, "", source)
+    cfg = T.build(RunConfig, {**raw, "method": head}, "", source)
     for item in overrides:
         parts, value = parse_override(item)
         overridden.add(".".join(parts))
@@ -347,10 +274,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             continue
         single: dict = {}
         _apply_override(single, {}, parts, value)
-        _merge_typed(cfg, single, "", "--set")
+        T.merge(cfg, single, "", "--set")
     cls = _method_class(cfg.method.name, source)
     typed = _method_params(cls, params, source, set_params)
-    cfg.method.params = _plain(dataclasses.asdict(typed))
+    cfg.method.params = T.plain(dataclasses.asdict(typed))
     validate_config(cfg, source, overridden)
     return cfg
 
@@ -387,9 +314,9 @@ def validate_config(cfg: RunConfig, source: str = "config", overridden: set[str]
     def fail(key: str, value: Any, expected: str) -> None:
         parts = key.split("[")[0].split(".")
         given = any(".".join(parts[:i]) in overridden for i in range(1, len(parts) + 1))
-        raise ConfigError(f"{'--set' if given else source}: {key}: expected {expected}, got {_short(value)}")
+        raise ConfigError(f"{'--set' if given else source}: {key}: expected {expected}, got {T.short(value)}")
 
-    for key, value in _leaves(config_to_dict(cfg)):
+    for key, value in T.leaves(config_to_dict(cfg)):
         if isinstance(value, float) and not math.isfinite(value):
             fail(key, value, "a finite number")
     for key, choices in _CHOICES.items():
@@ -421,34 +348,6 @@ def _get(cfg: RunConfig, dotted: str) -> Any:
     return getattr(getattr(cfg, section), name)
 
 
-def _leaves(data: Any, prefix: str = ""):
-    """(dotted key, value) of every leaf of nested dicts/lists."""
-    if isinstance(data, dict):
-        for k, v in data.items():
-            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(data, (list, tuple)):
-        for i, v in enumerate(data):
-            yield from _leaves(v, f"{prefix}[{i}]")
-    else:
-        yield prefix, data
-
-
-def _merge_typed(obj: Any, patch: dict, prefix: str, source: str) -> None:
-    """Apply a nested ``patch`` onto dataclass ``obj`` in place, validating each leaf."""
-    hints = get_type_hints(type(obj))
-    for k, v in patch.items():
-        if k not in hints:
-            raise ConfigError(f"{source}: unknown key '{prefix}{k}'")
-        current = getattr(obj, k)
-        if dataclasses.is_dataclass(current) and isinstance(v, dict):
-            _merge_typed(current, v, f"{prefix}{k}.", source)
-        elif isinstance(current, dict) and isinstance(v, dict) and get_origin(hints[k]) is dict:
-            merged = {**current, **v}
-            setattr(obj, k, _coerce(merged, hints[k], prefix + k, source))
-        else:
-            setattr(obj, k, _coerce(v, hints[k], prefix + k, source))
-
-
 def _method_params(cls: type, params: dict, source: str, from_overrides: set[str]) -> Any:
     """Validate method parameters against ``cls.Config``; errors name the key and where it came from."""
     config_cls = getattr(cls, "Config", None)
@@ -460,9 +359,9 @@ def _method_params(cls: type, params: dict, source: str, from_overrides: set[str
         if k not in hints:
             known = ", ".join(sorted(hints))
             raise ConfigError(f"{where}: unknown key 'method.{k}' for method {cls.__name__} (known: {known})")
-        _coerce(v, hints[k], f"method.{k}", where)
+        T.coerce(v, hints[k], f"method.{k}", where)
     try:
-        return _build(config_cls, params, "method.", source)
+        return T.build(config_cls, params, "method.", source)
     except TypeError as e:  # a required field without default
         raise ConfigError(f"{source}: method: {e}") from None
 
@@ -473,18 +372,9 @@ def method_config(cfg: RunConfig) -> Any:
     return _method_params(cls, dict(cfg.method.params), "config", set())
 
 
-def _plain(value: Any) -> Any:
-    """Tuples to lists, recursively, so that ``yaml.safe_dump`` writes plain YAML."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def config_to_dict(cfg: RunConfig) -> dict:
     """The config as plain YAML-able data; method parameters are written flat under ``method``."""
-    data = _plain(dataclasses.asdict(cfg))
+    data = T.plain(dataclasses.asdict(cfg))
     method = data.pop("method")
     return {"method": {"name": method["name"], **method["params"]}, **data}
 

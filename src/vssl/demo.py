@@ -17,14 +17,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
+from vssl.config import RECIPES
+
+CONFIGS = RECIPES / "pretrain"  # shipped in the package: the demo runs from any folder after `pip install`
 
 
 @dataclass(frozen=True)
 class DemoModel:
     name: str  # row name in the table
     backbone: str
-    recipe: str | None  # configs/pretrain/<recipe>.yaml, None = random init
+    recipe: str | None  # <RECIPES>/pretrain/<recipe>.yaml, None = random init
 
 
 MODELS = (
@@ -95,7 +97,7 @@ def pretrain(model: DemoModel, data: Path, out: Path, steps: int, seed: int, dev
     if model.recipe is None:
         return None
     from vssl.config import load_config
-    from vssl.data.synthetic import load_description
+    from vssl.data.synth import load_description
     from vssl.engine.run import train_from_config
 
     run_dir = out / "pretrain" / _slug(model.name)
@@ -127,7 +129,7 @@ def run_demo(out: str | Path = "vssl-demo", mode: str = "default", preset: str |
 
     ``mode`` picks a :data:`BUDGETS` entry; ``budget`` replaces it (tests use a tiny one).
     """
-    from vssl.data.synthetic import generate
+    from vssl.data.synth import generate
     from vssl.severe.report import render, save_plots
     from vssl.severe.results import ResultsStore
     from vssl.severe.runner import protocol_key, run_severe

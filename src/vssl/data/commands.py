@@ -1,4 +1,4 @@
-"""``vssl data summary | check | prepare``: the CLI entry points of the data layer (see ``vssl.cli``).
+"""``vssl data summary | check | prepare`` and ``vssl synth``: the CLI adapters of the data layer (see ``vssl.cli``).
 
 ``summary`` reads the annotation files only. With ``--json`` it prints exactly one JSON object::
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from vssl.data.datasets import MissingAnnotationError, VideoList, get_adapter, split_names
 from vssl.errors import AnnotationError
@@ -130,3 +131,18 @@ def prepare_command(args) -> int:
     for path, reason in report.failed + report.ignored:
         print(f"  {path}: {reason}")
     return 1 if report.failed else 0
+
+
+def synth_command(args) -> int:
+    """``vssl synth OUT --preset P --seed S --workers N [--masks]``."""
+    from vssl.data.synth import benchmark
+
+    desc = benchmark.generate(args.out, preset=args.preset, seed=args.seed, workers=args.workers,
+                    masks=bool(getattr(args, "masks", False)))
+    n = sum(sum(d["sizes"].values()) for d in desc["datasets"].values())
+    print(f"SynthSEVERE '{args.preset}' (seed {args.seed}): {n} videos in {desc['generation_seconds']:.1f} s "
+          f"-> {args.out}/synthsevere.json")
+    if "davis" in desc:
+        print(f"object masks: {desc['davis']['videos']} videos of {desc['davis']['source']} in the DAVIS-2017 "
+              f"layout -> {Path(args.out) / benchmark.DAVIS_DIR}")
+    return 0

@@ -1,7 +1,8 @@
-"""The training engine: one loop (``Trainer``), checkpoints, distributed helpers, CLI entry points.
+"""The training engine: one loop (``Trainer``), its optimizer and schedule, checkpoints and resume,
+the data order, and the Python API behind ``vssl pretrain``/``finetune`` (``vssl.engine.run``).
 
-Names are resolved on first use so that ``vssl.engine.run`` (the CLI entry) can report a config error
-before torch is imported.
+Names are resolved on first use so that ``vssl.engine.commands`` (the CLI adapters) can report a
+config error before torch is imported.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import importlib
 from typing import Any
 
 _LAZY = {name: "vssl.engine.trainer" for name in ("Trainer", "build_optimizer", "build_scheduler", "lr_factor")}
-_LAZY["seed_everything"] = "vssl.engine.distributed"
 
 __all__ = list(_LAZY)
 

@@ -1,7 +1,8 @@
-"""Atomic checkpoint files and the RNG state that makes ``--resume`` exact.
+"""A run's checkpoints: the numbered copies beside ``last.pt``, what ``--resume`` picks, the RNG state
+that makes it exact, and the stop signals that checkpoint before a preemption.
 
-A checkpoint is a plain dict of tensors and Python scalars, so it loads with
-``torch.load(weights_only=True)`` (no pickled code is ever executed on load).
+A checkpoint is a plain dict of tensors and Python scalars, written by
+:func:`vssl.serialization.atomic_save` and read by :func:`vssl.serialization.load_checkpoint`.
 """
 
 from __future__ import annotations
@@ -10,88 +11,19 @@ import os
 import random
 import re
 import shutil
-import warnings
+import signal
+import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from vssl.errors import CheckpointError, load_failure_reason
+from vssl import distributed as D
+from vssl.errors import CheckpointError
+from vssl.serialization import atomic_save
 
 LAST = "last.pt"
 _NUMBERED = re.compile(r"step_(\d+)\.pt$")
-
-
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same directory, fsync, then ``os.replace``.
-
-    A reader (or a run killed mid-write) therefore sees either the old file or the new one, never a
-    truncated one; a write that fails (``ENOSPC`` on a full disk) leaves the old file as it was and
-    removes its temporary. The directory is fsynced after the rename so that the new name survives
-    a power loss too.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(text: str, path: str | Path) -> None:
-    """Write a small text file (a run summary) as :func:`atomic_save` writes checkpoints."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. a platform without directory handles: the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint written by :func:`atomic_save` with ``weights_only=True``.
-
-    Raises:
-        CheckpointError: the file is missing or is not a loadable checkpoint (random bytes, a
-            truncated file, a pickle that would run code: nothing in it is executed).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's pickle-protocol warnings: the error says it all
-            state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # unpickling errors have many types; the message is what matters
-        raise CheckpointError(f"{path}: cannot load checkpoint: {load_failure_reason(e)}") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: cannot load checkpoint: expected a dict, found {type(state).__name__}")
-    return state
 
 
 def save_training_checkpoint(ckpt_dir: str | Path, state: dict, step: int, keep: int) -> Path:
@@ -208,3 +140,35 @@ def set_rng_state(state: dict) -> None:
         cuda = state["cuda"]
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+
+
+class StopSignals:
+    """SIGTERM/SIGINT ask the loop to checkpoint at the next step boundary and stop (preemption).
+
+    A second SIGINT interrupts at once. Under DDP the request is all-reduced so every rank stops at
+    the same step (the checkpoint is a collective). Handlers are only installed in the main thread.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device, self.requested, self._previous = device, False, {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def should_stop(self) -> bool:
+        if not D.is_dist():
+            return self.requested
+        flag = torch.tensor([float(self.requested)], device=self.device)
+        return bool(D.all_reduce_sum(flag).item() > 0)

@@ -1,4 +1,5 @@
-"""``vssl pretrain`` and ``vssl finetune``: config -> dataset -> backbone -> method -> Trainer."""
+"""A run from its config: dataset -> backbone -> method -> Trainer (the Python API behind ``vssl pretrain``
+and ``vssl finetune``, whose command-line adapters are in :mod:`vssl.engine.commands`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vssl.config import RunConfig, load_config
+from vssl.config import RunConfig
 from vssl.errors import ConfigError
 from vssl.tasks import TASKS
 
@@ -122,8 +123,8 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False, ove
 
     from torch.utils.data import Subset
 
-    from vssl.engine import distributed as D
-    from vssl.engine.distributed import seed_everything
+    from vssl import distributed as D
+    from vssl.distributed import seed_everything
     from vssl.engine.trainer import Trainer
     from vssl.methods import METHODS, build_method
 
@@ -134,7 +135,7 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False, ove
 
         refuse_overwrite(out, resume)
     failure_log = out / "failures"  # kept with the run: a resumed run adds to the same record
-    if not resume and _main_process():
+    if not resume and main_process():
         shutil.rmtree(failure_log, ignore_errors=True)
     seed_everything(cfg.train.seed)  # same initial weights on every rank and every resume
     method_cls = METHODS[cfg.method.name]
@@ -161,8 +162,8 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False, ove
     report = base.failure_report() if hasattr(base, "failure_report") else []
     summary["failures"] = len(report)  # failed loads (a video met twice counts twice); never fatal
     summary["failed_videos"] = [list(item) for item in distinct_failures(report)]  # one per video
-    if _main_process():
-        from vssl.engine.checkpoint import atomic_write_text
+    if main_process():
+        from vssl.serialization import atomic_write_text
 
         try:
             atomic_write_text(json.dumps(summary, indent=1, default=str) + "\n", out / "summary.json")
@@ -171,44 +172,6 @@ def train_from_config(cfg: RunConfig, out: str | Path, resume: bool = False, ove
     return summary
 
 
-def _main_process() -> bool:
+def main_process() -> bool:
     """Rank 0 (torchrun sets RANK), also after the process group is gone."""
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def _command(args) -> int:
-    cfg = load_config(args.config, args.overrides)
-    fraction = getattr(args, "data_fraction", None)
-    if fraction is not None:
-        if not 0 < fraction <= 1:
-            raise ConfigError(f"--data-fraction: expected 0 < F <= 1, got {fraction}")
-        cfg.data.fraction = fraction
-    summary = train_from_config(cfg, args.out, resume=args.resume, overwrite=getattr(args, "overwrite", False))
-    if _main_process():
-        loss = summary["loss"]
-        print(f"vssl: {cfg.method.name} on {cfg.data.dataset}: step {summary['step']}, {summary['steps_run']} steps in "
-              f"{summary['time_s']:.1f} s ({summary['steps_per_s']:.2f} steps/s), final loss "
-              f"{'n/a' if loss is None else f'{loss:.4f}'}; backbone weights: {Path(args.out) / 'backbone.pt'}")
-        failed = summary["failed_videos"]
-        if failed:
-            print(f"vssl: {len(failed)} unreadable videos skipped ({summary['failures']} failed loads, each "
-                  f"replaced by another video); listed in {Path(args.out) / 'summary.json'}:")
-            for path, reason in failed[:20]:
-                print(f"  {path}: {reason}")
-            if len(failed) > 20:
-                print(f"  ... and {len(failed) - 20} more")
-        for key, what in (("checkpoint_failures", "checkpoint writes failed for lack of space"),
-                          ("skipped_steps", "steps were skipped by the fp16 gradient scaler (inf/NaN)")):
-            if summary.get(key):
-                print(f"vssl: warning: {summary[key]} {what}")
-    return 0
-
-
-def pretrain_command(args) -> int:
-    """``vssl pretrain --config C --out O [--set k=v] [--resume | --overwrite] [--data-fraction F]``."""
-    return _command(args)
-
-
-def finetune_command(args) -> int:
-    """``vssl finetune --config C --out O [--set k=v] [--resume | --overwrite]``."""
-    return _command(args)

@@ -31,14 +31,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from vssl import distributed as D
 from vssl.config import OptimConfig, RunConfig, ScheduleConfig, config_to_dict, save_config
 from vssl.data.collate import collate_clips
-from vssl.engine import distributed as D
-from vssl.engine.checkpoint import (atomic_save, load_checkpoint, refuse_overwrite, remove_stale_temporaries,
-                                    resume_candidates, rng_state, save_training_checkpoint, set_rng_state)
-from vssl.engine.distributed import resolve_device, seed_everything, set_determinism  # noqa: F401 (re-exported)
+from vssl.engine.checkpoint import (StopSignals, refuse_overwrite, remove_stale_temporaries, resume_candidates,
+                                    rng_state, save_training_checkpoint, set_rng_state)
+from vssl.engine.data_order import EpochBatchSampler, SeededItems
 from vssl.engine.scalars import read_scalars
 from vssl.errors import CheckpointError, ConfigError, NumericalError
+from vssl.serialization import atomic_save, load_checkpoint
 
 # ------------------------------------------------------------------------------------------------
 # Building blocks: precision, optimizer, schedule
@@ -319,7 +320,7 @@ class Trainer:
         base = self.dataset.dataset if isinstance(self.dataset, Subset) else self.dataset
         if hasattr(base, "set_epoch"):  # datasets that sample clips from rng(seed, epoch, index)
             base.set_epoch(self.epoch)
-        sampler = D.EpochBatchSampler(len(self.dataset), d.batch_size, seed, self.epoch, D.rank(),
+        sampler = EpochBatchSampler(len(self.dataset), d.batch_size, seed, self.epoch, D.rank(),
                                       D.world_size(), start=self.batch_in_epoch)
         if sampler.batches_per_epoch == 0:
             raise ConfigError(f"data.batch_size: {d.batch_size} x {D.world_size()} processes is larger "
@@ -327,7 +328,7 @@ class Trainer:
         # worker seeds come from this generator: a function of (seed, epoch, rank) only
         # (mod 2**63: a generator seed is a signed 64-bit integer; any train.seed < 2**32 fits after it)
         g = torch.Generator().manual_seed(((seed * 1_000_003 + self.epoch) * 1_000_003 + D.rank()) % 2**63)
-        return DataLoader(D.SeededItems(self.dataset, seed, self.epoch), batch_sampler=sampler,
+        return DataLoader(SeededItems(self.dataset, seed, self.epoch), batch_sampler=sampler,
                           num_workers=d.num_workers, generator=g, collate_fn=collate_clips,
                           pin_memory=d.pin_memory and self.device.type == "cuda")
 
@@ -572,7 +573,7 @@ class Trainer:
         pending: list[tuple[int, dict]] = []  # (step, logs) not yet read from the device
         batches = self._batches()
         try:
-            with progress, D.StopSignals(self.device) as stop:
+            with progress, StopSignals(self.device) as stop:
                 while self.step < cfg.max_steps:
                     t0, data_time, micro = time.perf_counter(), 0.0, []
                     for i in range(cfg.grad_accum):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vssl.engine import distributed as D
+from vssl import distributed as D
 from vssl.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from vssl import distributed as D
 from vssl.data import transforms as TF
 from vssl.errors import ConfigError
 from vssl.methods.masking import pixel_targets
@@ -33,10 +33,6 @@ from vssl.models.vit import gather_rows, visible_indices
 
 if TYPE_CHECKING:
     from vssl.config import RunConfig
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 SINKHORN_PRECISIONS = ("fp32", "bf16")
@@ -76,7 +72,7 @@ def _sinkhorn_scaling(scores: torch.Tensor, eps: float, iters: int, distributed:
     N/K after a row step; reading that error costs one host synchronisation per iteration.
     """
     if distributed is None:
-        distributed = _distributed()
+        distributed = D.is_multiprocess()
     s = scores.detach().float()
     n, k = s.shape
     row_max = s.amax(dim=1, keepdim=True)
@@ -84,12 +80,12 @@ def _sinkhorn_scaling(scores: torch.Tensor, eps: float, iters: int, distributed:
     n_all: float | torch.Tensor = float(n)  # a host number: a tensor made from it would be a copy + sync
     if distributed:
         n_all = torch.tensor([n_all], device=s.device)
-        dist.all_reduce(g_max, op=dist.ReduceOp.MAX)
-        dist.all_reduce(n_all, op=dist.ReduceOp.SUM)
+        D.all_reduce_max(g_max)
+        D.all_reduce_sum(n_all)
     k0 = s - row_max  # the only (N, K) buffer (s may alias the caller's scores)
     col_max = k0.amax(dim=0) if n else torch.zeros(k, device=s.device)
     if distributed:
-        dist.all_reduce(col_max, op=dist.ReduceOp.MAX)
+        D.all_reduce_max(col_max)
     k0.sub_(col_max).div_(eps).exp_()  # <= 1, with an exact 1 in every row and (globally) every column
     if precision == "bf16":
         k0 = k0.to(torch.bfloat16)
@@ -99,7 +95,7 @@ def _sinkhorn_scaling(scores: torch.Tensor, eps: float, iters: int, distributed:
     for i in range(iters):
         col = _matvec(k0.t(), u)
         if distributed:
-            dist.all_reduce(col, op=dist.ReduceOp.SUM)
+            D.all_reduce_sum(col)
         if tol > 0 and i > 0 and float((col * v / col_mass - 1).abs().amax()) <= tol:
             break  # the last row step left every prototype within tol of its mass: end on it
         v = col_mass / col.clamp_min(1e-30)
@@ -260,13 +256,13 @@ class SIGMA(VideoMAE):
             from timm.models.vision_transformer import checkpoint_filter_fn
 
             from vssl.errors import CheckpointError
-            from vssl.models.weights import load_state_dict_file
+            from vssl.serialization import load_checkpoint
 
             if not Path(cfg.dino_checkpoint).is_file():
                 raise ConfigError(f"method.dino_checkpoint: file not found: {cfg.dino_checkpoint}")
             where = f"method.dino_checkpoint: {cfg.dino_checkpoint}"
             try:  # weights_only; a damaged or foreign file is one line, not a traceback
-                state = load_state_dict_file(cfg.dino_checkpoint)
+                state = load_checkpoint(cfg.dino_checkpoint)
             except CheckpointError as e:
                 raise ConfigError(f"method.dino_checkpoint: {e}") from None
             # DINO's released backbone is a plain ViT state dict; its full training checkpoint keeps the

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from vssl.errors import CheckpointError
-from vssl.models.weights import load_state_dict_file
+from vssl.serialization import load_checkpoint
 
 
 @dataclass
@@ -288,9 +288,9 @@ def read_source(path) -> tuple[dict, str]:
         files = [d / n for n in ("model.safetensors", "pytorch_model.bin") if (d / n).is_file()]
         if not files:
             raise CheckpointError(f"{d}: no model.safetensors or pytorch_model.bin next to config.json")
-        return {"config": cfg, "weights": load_state_dict_file(files[0])}, f"HuggingFace directory ({files[0].name})"
+        return {"config": cfg, "weights": load_checkpoint(files[0])}, f"HuggingFace directory ({files[0].name})"
     kind = "safetensors" if p.suffix == ".safetensors" else "torch (weights_only)"
-    return load_state_dict_file(p), kind
+    return load_checkpoint(p), kind
 
 
 def find_state_dict(obj: Mapping) -> dict[str, Tensor]:

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vssl.data.collate import pad_frames
 from vssl.data.dataset import collate_kept, distinct_failures, record_failures
-from vssl.engine.checkpoint import atomic_save, load_checkpoint
+from vssl.serialization import atomic_save, load_checkpoint
 from vssl.errors import VsslError
 
 #: decoded clips of a split are kept when they take at most this many bytes

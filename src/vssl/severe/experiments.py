@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vssl.data.synth import load_description
 from vssl.data.synth.describe import SYNTH_EXPERIMENTS
 from vssl.errors import ConfigError
 from vssl.tasks import TASKS, TaskKind
@@ -133,12 +134,12 @@ def synthetic_experiments(root: str | Path) -> dict[str, Experiment]:
 
     What each experiment is (name, factor, task, horizontal flips) comes from
     :data:`vssl.data.synth.describe.SYNTH_EXPERIMENTS`; where its data lies comes from the description
-    (``vssl.data.synthetic.load_description(root)``): each entry of its ``experiments`` list names the
+    (``vssl.data.synth.load_description(root)``): each entry of its ``experiments`` list names the
     adapter (``dataset``), ``annotations`` and ``video_root`` (relative to ``root``), ``adapter_options``
     (``label_range``, ``num_examples``), ``splits`` and ``classes``. Columns follow :data:`SYNTH_COLUMNS`.
     The paper recipe is kept for reference only; ``quick`` is the protocol meant for this benchmark.
     """
-    desc = _load_description(Path(root))
+    desc = load_description(Path(root))
     entries = desc.get("experiments", [])
     if isinstance(entries, dict):
         entries = [{"name": k, **v} for k, v in entries.items()]
@@ -162,12 +163,6 @@ def synthetic_experiments(root: str | Path) -> dict[str, Experiment]:
             annotations=str(Path(root) / e["annotations"]), videos=str(Path(root) / e["video_root"]), synthetic=True,
         )
     return out
-
-
-def _load_description(root: Path) -> dict:
-    from vssl.data.synthetic import load_description
-
-    return load_description(root)
 
 
 def is_synthetic_root(root: str | Path) -> bool:

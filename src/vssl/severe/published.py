@@ -18,6 +18,7 @@ import csv
 import math
 from pathlib import Path
 
+from vssl.config import find_recipe
 from vssl.errors import VsslError
 from vssl.severe.experiments import SEVERE_COLUMNS, SYNTH_COLUMNS
 
@@ -33,9 +34,11 @@ def read_published_csv(path: str | Path) -> list[dict]:
 
     Each row: ``{"model", "source": "published", <column>: float ..., "published": {"label", "source",
     "table", "file", "columns", "mean", "rank", "recipe", "backbone"}}`` where ``mean``/``rank`` are the
-    printed values (None when the paper printed none). Errors name the file and line.
+    printed values (None when the paper printed none). Errors name the file and line. A shipped table is
+    found by its name from any folder (``configs/severe/published/severe_eccv22.csv``, see
+    :func:`vssl.config.find_recipe`).
     """
-    path = Path(path)
+    path = find_recipe(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from vssl.data.dataset import ClipDataset
 from vssl.data.datasets import VideoList, load_videos
-from vssl.engine.distributed import resolve_device
-from vssl.engine.trainer import seed_everything
+from vssl.distributed import resolve_device, seed_everything
 from vssl.errors import ConfigError, VsslError
 from vssl.models import build_backbone
 from vssl.severe.experiments import EXPERIMENTS, Experiment, is_synthetic_root, select, synthetic_experiments

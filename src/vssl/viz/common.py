@@ -11,7 +11,6 @@ from __future__ import annotations
 import colorsys
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -341,17 +340,9 @@ def clip_names(videos: Sequence[Path]) -> list[str]:
 def run_config_from_dict(data: dict, source: str) -> RunConfig:
     """A validated ``RunConfig`` from the ``"config"`` dict a training checkpoint carries (the same
     validation as ``vssl pretrain --config``)."""
-    import yaml
+    from vssl.config import config_from_dict
 
-    from vssl.config import load_config
-
-    with tempfile.TemporaryDirectory(prefix="vssl-viz-") as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-        try:
-            return load_config(path)
-        except VsslError as e:
-            raise VsslError(f"{source}: the embedded run config is not valid: {e}") from None
+    return config_from_dict(data, f"{source}: the embedded run config")
 
 
 @dataclass
@@ -383,7 +374,7 @@ def read_run_checkpoint(path: str | os.PathLike) -> RunCheckpoint:
     ``backbone.pt`` (its config is read from ``config.yaml`` beside it when present).
     """
     from vssl.config import load_config
-    from vssl.models.weights import load_state_dict_file
+    from vssl.serialization import load_checkpoint
 
     path = Path(path)
     if path.is_dir():
@@ -393,7 +384,7 @@ def read_run_checkpoint(path: str | os.PathLike) -> RunCheckpoint:
                 break
         else:
             raise CheckpointError(f"{path}: no final.pt, checkpoints/last.pt or backbone.pt in this run directory")
-    obj = load_state_dict_file(path)  # weights_only; raises CheckpointError with the file name
+    obj = load_checkpoint(path)  # weights_only; raises CheckpointError with the file name
     if isinstance(obj.get("model"), dict) and isinstance(obj.get("config"), dict):
         return RunCheckpoint(path, obj, run_config_from_dict(obj["config"], str(path)))
     cfg = None

@@ -1,4 +1,5 @@
-"""DAVIS-2017 video object segmentation: the folder layout, J, F and J&F, unsupervised matching.
+"""DAVIS-2017 video object segmentation scores: J, F and J&F, unsupervised matching (the folder
+layout and its files are read and written by :mod:`vssl.data.davis`).
 
 Follows the official evaluation (``davisvideochallenge/davis2017-evaluation``: ``davis2017/metrics.py``,
 ``evaluation.py``, ``utils.py``; Pont-Tuset et al., "The 2017 DAVIS Challenge on Video Object
@@ -15,9 +16,7 @@ Segmentation", arXiv 1704.00675):
 - Per object: Mean, Recall (fraction of frames above 0.5) and Decay (first quarter minus last quarter
   of the frames); overall: means over all objects of all videos, ``J&F-Mean = (J-Mean + F-Mean) / 2``.
 
-Layout: ``ROOT/JPEGImages/480p/<video>/00000.jpg`` and ``ROOT/Annotations/480p/<video>/00000.png``
-(palette PNG: pixel value = object id 1..N, 0 background, 255 void = background, as the official
-reader does). Deviations from the official code, on purpose: the dilation is an exact Euclidean
+Deviations from the official code, on purpose: the dilation is an exact Euclidean
 distance threshold (identical to OpenCV's dilation with skimage's ``disk``, without needing either);
 the number of objects of a video is the largest id over *all* frames (the official reader takes the
 first frame's; the same whenever every object is in the first frame, as DAVIS guarantees).
@@ -25,118 +24,16 @@ first frame's; the same whenever every object is in the first frame, as DAVIS gu
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from vssl.errors import VsslError
+from vssl.data.davis import read_masks
 
 BOUND_TH = 0.008      # boundary tolerance, fraction of the image diagonal
 MAX_PROPOSALS = 20    # the unsupervised task's limit on predicted segments per video
-VOID = 255
-
-
-# --- folder layout ------------------------------------------------------------------------------
-
-def palette(n: int = 256) -> list[int]:
-    """The PASCAL-VOC colour map DAVIS annotations use (id 1 red, 2 green, 3 yellow, ...), flat RGB."""
-    return list(_palette(n))
-
-
-@functools.lru_cache(maxsize=4)
-def _palette(n: int) -> tuple[int, ...]:
-    out = []
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        out += [r, g, b]
-    return tuple(out)
-
-
-def write_annotation(path: str | Path, ids: np.ndarray) -> None:
-    """One frame's object ids (H, W) as a palette PNG (DAVIS ``Annotations`` or results format)."""
-    from PIL import Image
-
-    path = Path(path)
-    if not path.parent.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    img = Image.fromarray(np.asarray(ids, dtype=np.uint8), mode="P")
-    img.putpalette(_palette(256))
-    img.save(path)
-
-
-def read_annotation(path: str | Path) -> np.ndarray:
-    """Object ids (H, W) uint8 of a palette (or greyscale) PNG; void (255) becomes background."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        if img.mode not in ("P", "L"):
-            raise VsslError(f"{path}: expected a palette or greyscale PNG of object ids, got mode {img.mode}")
-        ids = np.array(img)
-    ids[ids == VOID] = 0
-    return ids
-
-
-def list_sequences(root: str | Path, resolution: str = "480p", subset: str | None = None) -> list[str]:
-    """Video names: ``ImageSets/2017/<subset>.txt`` when ``subset`` is given, else every folder of
-    ``JPEGImages/<resolution>`` that has an annotation folder, sorted."""
-    root = Path(root)
-    img_dir = root / "JPEGImages" / resolution
-    if not img_dir.is_dir():
-        raise VsslError(f"{root}: no JPEGImages/{resolution} folder (expected the DAVIS-2017 layout)")
-    if subset:
-        lst = root / "ImageSets" / "2017" / f"{subset}.txt"
-        if not lst.is_file():
-            raise VsslError(f"{lst}: not found")
-        return [s.strip() for s in lst.read_text().splitlines() if s.strip()]
-    return sorted(p.name for p in img_dir.iterdir() if p.is_dir()
-                  and (root / "Annotations" / resolution / p.name).is_dir())
-
-
-def read_frames(root: str | Path, video: str, resolution: str = "480p") -> np.ndarray:
-    """uint8 (T, H, W, 3) of ``JPEGImages/<resolution>/<video>/*.jpg`` in name order."""
-    from PIL import Image
-
-    files = sorted((Path(root) / "JPEGImages" / resolution / video).glob("*.jpg"))
-    if not files:
-        raise VsslError(f"{Path(root) / 'JPEGImages' / resolution / video}: no .jpg frames")
-    frames = []
-    for f in files:
-        with Image.open(f) as img:
-            frames.append(np.asarray(img.convert("RGB")))
-    return np.stack(frames)
-
-
-def read_masks(folder: str | Path, num_frames: int | None = None, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """uint8 object ids (T, H, W) of the ``*.png`` in ``folder`` in name order. Missing trailing frames
-    (fewer PNGs than ``num_frames``) are empty, as the official reader pads them."""
-    files = sorted(Path(folder).glob("*.png"))
-    if not files and (num_frames is None or shape is None):
-        raise VsslError(f"{folder}: no .png masks")
-    masks = [read_annotation(f) for f in files]
-    if num_frames is not None:
-        if len(masks) > num_frames:
-            raise VsslError(f"{folder}: {len(masks)} masks for {num_frames} frames")
-        shape = masks[0].shape if masks else shape
-        masks += [np.zeros(shape, np.uint8)] * (num_frames - len(masks))
-    return np.stack(masks)
-
-
-def read_sequence(root: str | Path, video: str, resolution: str = "480p") -> tuple[np.ndarray, np.ndarray]:
-    """(frames uint8 (T, H, W, 3), object ids uint8 (T, H, W)) of one DAVIS video."""
-    frames = read_frames(root, video, resolution)
-    ann = read_masks(Path(root) / "Annotations" / resolution / video, len(frames), frames.shape[1:3])
-    if ann.shape != frames.shape[:3]:
-        raise VsslError(f"{root}: {video}: annotations {ann.shape} do not match the frames {frames.shape[:3]}")
-    return frames, ann
 
 
 # --- J and F -----------------------------------------------------------------------------------
@@ -205,14 +102,6 @@ def f_measure(foreground: np.ndarray, gt: np.ndarray, bound_th: float = BOUND_TH
     return _f_from_counts(int(fg_b.sum()), int(gt_b.sum()), fg_match, gt_match)
 
 
-def db_eval_boundary(annotation: np.ndarray, segmentation: np.ndarray, bound_th: float = BOUND_TH):
-    """F per frame for (T, H, W) masks, or one F for (H, W)."""
-    a, s = np.asarray(annotation, bool), np.asarray(segmentation, bool)
-    if a.ndim == 2:
-        return f_measure(s, a, bound_th)
-    return np.array([f_measure(s[t], a[t], bound_th) for t in range(len(a))])
-
-
 def db_statistics(per_frame: np.ndarray) -> tuple[float, float, float]:
     """(Mean, Recall, Decay) of one object's per-frame J or F (official ``db_statistics``)."""
     v = np.asarray(per_frame, float)
@@ -268,13 +157,6 @@ def match_segments(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from scipy.optimize import linear_sum_assignment
 
     return linear_sum_assignment(-np.asarray(score, float))
-
-
-def object_masks(ids: np.ndarray, num_objects: int | None = None) -> np.ndarray:
-    """(N, T, H, W) bool masks of ids 1..N of an id map (T, H, W); N = largest id by default."""
-    ids = np.asarray(ids)
-    n = int(ids.max()) if num_objects is None else num_objects
-    return ids[None] == np.arange(1, n + 1).reshape(-1, *([1] * ids.ndim))
 
 
 def evaluate_unsupervised(gt_ids: np.ndarray, pred_ids: np.ndarray, bound_th: float = BOUND_TH,
@@ -347,7 +229,5 @@ def evaluate_folder(davis_root: str | Path, results_root: str | Path, sequences:
     return summarize(out)
 
 
-__all__ = ["BOUND_TH", "MAX_PROPOSALS", "palette", "write_annotation", "read_annotation", "list_sequences",
-           "read_frames", "read_masks", "read_sequence", "db_eval_iou", "seg2bmap", "bound_pixels", "dilate",
-           "f_measure", "db_eval_boundary", "db_statistics", "pairwise_jf", "match_segments", "object_masks",
-           "evaluate_unsupervised", "summarize", "evaluate_folder"]
+__all__ = ["BOUND_TH", "MAX_PROPOSALS", "db_eval_iou", "seg2bmap", "bound_pixels", "dilate", "f_measure",
+           "db_statistics", "pairwise_jf", "match_segments", "evaluate_unsupervised", "summarize", "evaluate_folder"]

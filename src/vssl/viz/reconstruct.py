@@ -99,7 +99,7 @@ def assign_prototypes(scores: torch.Tensor, how: str = "argmax", eps: float = 0.
 def load_masked_model(checkpoint: str | os.PathLike, device: str = "cpu"):
     """(method, RunCheckpoint) of a VideoMAE or SIGMA training checkpoint, its run directory, or
     the run's exported ``backbone.pt`` (then ``final.pt`` beside it is read)."""
-    from vssl.engine.distributed import resolve_device
+    from vssl.distributed import resolve_device
     from vssl.viz.common import build_method_from_checkpoint
 
     ckpt = read_run_checkpoint(checkpoint)
@@ -216,15 +216,3 @@ def render_reconstruction(checkpoint_path: str | os.PathLike, video_path: str | 
                           out_dir: str | os.PathLike, seed: int = 0, device: str = "cpu") -> Path:
     """The demo's entry point: one video through a VideoMAE/SIGMA checkpoint -> the PNG's path."""
     return render_reconstructions(checkpoint_path, [video_path], out_dir, seed=seed, device=device)[0]["png"]
-
-
-def reconstruct_command(args) -> int:
-    """``vssl viz reconstruct --checkpoint CKPT --videos V [V ...] --out DIR [--seed] [--assign]``."""
-    rows = render_reconstructions(args.checkpoint, args.videos, args.out, args.seed,
-                                  getattr(args, "assign", "argmax"), getattr(args, "device", "cpu"),
-                                  getattr(args, "frames", None), getattr(args, "stride", None),
-                                  getattr(args, "size", None))
-    for r in rows:
-        metrics = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["metrics"].items())
-        print(f"vssl: {r['video']}: {metrics} -> {r['png']}")
-    return 0

@@ -190,7 +190,7 @@ def load_saliency_model(checkpoint: str | os.PathLike, backbone: str | None = No
     ``checkpoints/*.pt`` or ``backbone.pt`` (its backbone name from the run's config, else from
     ``backbone``). A supervised run's ``final.pt`` also gives its classification head.
     ``random:NAME`` is backbone NAME at random init (seed 0), the baseline of the papers' tables."""
-    from vssl.engine.distributed import resolve_device
+    from vssl.distributed import resolve_device
     from vssl.models import build_backbone
 
     dev = resolve_device(device)
@@ -278,14 +278,3 @@ def render_saliency(checkpoints: Sequence[str | os.PathLike], videos: Sequence[s
         "skipped": [{"video": p, "reason": r} for p, r in skipped]}, indent=1))
     require_some(len(pngs), skipped, "viz saliency")
     return pngs
-
-
-def saliency_command(args) -> int:
-    """``vssl viz saliency --checkpoint A [B ...] --videos V [V ...] --out DIR [--backbone] [--target]
-    [--vit-method] [--frames] [--stride] [--size] [--device]``."""
-    pngs = render_saliency(args.checkpoint, args.videos, args.out, getattr(args, "backbone", None),
-                           getattr(args, "target", "auto"), getattr(args, "vit_method", "gradient"),
-                           getattr(args, "device", "cpu"), getattr(args, "frames", None),
-                           getattr(args, "stride", None), getattr(args, "size", None))
-    print(f"vssl: saliency of {len(args.checkpoint)} checkpoint(s) on {len(pngs)} clip(s) -> {args.out}")
-    return 0

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vssl.errors import CheckpointError, VsslError
+from vssl.data import davis as layout
 from vssl.viz import davis as D
 
 
@@ -103,7 +104,7 @@ def load_model(checkpoint: str | None, backbone: str | None, device: str = "cpu"
     state + config) or a backbone file; None = random init of ``backbone``. The backbone name comes from
     ``backbone`` or else from the checkpoint's config."""
     from vssl.models import build_backbone
-    from vssl.models.weights import load_state_dict_file
+    from vssl.serialization import load_checkpoint
 
     info: dict = {"checkpoint": checkpoint}
     obj: dict = {}
@@ -115,7 +116,7 @@ def load_model(checkpoint: str | None, backbone: str | None, device: str = "cpu"
                 raise CheckpointError(f"{path}: no final.pt, checkpoints/last.pt or backbone.pt in this folder")
             path = found[0]
         info["checkpoint"] = str(path)
-        obj = load_state_dict_file(path)
+        obj = load_checkpoint(path)
     config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
     name = backbone or (config.get("model") or {}).get("backbone")
     if not name:
@@ -270,7 +271,7 @@ def segment_davis(davis_root: str | Path, out: str | Path, checkpoint: str | Non
     if assign == "prototypes" and head is None:
         raise VsslError("--assign prototypes: the checkpoint has no SIGMA prototypes (pass a SIGMA run's "
                         "final.pt or checkpoints/last.pt), use --assign kmeans")
-    videos = D.list_sequences(davis_root, resolution)
+    videos = layout.list_sequences(davis_root, resolution)
     if s.max_videos:
         videos = videos[:s.max_videos]
     if not videos:
@@ -279,7 +280,7 @@ def segment_davis(davis_root: str | Path, out: str | Path, checkpoint: str | Non
     results, shown, skipped = {}, [], []
     for v in videos:
         try:
-            frames, gt = D.read_sequence(davis_root, v, resolution)
+            frames, gt = layout.read_sequence(davis_root, v, resolution)
         except (VsslError, OSError, ValueError) as e:  # a damaged sequence: say which and go on
             skipped.append({"video": v, "reason": str(e).replace("\n", " ")})
             print(f"vssl: skipping DAVIS video {v}: {skipped[-1]['reason']}", file=sys.stderr)
@@ -290,7 +291,7 @@ def segment_davis(davis_root: str | Path, out: str | Path, checkpoint: str | Non
                              device=device)
         results[v] = D.evaluate_unsupervised(gt, pred)
         for t in range(len(pred)):
-            D.write_annotation(out / "masks" / v / f"{t:05d}.png", pred[t])
+            layout.write_annotation(out / "masks" / v / f"{t:05d}.png", pred[t])
         if len(shown) < 4:
             shown.append((v, frames, gt, pred, results[v]["match"]))
     if not results:
@@ -324,7 +325,7 @@ def save_sheet(shown: list, path: Path, columns: int = 4) -> Path:
     matched to, unmatched segments are grey."""
     from PIL import Image, ImageDraw
 
-    pal = np.array(D.palette(), np.uint8).reshape(-1, 3)
+    pal = np.array(layout.palette(), np.uint8).reshape(-1, 3)
     H, W = shown[0][1].shape[1:3]
     width, height = sheet_size(len(shown), (H, W), columns)
     tile_w = (width - LABEL_W) // columns
@@ -356,23 +357,5 @@ def _blend(frame: np.ndarray, colour: np.ndarray, where: np.ndarray) -> np.ndarr
     return out.clip(0, 255).astype(np.uint8)
 
 
-def segment_command(args) -> int:
-    """``vssl viz segment [--checkpoint C] [--backbone B] --davis DIR --out DIR [--assign ...]``."""
-    device = getattr(args, "device", "auto") or "auto"
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    settings = SegmentSettings(assign=getattr(args, "assign", "auto"), clusters=getattr(args, "clusters", 0),
-                               frames=getattr(args, "frames", 16), size=getattr(args, "size", 0),
-                               max_videos=getattr(args, "max_videos", 0))
-    res = segment_davis(args.davis, args.out, args.checkpoint, args.backbone, settings, device)
-    o = res["overall"]
-    print(f"DAVIS-2017 unsupervised ({res['settings']['assign']}): J&F {o['J&F-Mean']:.3f}  J {o['J-Mean']:.3f}  "
-          f"F {o['F-Mean']:.3f}  over {o['videos']} videos / {o['objects']} objects "
-          f"-> {Path(args.out) / 'segment.json'}")
-    if res["skipped"]:
-        print(f"vssl: {len(res['skipped'])} unreadable DAVIS videos skipped (listed in segment.json)")
-    return 0
-
-
 __all__ = ["SegmentSettings", "PrototypeHead", "load_model", "input_size", "token_features", "kmeans",
-           "segment_video", "segment_davis", "sheet_size", "save_sheet", "segment_command"]
+           "segment_video", "segment_davis", "sheet_size", "save_sheet"]

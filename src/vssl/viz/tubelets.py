@@ -47,7 +47,7 @@ def make_pairs(config: str | os.PathLike, n: int = 8, seed: int = 0, overrides: 
 
     from vssl.config import load_config
     from vssl.data.dataset import collect_failures
-    from vssl.engine.distributed import resolve_device, seed_everything
+    from vssl.distributed import resolve_device, seed_everything
     from vssl.engine.run import build_backbone, build_dataset
     from vssl.methods import METHODS, build_method
 
@@ -182,14 +182,3 @@ def render_tubelet_sheet(config_path: str | os.PathLike, out_dir: str | os.PathL
     writes the per-pair GIFs). ``overrides`` as ``vssl pretrain --set``; returns the sheet's path."""
     pairs = make_pairs(config_path, n, seed, overrides, device)
     return render_pairs(pairs, out_dir, trajectories)["sheet"]
-
-
-def tubelets_command(args) -> int:
-    """``vssl viz tubelets --config C [--n 8] --out DIR [--trajectories] [--seed 0] [--set k=v]``."""
-    pairs = make_pairs(args.config, args.n, args.seed, getattr(args, "overrides", []) or [],
-                       getattr(args, "device", "cpu"))
-    paths = render_pairs(pairs, args.out, args.trajectories)
-    print(f"vssl: {len(paths['gifs'])} tubelet pairs -> {paths['sheet']} and {len(paths['gifs'])} GIFs in {args.out}")
-    for path, reason in pairs["skipped"]:
-        print(f"vssl: skipped unreadable video {path}: {reason}")
-    return 0

@@ -212,10 +212,10 @@ def write_annotations(dataset: str, ann: Path, records: list[dict], fps: float) 
 
 def write_davis_video(root: Path, name: str, frames: np.ndarray, ids: np.ndarray, quality: int = 95) -> None:
     """One video in the DAVIS-2017 layout: ``JPEGImages/480p/<name>/00000.jpg`` frames and
-    ``Annotations/480p/<name>/00000.png`` palette PNGs of object ids (vssl.viz.davis reads them)."""
+    ``Annotations/480p/<name>/00000.png`` palette PNGs of object ids (:mod:`vssl.data.davis`)."""
     from PIL import Image
 
-    from vssl.viz.davis import write_annotation
+    from vssl.data.davis import write_annotation
 
     img_dir = root / "JPEGImages" / "480p" / name
     img_dir.mkdir(parents=True, exist_ok=True)

@@ -1,24 +1,22 @@
-"""Process-level helpers: device, seeds, ranks, stop signals, and the seeded sharded sampler.
+"""Process-level helpers used by every layer: ranks, collectives, the device, seeds, determinism.
 
 Under ``torchrun`` (env ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) :func:`init_distributed` starts the
 process group (NCCL on CUDA, gloo on CPU). Every helper also works in a single process, where it is
-the identity, so callers never branch on "am I distributed".
+the identity, so callers never branch on "am I distributed". Methods (MoCo's shuffle-BN and queue,
+SIGMA's Sinkhorn) and the engine take their collectives from here; only the engine starts and ends
+the process group.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import signal
-import threading
-from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset
 
 from vssl.errors import ConfigError
 
@@ -30,6 +28,11 @@ def launched_with_torchrun() -> bool:
 
 def is_dist() -> bool:
     return dist.is_available() and dist.is_initialized()
+
+
+def is_multiprocess() -> bool:
+    """A process group of more than one rank is running (collectives have something to combine)."""
+    return is_dist() and dist.get_world_size() > 1
 
 
 def rank() -> int:
@@ -76,9 +79,11 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
-    """Average ``t`` over ranks (in place) and return it."""
-    return all_reduce_sum(t).div_(world_size())
+def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
+    """Element-wise maximum of ``t`` over ranks (in place) and return it."""
+    if is_dist():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
 
 
 @torch.no_grad()
@@ -107,8 +112,6 @@ def ranks_without(folder, device: torch.device) -> list[int]:
     """
     if not is_dist():
         return []
-    from pathlib import Path
-
     token = torch.randint(1, 2**62, (1,), dtype=torch.long) if is_main() else torch.zeros(1, dtype=torch.long)
     token = broadcast(token.to(device)).item()
     marker = Path(folder) / f".vssl-shared-{token}"
@@ -168,104 +171,3 @@ def set_determinism(deterministic: bool, device: torch.device) -> None:
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")  # TF32 matmuls
-
-
-class EpochBatchSampler:
-    """Yields this rank's batches of one epoch, in an order fixed by ``(seed, epoch)``.
-
-    The whole dataset is permuted with a generator seeded from ``seed`` and ``epoch``; it is then
-    cut into global batches of ``batch_size * world_size`` indices, and rank ``r`` takes the
-    ``r``-th slice of each. So a run on W processes sees exactly the global batches of a
-    one-process run with a W-times larger batch, and a resumed run skips exactly the batches it
-    had consumed (``start``). The last, incomplete global batch is dropped.
-
-    Args:
-        n: dataset length.
-        batch_size: per-rank batch size.
-        seed: run seed.
-        epoch: epoch number (a new order each epoch).
-        rank, world_size: this process's shard.
-        start: number of (per-rank) batches of this epoch already consumed.
-        shuffle: permute, or keep index order.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int = 0, rank: int = 0,
-                 world_size: int = 1, start: int = 0, shuffle: bool = True):
-        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
-        self.rank, self.world_size, self.start, self.shuffle = rank, world_size, start, shuffle
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return self.n // (self.batch_size * self.world_size)
-
-    def __len__(self) -> int:
-        return max(self.batches_per_epoch - self.start, 0)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        glob = self.batch_size * self.world_size
-        for b in range(self.start, self.batches_per_epoch):
-            lo = b * glob + self.rank * self.batch_size
-            yield order[lo:lo + self.batch_size]
-
-
-class SeededItems(Dataset):
-    """Reads every item under RNG streams seeded by ``(seed, epoch, index)``.
-
-    Random clip sampling inside a dataset then depends on what is read, not on which worker reads it
-    or how many items were read before, which is what makes a mid-epoch resume exact with any number
-    of workers. The caller's RNG states are restored afterwards.
-    """
-
-    def __init__(self, dataset: Dataset, seed: int, epoch: int):
-        self.dataset, self.seed, self.epoch = dataset, seed, epoch
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Any:
-        item_seed = ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index) % 2**62
-        saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
-        try:
-            seed_everything(item_seed)
-            return self.dataset[index]
-        finally:
-            random.setstate(saved[0])
-            np.random.set_state(saved[1])
-            torch.set_rng_state(saved[2])
-
-
-class StopSignals:
-    """SIGTERM/SIGINT ask the loop to checkpoint at the next step boundary and stop (preemption).
-
-    A second SIGINT interrupts at once. Under DDP the request is all-reduced so every rank stops at
-    the same step (the checkpoint is a collective). Handlers are only installed in the main thread.
-    """
-
-    def __init__(self, device: torch.device):
-        self.device, self.requested, self._previous = device, False, {}
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def should_stop(self) -> bool:
-        if not is_dist():
-            return self.requested
-        flag = torch.tensor([float(self.requested)], device=self.device)
-        return bool(all_reduce_sum(flag).item() > 0)

@@ -1,4 +1,4 @@
-"""SynthSEVERE: a built-in synthetic stand-in for the SEVERE benchmark (see docs/synthsevere.md).
+"""SynthSEVERE's generator: presets, one video from its seed, and the whole benchmark on disk.
 
 ``generate(out, preset, seed, workers)`` renders an unlabelled-for-SSL pretraining corpus and the
 datasets behind 8 downstream experiments, writes them as H.264 mp4 files plus annotation files in
@@ -257,17 +257,4 @@ def load_description(out: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def synth_command(args) -> int:
-    """``vssl synth OUT --preset P --seed S --workers N [--masks]``."""
-    desc = generate(args.out, preset=args.preset, seed=args.seed, workers=args.workers,
-                    masks=bool(getattr(args, "masks", False)))
-    n = sum(sum(d["sizes"].values()) for d in desc["datasets"].values())
-    print(f"SynthSEVERE '{args.preset}' (seed {args.seed}): {n} videos in {desc['generation_seconds']:.1f} s "
-          f"-> {args.out}/synthsevere.json")
-    if "davis" in desc:
-        print(f"object masks: {desc['davis']['videos']} videos of {desc['davis']['source']} in the DAVIS-2017 "
-              f"layout -> {Path(args.out) / DAVIS_DIR}")
-    return 0
-
-
-__all__ = ["PRESETS", "Preset", "generate", "load_description", "synth_command", "render_video"]
+__all__ = ["PRESETS", "Preset", "generate", "load_description", "render_video"]
