@@ -16,6 +16,10 @@ from vssl.tasks import TASKS, constant_count_baseline
 def test_experiments_are_the_severe_eight():
     assert list(EXPERIMENTS) == ["ssv2", "gym99", "ucf101_1k", "gym99_1k", "fx_s1", "ub_s1", "ucf_rc", "charades"]
     assert tuple(e.column for e in EXPERIMENTS.values()) == SEVERE_COLUMNS
+    # the report's column order is the published table's (its `# columns:` line)
+    from vssl.severe.published import read_published_csv
+    published = read_published_csv("configs/severe/published/severe_eccv22.csv")[0]["published"]["columns"]
+    assert SEVERE_COLUMNS == tuple(published)
     assert [e.factor for e in EXPERIMENTS.values()] == ["domain"] * 2 + ["samples"] * 2 + ["actions"] * 2 + ["task"] * 2
     assert {e.name: e.num_classes for e in EXPERIMENTS.values()} == {
         "ssv2": 174, "gym99": 99, "ucf101_1k": 101, "gym99_1k": 99, "fx_s1": 11, "ub_s1": 15, "ucf_rc": 0,
@@ -111,6 +115,31 @@ def synth_root(tmp_path_factory):
     return root
 
 
+def test_frozen_caches_live_in_the_folders_the_run_names(synth_root, tmp_path):
+    """A run's feature and clip caches are written where its ExperimentRun says, whatever its work folder,
+    and a second run (another seed, another work folder) reads them instead of decoding again."""
+    from vssl.severe.caches import Caches
+    from vssl.severe.plan import ExperimentRun
+    from vssl.severe.runner import run_experiment
+
+    exp = synthetic_experiments(synth_root)["domain_a"]
+    recipe = PROTOCOLS["quick"].recipe(exp, ["head_epochs=5"])
+    caches = Caches(features=tmp_path / "feats", clips=tmp_path / "clips")
+    first = run_experiment(ExperimentRun(exp, recipe, "r2plus1d_tiny", None, synth_root, 1, "cpu", tmp_path / "w1",
+                                         caches))
+    feats, clips = sorted(caches.features.glob("*.pt")), sorted(caches.clips.glob("*.pt"))
+    # one feature file per split (1 train clip vs 1 test clip per video: same fields, other split), one clip
+    # file per split; nothing else anywhere under the test's folder
+    assert [p.name.split("-")[:2] for p in feats] == [["ssv2", "train"], ["ssv2", "validation"]]
+    assert [p.name.split("-")[:2] for p in clips] == [["ssv2", "train"], ["ssv2", "validation"]]
+    assert sorted(tmp_path.rglob("*.pt")) == sorted(feats + clips)
+    stamps = {p: p.stat().st_mtime_ns for p in feats + clips}
+    second = run_experiment(ExperimentRun(exp, recipe, "r2plus1d_tiny", None, synth_root, 1, "cpu", tmp_path / "w2",
+                                          caches))
+    assert {p: p.stat().st_mtime_ns for p in feats + clips} == stamps  # read, not written again
+    assert second[0] == first[0]  # same seed, same features: the same scores
+
+
 def test_synthetic_experiments_from_description(synth_root):
     exps = synthetic_experiments(synth_root)
     assert tuple(exps) == SYNTH_COLUMNS
@@ -123,8 +152,8 @@ def test_synthetic_experiments_from_description(synth_root):
 
 def test_run_severe_end_to_end(synth_root, tmp_path):
     from vssl.severe.report import render
-    from vssl.severe.table import build_tables
     from vssl.severe.results import ResultsStore
+    from vssl.severe.table import build_tables
     from vssl.severe.runner import run_severe
 
     out, logs = tmp_path / "out", []
@@ -148,6 +177,12 @@ def test_run_severe_end_to_end(synth_root, tmp_path):
     from vssl.config import load_config  # each fine-tuning run saves the config of a registered method
     saved = {load_config(p).method.name: load_config(p) for p in (out / "runs").rglob("config.yaml")}
     assert set(saved) == {"supervised", "log_count"} and saved["supervised"].method.params["num_classes"] == 8
+    from vssl.engine.run import build_backbone as backbone_of
+    from vssl.methods import build_method
+    from vssl.methods.log_count import LogCount
+    rebuilt = build_method(saved["log_count"], backbone_of(saved["log_count"]))  # the registered method, again
+    assert isinstance(rebuilt, LogCount)
+    assert rebuilt.head.fc.bias.item() == pytest.approx(saved["log_count"].method.params["init_log_count"])
 
     # a pretrained checkpoint (here: the tiny net's own init) is keyed by its sha256
     from vssl.models import build_backbone
