@@ -18,8 +18,9 @@ from vssl.engine import Trainer, build_scheduler, lr_factor
 from vssl.engine.checkpoint import numbered_checkpoints, remove_stale_temporaries, save_training_checkpoint
 from vssl.engine.data_order import EpochBatchSampler, SeededItems
 from vssl.engine.toy import RandomClipDataset
-from vssl.engine.trainer import default_param_groups
 from vssl.errors import CheckpointError, ConfigError
+from vssl.methods import Method
+from vssl.methods.contract import decay_groups
 from vssl.serialization import atomic_save, load_checkpoint
 
 SHAPE = (3, 4, 8, 8)
@@ -88,9 +89,15 @@ def test_scheduler_steps_every_group_once_per_optimizer_step():
     assert seen[-1][0] < seen[2][0] and seen[-1][1] == pytest.approx(seen[-1][0] / 10)
 
 
-def test_default_param_groups_skip_decay_on_biases_and_1d():
+def test_trainer_refuses_a_module_that_is_not_a_method(tmp_path):
+    with pytest.raises(TypeError, match="Linear is not a training method"):
+        Trainer(tiny_cfg(), nn.Linear(2, 2), RandomClipDataset(16, 3, SHAPE), tmp_path)
+    assert isinstance(TinyMethod(), Method) and not isinstance(nn.Linear(2, 2), Method)
+
+
+def test_decay_groups_skip_decay_on_biases_and_1d():
     model = nn.Sequential(nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4), nn.Linear(4, 2))
-    decay, no_decay = default_param_groups(model, 0.05)
+    decay, no_decay = decay_groups(model, 0.05)
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     assert {p.ndim for p in decay["params"]} == {2, 5}
     assert all(p.ndim == 1 for p in no_decay["params"]) and len(no_decay["params"]) == 4

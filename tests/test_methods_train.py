@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 from vssl.config import RECIPES as SHIPPED, RunConfig
 from vssl.engine import Trainer
 from vssl.engine.toy import RandomClipDataset
-from vssl.methods import METHODS, build_method
+from vssl.methods import METHODS, Method, build_method
 from vssl.models import build_backbone
 
 TESTS = Path(__file__).resolve().parent
@@ -170,6 +170,7 @@ def test_pretrain_recipes_load_and_tiny_ones_take_a_step(path):
         return
     torch.manual_seed(0)
     method = build_method(cfg, build_backbone(cfg.model.backbone))
+    assert isinstance(method, Method)
     shape = (2, METHODS[cfg.method.name].num_clips, 3, cfg.data.num_frames, cfg.data.load_size, cfg.data.load_size)
     video = torch.randint(0, 256, shape, dtype=torch.uint8)
     loss, logs = method.training_step({"video": video if shape[1] == 2 else video[:, 0]})

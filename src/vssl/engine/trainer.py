@@ -39,6 +39,7 @@ from vssl.engine.checkpoint import (StopSignals, refuse_overwrite, remove_stale_
 from vssl.engine.data_order import EpochBatchSampler, SeededItems
 from vssl.engine.scalars import read_scalars
 from vssl.errors import CheckpointError, ConfigError, NumericalError
+from vssl.methods.contract import Method, decay_groups
 from vssl.serialization import atomic_save, load_checkpoint
 
 # ------------------------------------------------------------------------------------------------
@@ -58,23 +59,12 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     return table[name]
 
 
-def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices/kernels only; none on biases and 1-D params (norms, tokens)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
-
-
 def build_optimizer(cfg: OptimConfig, method: nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW / Adam / SGD over ``method.param_groups(wd)`` if the method has it, else the default groups."""
+    """AdamW / Adam / SGD over ``method.param_groups(wd)`` if the method has it, else :func:`decay_groups`."""
     if hasattr(method, "param_groups"):
         groups = method.param_groups(cfg.weight_decay)
     else:
-        groups = default_param_groups(method, cfg.weight_decay)
+        groups = decay_groups(method, cfg.weight_decay)
     # fused kernels are the fastest on CUDA; elsewhere keep the well-trodden foreach path
     extra = {"fused": True} if cfg.fused and device.type == "cuda" else {}
     name = cfg.name.lower()
@@ -270,9 +260,8 @@ class Trainer:
 
     Args:
         cfg: the run config (``data`` batch/loader settings, ``optim``, ``schedule``, ``train``).
-        method: an ``nn.Module`` with ``training_step(batch) -> (loss, logs)``, a ``backbone``
-            attribute, and optionally ``param_groups(weight_decay)``, ``after_optimizer_step(step)`` and
-            ``needs_batch`` (False: the next ``training_step`` gets ``None`` and continues on its last batch).
+        method: an ``nn.Module`` that is a :class:`vssl.methods.Method` (``training_step(batch) -> (loss,
+            logs)`` and a ``backbone``), with that contract's optional hooks.
         dataset: map-style dataset of dicts (``video``, ``label``, ``index``).
         out_dir: run directory.
         resume: continue from ``<out_dir>/checkpoints/last.pt`` if it exists.
@@ -290,6 +279,9 @@ class Trainer:
         D.set_determinism(cfg.train.deterministic, self.device)
         if cfg.train.grad_accum < 1 or cfg.train.max_steps < 0 or cfg.data.batch_size < 1:
             raise ConfigError("train.grad_accum and data.batch_size must be >= 1, train.max_steps >= 0")
+        if not isinstance(method, Method):
+            raise TypeError(f"{type(method).__name__} is not a training method: it needs training_step(batch) and "
+                            "a backbone (vssl.methods.Method)")
         self.method = method.to(self.device)
         if cfg.train.channels_last and self.device.type == "cuda":
             for p in self.method.parameters():  # 3-D conv kernels only; cuDNN prefers NDHWC

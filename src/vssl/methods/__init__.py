@@ -2,6 +2,7 @@
 
 ``METHODS`` maps a name to its class and imports the file only when the entry is read, so that
 ``vssl.config`` can validate ``method.params`` without importing every method (and torch) up front.
+What a method must provide is :class:`Method` (``vssl.methods.contract``, with the weight-decay rule).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+
+from vssl.methods.contract import Method
 
 if TYPE_CHECKING:
     from torch import nn
@@ -56,7 +59,7 @@ class _LazyMethods(Mapping):
 METHODS: Mapping[str, type] = _LazyMethods(_ENTRIES)
 
 
-def build_method(cfg: RunConfig, backbone: nn.Module) -> nn.Module:
+def build_method(cfg: RunConfig, backbone: nn.Module) -> Method:
     """Build ``cfg.method`` around ``backbone``.
 
     Args:
@@ -71,4 +74,4 @@ def build_method(cfg: RunConfig, backbone: nn.Module) -> nn.Module:
     return METHODS[cfg.method.name](method_config(cfg), backbone, cfg)
 
 
-__all__ = ["METHODS", "build_method"]
+__all__ = ["METHODS", "Method", "build_method"]

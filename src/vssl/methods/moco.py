@@ -118,6 +118,19 @@ class GraphedForward:
         return graph, static_in, static_out
 
 
+@dataclass
+class MoCoConfig:
+    """The MoCo part of a contrastive method's ``method.params`` (``Config`` classes derive from it)."""
+
+    queue_size: int = 16384  # K (Tubelet-Contrast configs; MoCo's default 65536)
+    momentum: float = 0.999  # key-encoder EMA
+    temperature: float = 0.2  # tau
+    proj_dim: int = 128
+    hidden_dim: int = 0  # 0 = backbone feature_dim (Linear(512, 512) -> ReLU -> Linear(512, 128) on R(2+1)D-18)
+    bn: str = "shuffle"  # shuffle | sync | none (the reference converts to SyncBN)
+    cuda_graph_keys: bool = False  # replay the key encoder's forward from a CUDA graph (speed lever)
+
+
 class MoCo(nn.Module):
     """Query encoder + head, momentum key encoder + head, queue of negatives and the InfoNCE step.
 
@@ -132,7 +145,7 @@ class MoCo(nn.Module):
 
     num_clips = 2
 
-    def _setup_moco(self, cfg, backbone: nn.Module, run: RunConfig) -> None:
+    def _setup_moco(self, cfg: MoCoConfig, backbone: nn.Module, run: RunConfig) -> None:
         if cfg.bn not in ("shuffle", "sync", "none"):
             raise ConfigError(f"method.bn: expected shuffle, sync or none, got {cfg.bn!r}")
         if cfg.queue_size < 1 or not 0.0 <= cfg.momentum <= 1.0 or cfg.temperature <= 0:
@@ -234,13 +247,7 @@ class VideoContrast(MoCo):
     """
 
     @dataclass
-    class Config:
-        queue_size: int = 16384  # K (Tubelet-Contrast configs; MoCo's default 65536)
-        momentum: float = 0.999  # key-encoder EMA
-        temperature: float = 0.2  # tau
-        proj_dim: int = 128
-        hidden_dim: int = 0  # 0 = backbone feature_dim (512 for R(2+1)D-18)
-        bn: str = "shuffle"  # shuffle | sync | none
+    class Config(MoCoConfig):
         crop_scale: list[float] = field(default_factory=lambda: [0.2, 1.0])
         crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
         flip: bool = True
@@ -249,7 +256,6 @@ class VideoContrast(MoCo):
         grayscale_p: float = 0.2
         blur_p: float = 0.5
         blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])  # pixels, drawn per clip
-        cuda_graph_keys: bool = False  # replay the key encoder's forward from a CUDA graph (speed lever)
 
     num_clips = 2
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vssl.errors import ConfigError
+from vssl.methods.contract import decays
 from vssl.tasks import TASKS
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ class Supervised(nn.Module):
             if not p.requires_grad:
                 continue
             layer = _layer_id(name, depth) if self.cfg.layer_decay != 1.0 else depth + 1
-            decay = not (p.ndim <= 1 or name.endswith(".bias"))
+            decay = decays(name, p)
             group = groups.setdefault((layer, decay), {
                 "params": [], "weight_decay": weight_decay if decay else 0.0,
                 "lr": self.base_lr * self.cfg.layer_decay ** (depth + 1 - layer)})

@@ -28,7 +28,7 @@ from vssl.data import transforms as TF
 from vssl.data.crops import TUBELET_SCALES, crop_boxes, frame_sizes, rescale_crop_params, rrc_params
 from vssl.data.photometric import tubelet_color_ops
 from vssl.errors import ConfigError
-from vssl.methods.moco import MoCo
+from vssl.methods.moco import MoCo, MoCoConfig
 from vssl.methods.tubelets import TubeletConfig, TubeletSynthesizer
 
 if TYPE_CHECKING:
@@ -39,13 +39,7 @@ class TubeletContrast(MoCo):
     """Tubelet-contrastive learning. ``batch["video"]``: uint8 (B, C, T, H, W), B >= 2."""
 
     @dataclass
-    class Config:
-        queue_size: int = 16384
-        momentum: float = 0.999
-        temperature: float = 0.2
-        proj_dim: int = 128
-        hidden_dim: int = 0  # 0 = backbone feature_dim (Linear(512, 512) -> ReLU -> Linear(512, 128))
-        bn: str = "shuffle"  # shuffle | sync | none (the reference converts to SyncBN)
+    class Config(MoCoConfig):
         # per-clip spatial augmentation: "rescale" = the reference's GroupScale of the whole frame to a
         # (w, h) of `scales` (given for a 112 crop, scaled to data.crop_size) + a random crop;
         # "rrc" = a random resized crop of crop_scale / crop_ratio (the tiny CPU recipe's choice)
@@ -63,7 +57,6 @@ class TubeletContrast(MoCo):
         jitter_p: float = 0.0
         grayscale_p: float = 0.0  # not used by the reference; a cue-removal option (pilot study)
         tubelets: TubeletConfig = field(default_factory=TubeletConfig)
-        cuda_graph_keys: bool = False  # replay the key encoder's forward from a CUDA graph (speed lever)
 
     num_clips = 1
     pad = "clamp"  # RandomFrameSampler: indices past the end become the last frame

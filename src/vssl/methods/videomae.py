@@ -23,6 +23,7 @@ from torch import nn
 from vssl.data import transforms as TF
 from vssl.data.crops import multi_scale_crop
 from vssl.errors import ConfigError
+from vssl.methods.contract import decay_groups
 from vssl.methods.masking import pixel_targets, tube_mask
 from vssl.models.vit import Block, gather_rows, sinusoid_table, visible_indices
 
@@ -89,12 +90,7 @@ class VideoMAE(nn.Module):
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """AdamW groups as VideoMAE: no decay on biases, norms (1-D) and the mask token."""
-        decay, no_decay = [], []
-        for name, p in self.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 or name.endswith(".bias") or name == "mask_token" else decay).append(p)
-        return [g for g in ({"params": decay, "weight_decay": weight_decay},
-                            {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+        return decay_groups(self, weight_decay, no_decay={"mask_token"})
 
     def augment(self, video: torch.Tensor, sizes: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 (B, C, T, H, W) (frame sizes (B, 2) of a padded batch) -> float [0, 1] (B, C, T, S, S):
@@ -172,9 +168,4 @@ class VideoMAE(nn.Module):
         return loss, {"loss": loss.detach(), "mask_ratio": mask.float().mean()}
 
 
-def scaled_lr(base_lr: float, batch_size: int) -> float:
-    """VideoMAE's linear scaling rule: lr = base_lr * total_batch / 256 (1.5e-4 * 1024/256 = 6e-4)."""
-    return base_lr * batch_size / 256
-
-
-__all__ = ["VideoMAE", "Decoder", "scaled_lr"]
+__all__ = ["VideoMAE", "Decoder"]
