@@ -22,11 +22,15 @@ models of one report table:
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 import warnings
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
+
+import numpy as np
 
 from vssl.errors import VsslError
 from vssl.severe.experiments import FACTORS
@@ -163,8 +167,6 @@ def factor_bars(result: Sensitivity) -> dict[str, bytes]:
 
 def radar(table, max_models: int = 12) -> bytes:
     """Every model over the table's columns, each axis from the worst (centre) to the best (rim)."""
-    import numpy as np
-
     plt = _plt()
     cols = [c for c in table.columns if any(c.key in r.cells for r in table.rows)]
     rows = table.rows[:max_models]
@@ -220,9 +222,6 @@ def markdown(result: Sensitivity) -> str:
 
 
 def html(result: Sensitivity, pngs: dict[str, bytes]) -> str:
-    import base64
-    from html import escape
-
     rows = "".join(f"<tr><td>{escape(c.title)}</td><td>{c.factor}</td><td>{_f(c.kendall_tau)}</td>"
                    f"<td>{_p(c.kendall_p)}</td><td>{_f(c.spearman_rho)}</td><td>{_p(c.spearman_p)}</td>"
                    f"<td>{c.n}</td></tr>" for c in result.coefficients)

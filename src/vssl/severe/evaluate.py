@@ -12,10 +12,12 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, Dataset
 
 from vssl.data.collate import collate_clips
 from vssl.data.dataset import collate_kept
+from vssl.data.transforms import EvalTransform
 
 
 class Views(NamedTuple):
@@ -70,8 +72,6 @@ def precise_bn(model, dataset: Dataset, *, batches: int, batch_size: int, device
     Returns:
         The number of batches used.
     """
-    from torch.optim.swa_utils import update_bn
-
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) >= batch_size,
                         generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
                         pin_memory=device.type == "cuda", collate_fn=collate_clips)
@@ -111,7 +111,5 @@ def frozen_features(net, pool: str = "mean") -> Callable[[torch.Tensor], torch.T
 
 
 def eval_transform(recipe):
-    from vssl.data.transforms import EvalTransform
-
     return EvalTransform(recipe.crop_size, short_side=recipe.load_size, crops=recipe.test_crops,
                          mean=recipe.mean, std=recipe.std)

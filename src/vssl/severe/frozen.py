@@ -26,15 +26,15 @@ _FEATURE_FIELDS = ("num_frames", "fps", "stride", "sampling", "load_size", "crop
                    "pool")
 
 
-def frozen_scores(run: ExperimentRun, net, train: VideoList, test: VideoList, root, cfg, num_classes: int,
+def frozen_scores(run: ExperimentRun, net, train: VideoList, test: VideoList, num_classes: int,
                   dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict, list[str]]:
     """Per-video scores and labels of the test videos that decode, timings, and the dropped test paths."""
     exp, recipe = run.experiment, run.recipe
     kind = exp.kind
     net = net.to(dev).eval()
     t = time.perf_counter()
-    tr, tr_y, _ = split_features(run, exp.train_split, train, recipe.feature_clips, net, root, cfg, dev)
-    te, te_y, dropped = split_features(run, exp.test_split, test, recipe.test_clips, net, root, cfg, dev)
+    tr, tr_y, _ = split_features(run, exp.train_split, train, recipe.feature_clips, net, dev)
+    te, te_y, dropped = split_features(run, exp.test_split, test, recipe.test_clips, net, dev)
     timings = {"features_s": time.perf_counter() - t}
     t = time.perf_counter()
     if recipe.mode == "linear":
@@ -53,7 +53,7 @@ def frozen_scores(run: ExperimentRun, net, train: VideoList, test: VideoList, ro
     return scores, te_y, timings, dropped
 
 
-def split_features(run: ExperimentRun, split: str, videos: VideoList, clips: int, net, root, cfg,
+def split_features(run: ExperimentRun, split: str, videos: VideoList, clips: int, net,
                    dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Frozen features (K, clips, D) of the K videos of ``videos`` that decode, their encoded labels, and
     the paths of the videos dropped as unreadable.
@@ -61,7 +61,7 @@ def split_features(run: ExperimentRun, split: str, videos: VideoList, clips: int
     The features of every video of the whole ``split`` are cached (``run.caches.features``); the clips of
     a test view do not depend on the seed, so the cache serves every seed.
     """
-    exp, recipe = run.experiment, run.recipe
+    exp, recipe, root = run.experiment, run.recipe, run.video_root
     annotations = exp.annotation_dir(run.data_root)
     fields = {k: getattr(recipe, k) for k in _FEATURE_FIELDS}
     fields.update(clips=clips, dataset=exp.dataset, split=split, fold=exp.fold, annotations=str(annotations.resolve()))
@@ -69,7 +69,7 @@ def split_features(run: ExperimentRun, split: str, videos: VideoList, clips: int
     def extract() -> dict:
         # the whole split (no subset options), minus videos missing on disk
         full = load_videos(exp.dataset, annotations, split, exp.fold, **({"root": root} if root.is_dir() else {}))
-        ds = ClipDataset(full, root, cfg, train=False, test_clips=clips, seed=run.seed, failure_log=run.failure_log)
+        ds = ClipDataset(full, root, run.data_config(), train=False, test_clips=clips, seed=run.seed, failure_log=run.failure_log)
         clip_fields = {k: v for k, v in fields.items() if k not in ("pool", "mean", "std")}  # uint8 clips
         feats, _, index = run_views(frozen_features(net, recipe.pool),
                                     decoded_clips(ds, clip_fields, run.caches, recipe.num_workers), eval_transform(recipe),

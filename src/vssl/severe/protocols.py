@@ -41,8 +41,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import yaml
 
+from vssl.config import MethodSection, ModelConfig, OptimConfig, RunConfig, ScheduleConfig, TrainConfig
 from vssl.errors import ConfigError
 from vssl.severe.experiments import Experiment
+from vssl.severe.recipes import get_recipe
 
 
 #: how a counting experiment is fine-tuned (``Recipe.counting_method``)
@@ -125,8 +127,6 @@ class Recipe:
         its typed ``params`` (saved in full, so the run's ``config.yaml`` loads again), this recipe's
         optimizer, its schedule (step at ``milestones`` or cosine to ``min_lr``; ``warmup`` steps first)
         and ``max_steps``."""
-        from vssl.config import MethodSection, ModelConfig, OptimConfig, RunConfig, ScheduleConfig, TrainConfig
-
         return RunConfig(
             method=MethodSection(method, asdict(params)),
             model=ModelConfig(backbone=backbone),
@@ -165,8 +165,6 @@ class Protocol:
         SIGMA's fine-tuning recipe on the experiments of :data:`VIT_PAPER`, and ``row_recipe`` names a
         published row's variant of the paper recipe (:mod:`vssl.severe.recipes`; only the paper protocol
         has one)."""
-        from vssl.severe.recipes import get_recipe
-
         r = self.base
         if row_recipe != "severe" and not self.use_paper_recipe:
             raise ConfigError(f"--recipe {row_recipe}: a published row's recipe varies the paper protocol, "

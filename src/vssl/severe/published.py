@@ -21,6 +21,7 @@ from pathlib import Path
 from vssl.config import find_recipe
 from vssl.errors import VsslError
 from vssl.severe.experiments import SEVERE_COLUMNS, SYNTH_COLUMNS
+from vssl.severe.recipes import RECIPES
 
 #: columns of the report tables plus the kept-beside ones (``ucf101``, see report.EXTRA_COLUMNS)
 VALUE_COLUMNS = (*SEVERE_COLUMNS, *SYNTH_COLUMNS, "ucf101")
@@ -116,8 +117,6 @@ def published_notes(rows) -> list[str]:
     """Report notes for published table rows (``report.Row`` objects with ``published`` set): each paper's
     source, every flagged printed Mean, and every recipe the rows use with the deviations vssl's run of it
     keeps (:mod:`vssl.severe.recipes`)."""
-    from vssl.severe.recipes import RECIPES
-
     notes = [f"{label}: {src}" for label, src in dict.fromkeys(
         (r.published["label"], f"{r.published['source']}; {r.published['table']} ({r.published['file']})")
         for r in rows if r.published["source"])]

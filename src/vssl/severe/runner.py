@@ -164,8 +164,7 @@ def run_experiment(run: ExperimentRun) -> tuple[dict, dict, dict]:
         scores, labels, dropped = test_fine_tuned(run, method, test, test_ds, dev)
     else:
         t1 = time.perf_counter()
-        scores, labels, timings, dropped = frozen_scores(run, net, train, test, run.video_root, run.data_config(),
-                                                         num_classes, dev)
+        scores, labels, timings, dropped = frozen_scores(run, net, train, test, num_classes, dev)
     if len(dropped) == len(test):
         raise VsslError(f"{exp.name}: none of the {len(test)} test videos could be decoded "
                         f"(reasons in {run.failure_log})")
