@@ -138,6 +138,9 @@ def test_formats(tmp_path):
     html = render(table, "html")
     assert html.count("<img") == 4 and html.count("src='data:image/png;base64,") == 4
     assert "http" not in html and "<table>" in html
+    # an appendix (the demo's figures) closes the page, after the tables and plots
+    page = render(table, "html", appendix="<h2>Figures</h2>")
+    assert page == html.replace("</body></html>", "<h2>Figures</h2></body></html>")
 
 
 def _write(path, text):

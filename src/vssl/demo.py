@@ -177,11 +177,11 @@ def run_demo(out: str | Path = "vssl-demo", mode: str = "default", preset: str |
         oracle_rows = [r for r in results if r.key.model == ORACLE_NAME and r.key.protocol == okey]
     tables = build_tables(rows)
     analysis = len({r.key.model for r in rows}) >= 3  # rank correlations need a few models
-    md, html = render(tables, "md", analysis=analysis), render(tables, "html", analysis=analysis)
     figures = demo_figures(out, data, models, device, log)
+    md = render(tables, "md", analysis=analysis)
+    html = render(tables, "html", analysis=analysis, appendix=figures_html(figures) if figures else "")
     if figures:
         md += "\n\n## Figures\n\n" + "".join(f"![{name}]({path.relative_to(out)})\n\n" for name, path in figures.items())
-        html = html.replace("</body></html>", figures_html(figures) + "</body></html>")
     if oracle_rows:
         oracle = build_tables(oracle_rows)
         md += ("\n\n## Reference: random init trained with each experiment's labels "

@@ -45,10 +45,11 @@ from vssl.config import MethodSection, ModelConfig, OptimConfig, RunConfig, Sche
 from vssl.errors import ConfigError
 from vssl.severe.experiments import Experiment
 from vssl.severe.recipes import get_recipe
+from vssl.tasks import TASKS
 
 
-#: how a counting experiment is fine-tuned (``Recipe.counting_method``)
-COUNTING_METHODS = ("repetition_counter", "log_count")
+#: how a counting experiment is fine-tuned (``Recipe.counting_method``): the task's engine methods
+COUNTING_METHODS = TASKS["counting"].methods
 
 
 @dataclass(frozen=True)

@@ -173,9 +173,10 @@ def save_plots(tables: list[Table], directory: str | Path) -> list[Path]:
     return paths
 
 
-def to_html(tables: list[Table], analysis: bool = False) -> str:
+def to_html(tables: list[Table], analysis: bool = False, appendix: str = "") -> str:
     """One self-contained page: the tables plus the factor plots inlined as base64 PNG; with
-    ``analysis``, each table's sensitivity analysis (coefficients, per-factor bars, radar) too."""
+    ``analysis``, each table's sensitivity analysis (coefficients, per-factor bars, radar) too, and
+    ``appendix`` (HTML, e.g. the demo's figures) at the end of the page."""
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>SEVERE report</title><style>",
              "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
@@ -196,12 +197,13 @@ def to_html(tables: list[Table], analysis: bool = False) -> str:
             res = analysis_or_reason(t)
             parts.append(f"<p>Sensitivity analysis: {escape(res)}</p>" if isinstance(res, str)
                          else A.html(res, A.figures(t, res)))
-    return "".join(parts) + "</body></html>\n"
+    return "".join(parts) + appendix + "</body></html>\n"
 
 
-def render(tables: Table | list[Table], fmt: str = "md", analysis: bool = False) -> str:
+def render(tables: Table | list[Table], fmt: str = "md", analysis: bool = False, appendix: str = "") -> str:
     """Render one or several tables as ``md``, ``csv``, ``json`` or ``html``; ``analysis`` adds
-    SEVERE's sensitivity analysis (``vssl.severe.analysis``) to md, json and html."""
+    SEVERE's sensitivity analysis (``vssl.severe.analysis``) to md, json and html; ``appendix`` is HTML
+    put at the end of an html page (the demo's figures)."""
     tables = [tables] if isinstance(tables, Table) else list(tables)
     if fmt == "md":
         text = "\n".join(to_markdown(t) for t in tables)
@@ -211,7 +213,7 @@ def render(tables: Table | list[Table], fmt: str = "md", analysis: bool = False)
     if fmt == "json":
         return to_json(tables, analysis)
     if fmt == "html":
-        return to_html(tables, analysis)
+        return to_html(tables, analysis, appendix)
     raise VsslError(f"--format: expected md, csv, json or html, got {fmt!r}")
 
 
