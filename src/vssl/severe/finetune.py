@@ -41,7 +41,7 @@ def fine_tune(run: ExperimentRun, net, train: VideoList, num_classes: int) -> tu
     return _train(run, name, net, train, num_classes)
 
 
-def test_fine_tuned(run: ExperimentRun, method, test: VideoList, test_ds: ClipDataset,
+def evaluate_fine_tuned(run: ExperimentRun, method, test: VideoList, test_ds: ClipDataset,
                     dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Per-video scores and labels of the test videos that decode, and the paths of the dropped ones."""
     if finetune_method(run) == "repetition_counter":  # counts each whole video by a multi-scale search
@@ -128,4 +128,4 @@ def _train(run: ExperimentRun, name: str, net, train: VideoList, num_classes: in
     return method, timings
 
 
-__all__ = ["finetune_method", "fine_tune", "test_fine_tuned"]
+__all__ = ["finetune_method", "fine_tune", "evaluate_fine_tuned"]

@@ -20,7 +20,7 @@ from vssl.distributed import resolve_device, seed_everything
 from vssl.errors import ConfigError, VsslError
 from vssl.models import build_backbone
 from vssl.severe.experiments import EXPERIMENTS, Experiment, is_synthetic_root, select, synthetic_experiments
-from vssl.severe.finetune import fine_tune, test_fine_tuned
+from vssl.severe.finetune import evaluate_fine_tuned, fine_tune
 from vssl.severe.frozen import frozen_scores
 from vssl.severe.plan import ExperimentRun, plan_run
 from vssl.severe.protocols import get_protocol
@@ -161,7 +161,7 @@ def run_experiment(run: ExperimentRun) -> tuple[dict, dict, dict]:
     if recipe.mode == "finetune":
         method, timings = fine_tune(run, net, train, num_classes)
         t1 = time.perf_counter()
-        scores, labels, dropped = test_fine_tuned(run, method, test, test_ds, dev)
+        scores, labels, dropped = evaluate_fine_tuned(run, method, test, test_ds, dev)
     else:
         t1 = time.perf_counter()
         scores, labels, timings, dropped = frozen_scores(run, net, train, test, num_classes, dev)
