@@ -33,19 +33,19 @@ from pathlib import Path
 import torch
 
 try:
-    from benchmarks.common import ROOT, hardware, markdown_table, write_json
+    from benchmarks.common import hardware, markdown_table, write_json
     from benchmarks.data_pipeline import write_test_video
 except ImportError:  # run as a script
-    from common import ROOT, hardware, markdown_table, write_json
+    from common import hardware, markdown_table, write_json
     from data_pipeline import write_test_video
 
-from vssl.config import load_config
+from vssl.config import RECIPES as SHIPPED, load_config
 
 RECIPES = {  # name -> (recipe, batch on one GPU as in pretrain_step's full size, smoke overrides)
-    "sigma_mlp_vitb_k400": ("configs/pretrain/sigma_mlp_vitb_k400.yaml", 64, [
+    "sigma_mlp_vitb_k400": ("pretrain/sigma_mlp_vitb_k400.yaml", 64, [
         "model.backbone=vit_tiny", "method.num_prototypes=16", "method.mlp_dims=[32]", "method.decoder_dim=32",
         "method.decoder_depth=1", "method.decoder_heads=2"]),
-    "tubelet_contrast_r2plus1d18_minik": ("configs/pretrain/tubelet_contrast_r2plus1d18_minik.yaml", 32, [
+    "tubelet_contrast_r2plus1d18_minik": ("pretrain/tubelet_contrast_r2plus1d18_minik.yaml", 32, [
         "model.backbone=r2plus1d_tiny", "model.kwargs={}", "method.queue_size=64", "method.bn=none"]),
 }
 SMOKE = ["data.load_size=48", "data.crop_size=32", "data.num_frames=8", "data.stride=1", "data.num_workers=1"]
@@ -74,7 +74,7 @@ def recipe_config(name: str, folder: Path, smoke: bool, device: str, steps: int)
     sets = ["data.dataset=csv", f"data.annotations={folder}", f"data.root={folder}", "data.split=train",
             f"data.batch_size={2 if smoke else batch}", f"train.device={device}", f"train.max_steps={steps}",
             "train.log_every=1", "train.ckpt_every=0", "train.tensorboard=false", "train.progress=false"]
-    return load_config(ROOT / path, sets + (smoke_sets + SMOKE if smoke else []))
+    return load_config(SHIPPED / path, sets + (smoke_sets + SMOKE if smoke else []))
 
 
 def build_trainer(cfg, out: Path):

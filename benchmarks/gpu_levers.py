@@ -45,7 +45,7 @@ except ImportError:  # run as a script
     import pretrain_step as PS
     from common import gib, hardware, markdown_table, median, sync, write_json
 
-from vssl.engine.trainer import resolve_precision
+from vssl.engine.optim import resolve_precision
 
 # case -> (the pretrain_step case it varies, method params, engine options)
 CASES = {

@@ -1,7 +1,7 @@
 """Pretraining step throughput and peak memory: vssl's methods against baselines measured in the same run.
 
 A step is what the engine does per batch: forward under the engine's autocast policy
-(``vssl.engine.trainer.resolve_precision``: bf16 on CUDA, fp32 on CPU), backward, AdamW step (fused
+(``vssl.engine.optim.resolve_precision``: bf16 on CUDA, fp32 on CPU), backward, AdamW step (fused
 on CUDA, via ``build_optimizer``), ``zero_grad``, the method's ``after_optimizer_step`` hook. The
 batch is a uint8 clip already on the device; each method does its own batched augmentation.
 
@@ -48,7 +48,8 @@ except ImportError:  # run as a script
 
 from vssl.config import OptimConfig, RunConfig
 from vssl.engine.scalars import read_scalars
-from vssl.engine.trainer import build_optimizer, compile_step, resolve_precision
+from vssl.engine.optim import build_optimizer, resolve_precision
+from vssl.engine.trainer import compile_step
 from vssl.methods import METHODS
 from vssl.models import build_backbone
 from vssl.models.vit import sinusoid_table

@@ -194,9 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SynthSEVERE preset (default: tiny)")
     p.add_argument("--quick", action="store_true", help="half the videos and 30 pretraining steps: a smoke run of the whole pipeline")
     p.add_argument("--long", action="store_true", help="the documented longer run: 2x the corpus, test sets of up to 4,608 clips, 500 steps, 3 seeds")
-    p.add_argument("--budget", default=None, choices=["quick", "default", "long", "gpu"],
+    p.add_argument("--budget", default=None, choices=["smoke", "quick", "default", "long", "gpu"],
                    help="a named budget (vssl.demo.BUDGETS); gpu: 4x corpus, 8x test sets, 2,000 steps of batch 32, "
-                        "3 seeds and a trained-with-labels reference row (minutes on one GPU)")
+                        "3 seeds and a trained-with-labels reference row (minutes on one GPU); smoke: every model "
+                        "at toy sizes, one seed, about a minute: checks an installation (its numbers mean nothing)")
     p.add_argument("--seeds", default=None)
     p.add_argument("--device", default="auto")
     p.set_defaults(_call=("vssl.demo", "demo_command"))

@@ -58,6 +58,9 @@ class Budget:
 
 
 BUDGETS = {
+    # every model and recipe through the whole pipeline at toy sizes in about a minute: checks that an
+    # installation works (CI runs it from a wheel); its numbers mean nothing
+    "smoke": Budget("tiny", pretrain_steps=2, seeds=(1,), scale=0.05),
     "quick": Budget("tiny", pretrain_steps=30, seeds=(1, 2), scale=0.5),
     "default": Budget("tiny", pretrain_steps=100, seeds=(1, 2)),
     # the documented longer run on CPU (README "A longer run"): 2x the corpus and the full-data training

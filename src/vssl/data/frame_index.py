@@ -131,6 +131,24 @@ class FrameIndex:
         return self
 
 
+def display_size(height: int, width: int, sar: float, rotation: int, short_side: int) -> tuple[int, int]:
+    """(height, width) of frames as a player shows them, for a stream stored ``height`` x ``width``
+    with sample aspect ratio ``sar`` and display rotation ``rotation`` (degrees).
+
+    With ``short_side`` > 0 the displayed shape (pixels ``sar`` wide, then rotated) is resized to that
+    short side, aspect kept. With 0 the stored pixels are returned, rotated: no resampling at all.
+    """
+    turned = rotation % 180 == 90
+    if short_side <= 0:
+        return (width, height) if turned else (height, width)
+    h, w = float(height), width * (sar if sar > 0 else 1.0)
+    if turned:
+        h, w = w, h
+    if h <= w:
+        return short_side, max(1, round(w * short_side / h))
+    return max(1, round(h * short_side / w)), short_side
+
+
 def _runs(values: np.ndarray) -> list[list[int]]:
     """Arithmetic runs ``[[start, step, count], ...]``: a constant-rate video stores one run."""
     runs: list[list[int]] = []

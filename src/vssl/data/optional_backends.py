@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vssl.data.frame_index import FrameIndex
+from vssl.data.frame_index import FrameIndex, display_size
 
 
 class Unsupported(Exception):
@@ -56,8 +56,6 @@ class TorchCodecReader:
             from torchcodec.decoders import VideoDecoder
         except Exception as e:  # ImportError, or OSError/RuntimeError when its FFmpeg libs are missing
             raise ImportError(f"backend 'torchcodec' is not usable here: {e}") from e
-        from vssl.data.video import display_size
-
         _needs_timestamps(index, "torchcodec")
         if index.container in ("mpegts", "mpeg"):
             raise Unsupported("torchcodec cannot decode frames by timestamp in MPEG-TS/PS")
@@ -103,8 +101,6 @@ class DecordReader:
             import decord
         except Exception as e:
             raise ImportError(f"backend 'decord' is not usable here: {e}") from e
-        from vssl.data.video import display_size
-
         decord.logging.set_level(decord.logging.QUIET)  # its own FFmpeg would print every decode error
         _needs_timestamps(index, "decord")
         if index.codec == "hevc":

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vssl.data.video import VIDEO_EXTENSIONS, display_size
+from vssl.data.frame_index import display_size
+from vssl.data.video import VIDEO_EXTENSIONS
 
 BT601 = 6  # FFmpeg's AVCOL_SPC/PRI/TRC_SMPTE170M: what swscale assumes for untagged video
 UNSPECIFIED = 2

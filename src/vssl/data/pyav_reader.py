@@ -30,8 +30,9 @@ import logging
 import numpy as np
 import torch
 
-from vssl.data.frame_index import (FrameIndex, IndexBuildError, cached_index, file_key, first_frame_rotation,
-                                   index_from_decoding, index_from_packets, scan_packets, store_index, truncation)
+from vssl.data.frame_index import (FrameIndex, IndexBuildError, cached_index, display_size, file_key,
+                                   first_frame_rotation, index_from_decoding, index_from_packets, scan_packets,
+                                   store_index, truncation)
 
 log = logging.getLogger("vssl.data")
 
@@ -126,8 +127,6 @@ class PyAVReader:
 
     def _use(self, index: FrameIndex) -> None:
         from av.video.reformatter import VideoReformatter
-
-        from vssl.data.video import display_size
 
         self.index = index
         self.num_frames = index.num_frames

@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY = {name: "vssl.engine.trainer" for name in ("Trainer", "build_optimizer", "build_scheduler", "lr_factor")}
+_LAZY = {"Trainer": "vssl.engine.trainer", **{name: "vssl.engine.optim" for name in ("build_optimizer", "build_scheduler",
+                                                                                   "lr_factor")}}
 
 __all__ = list(_LAZY)
 

@@ -16,9 +16,7 @@ read in one transfer per step or, with ``train.defer_logs``, per log step); the 
 
 from __future__ import annotations
 
-import bisect
 import errno
-import json
 import math
 import sys
 import time
@@ -32,79 +30,21 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from vssl import distributed as D
-from vssl.config import OptimConfig, RunConfig, ScheduleConfig, config_to_dict, save_config
+from vssl.config import RunConfig, config_to_dict, save_config
 from vssl.data.collate import collate_clips
 from vssl.engine.checkpoint import (StopSignals, refuse_overwrite, remove_stale_temporaries, resume_candidates,
                                     rng_state, save_training_checkpoint, set_rng_state)
 from vssl.engine.data_order import EpochBatchSampler, SeededItems
+from vssl.engine.logs import MetricsLogger, StepProgress
+from vssl.engine.optim import build_optimizer, build_scheduler, resolve_precision
 from vssl.engine.scalars import read_scalars
 from vssl.errors import CheckpointError, ConfigError, NumericalError
-from vssl.methods.contract import Method, decay_groups
+from vssl.methods.contract import Method
 from vssl.serialization import atomic_save, load_checkpoint
 
 # ------------------------------------------------------------------------------------------------
-# Building blocks: precision, optimizer, schedule
+# The step: compiled, wrapped for DDP, batches moved to the device
 # ------------------------------------------------------------------------------------------------
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype (``None`` = fp32): ``auto`` is bf16 on CUDA (fp16 if unsupported), fp32 on CPU."""
-    if name == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if name not in table:
-        raise ConfigError(f"train.precision: expected auto, bf16, fp16 or fp32, got {name!r}")
-    return table[name]
-
-
-def build_optimizer(cfg: OptimConfig, method: nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW / Adam / SGD over ``method.param_groups(wd)`` if the method has it, else :func:`decay_groups`."""
-    if hasattr(method, "param_groups"):
-        groups = method.param_groups(cfg.weight_decay)
-    else:
-        groups = decay_groups(method, cfg.weight_decay)
-    # fused kernels are the fastest on CUDA; elsewhere keep the well-trodden foreach path
-    extra = {"fused": True} if cfg.fused and device.type == "cuda" else {}
-    name = cfg.name.lower()
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **extra)
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **extra)
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay, **extra)
-    raise ConfigError(f"optim.name: expected adamw, adam or sgd, got {cfg.name!r}")
-
-
-def lr_factor(step: int, cfg: ScheduleConfig, max_steps: int, base_lr: float) -> float:
-    """Multiplier of the base learning rate for optimizer step ``step`` (0-based).
-
-    Linear warm-up over ``warmup_steps`` (the first step already uses ``1/warmup_steps``), then
-    ``cosine`` from 1 to ``min_lr/base_lr`` over ``total_steps`` (default ``max_steps``), ``step``
-    decay by ``gamma`` at each milestone, or ``constant``.
-    """
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.name == "constant":
-        return 1.0
-    if cfg.name == "step":
-        return cfg.gamma ** bisect.bisect_right(sorted(cfg.milestones), step)
-    if cfg.name == "cosine":
-        total = cfg.total_steps or max_steps
-        progress = min(max(step - cfg.warmup_steps, 0) / max(total - cfg.warmup_steps, 1), 1.0)
-        floor = cfg.min_lr / base_lr if base_lr > 0 else 0.0
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    raise ConfigError(f"schedule.name: expected cosine, step or constant, got {cfg.name!r}")
-
-
-def build_scheduler(cfg: ScheduleConfig, optimizer: torch.optim.Optimizer, max_steps: int,
-                    base_lr: float) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-optimizer-step ``LambdaLR`` applying :func:`lr_factor` to every group's own lr."""
-    lr_factor(0, cfg, max_steps, base_lr)  # validate the name now, not at the first step
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, max_steps, base_lr))
-
 
 def compile_step(method: nn.Module, step: nn.Module, backend: str = "inductor") -> None:
     """``train.compile``: ``torch.compile(dynamic=False)`` (dynamic shapes crash conv3d), in place so that
@@ -149,105 +89,6 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(_to_device(v, device) for v in batch)
     return batch
-
-
-# ------------------------------------------------------------------------------------------------
-# Logs: JSONL + TensorBoard, rich progress (plain lines when not on a terminal)
-# ------------------------------------------------------------------------------------------------
-
-
-class MetricsLogger:
-    """Appends one JSON line per optimizer step to ``metrics.jsonl``; scalars to TensorBoard.
-
-    On resume, lines from steps after the checkpoint (written before the run was killed) are
-    dropped, and TensorBoard events after it are purged, so the logs read like one run.
-    """
-
-    def __init__(self, out: Path, enabled: bool = True, tensorboard: bool = True,
-                 resume_step: int | None = None):
-        self.enabled, self.file, self.writer, self.dropped = enabled, None, None, 0
-        if not enabled:
-            return
-        path = out / "metrics.jsonl"
-        out.mkdir(parents=True, exist_ok=True)
-        if resume_step is not None and path.is_file():
-            keep = [ln for ln in path.read_text().splitlines() if ln.strip() and _json_step(ln) <= resume_step]
-            path.write_text("".join(ln + "\n" for ln in keep))
-        elif path.is_file():
-            path.unlink()  # a fresh run in an old directory starts a fresh log
-        self.file = open(path, "a", buffering=1)  # line-buffered: nothing finished is lost on a kill
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when used
-
-            self.writer = SummaryWriter(str(out / "tb"), purge_step=resume_step + 1 if resume_step else None)
-
-    def log(self, step: int, logs: dict[str, float], to_tensorboard: bool = True) -> None:
-        if not self.enabled:
-            return
-        try:
-            self.file.write(json.dumps({"step": step, **logs}) + "\n")
-        except OSError as e:  # a full disk: losing log lines is better than losing the run
-            self.dropped += 1
-            if self.dropped == 1:
-                print(f"vssl: warning: cannot write metrics.jsonl ({e.strerror or e}); "
-                      "dropping log lines until it works again", file=sys.stderr)
-        if self.writer is not None and to_tensorboard:
-            for k, v in logs.items():
-                self.writer.add_scalar(f"train/{k}", v, step)
-
-    def close(self) -> None:
-        if self.file is not None:
-            try:
-                self.file.close()
-            except OSError:  # the last buffered line could not be written either (counted above)
-                pass
-        if self.writer is not None:
-            self.writer.close()
-
-
-def _json_step(line: str) -> int:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return 1 << 62  # a torn last line from a killed run: drop it
-
-
-class StepProgress:
-    """A rich progress bar with rate and ETA on a terminal; a plain line every ``log_every`` otherwise."""
-
-    def __init__(self, total: int, completed: int = 0, enabled: bool = True):
-        self.total, self.enabled = total, enabled
-        self.tty = enabled and sys.stdout.isatty()
-        self.bar = None
-        if self.tty:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
-
-            self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-            self.task = self.bar.add_task("train", total=total, completed=completed, rate="", info="")
-        self.t0, self.c0 = time.perf_counter(), completed
-
-    def __enter__(self) -> StepProgress:
-        if self.bar is not None:
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-
-    def update(self, step: int, logs: dict[str, float], print_line: bool) -> None:
-        if not self.enabled:
-            return
-        rate = (step - self.c0) / max(time.perf_counter() - self.t0, 1e-9)
-        info = " ".join(f"{k} {logs[k]:.4g}" for k in ("loss", "lr") if k in logs)
-        if self.bar is not None:
-            self.bar.update(self.task, completed=step, rate=f"{rate:.2f} step/s", info=info)
-        elif print_line or step == self.total:
-            eta = (self.total - step) / rate if rate > 0 else float("nan")
-            print(f"step {step}/{self.total} {info} {rate:.2f} step/s eta {eta:.0f}s", flush=True)
 
 
 # ------------------------------------------------------------------------------------------------
