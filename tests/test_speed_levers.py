@@ -21,6 +21,7 @@ from vssl.engine import trainer as trainer_module
 from vssl.engine.toy import RandomClipDataset
 from vssl.engine.scalars import read_scalars
 from vssl.errors import ConfigError, NumericalError
+from vssl.methods import build_method
 from vssl.methods.masking import gather_tokens, tube_mask
 from vssl.methods.sigma import SIGMA, sinkhorn, sinkhorn_labels, swapped_prediction_loss
 from vssl.methods.tubelet_contrast import TubeletContrast
@@ -189,6 +190,32 @@ def test_read_scalars_is_item_in_one_transfer():
     assert out == [{"a": t.item(), "b": 2.5, "epoch": 3}, {"a": 7.0}]
     with pytest.raises(ValueError, match="'v' is a tensor of shape \\(2,\\)"):
         read_scalars([{"v": torch.zeros(2)}])
+
+
+def test_supervised_step_logs_tensors_without_a_host_sync(monkeypatch):
+    """Fine-tuning's step leaves its scalars on the device (an ``.item()`` each would wait for the GPU at every
+    step); the engine's one read gives the cross-entropy and accuracy of the logits the step computed."""
+    cfg = RunConfig()
+    cfg.method.name, cfg.method.params = "supervised", {"num_classes": 3}
+    cfg.data.crop_size = 32
+    method = build_method(cfg, build_backbone("r2plus1d_tiny"))
+    seen = []
+    forward = method.forward
+    monkeypatch.setattr(method, "forward", lambda x: seen.append(forward(x)) or seen[-1])
+    label = torch.tensor([0, 1, 2, 1])
+    batch = {"video": torch.randint(0, 256, (4, 3, 4, 40, 40), dtype=torch.uint8), "label": label}
+
+    def no_sync(self):
+        raise AssertionError("the step read a scalar from the device")
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.Tensor, "item", no_sync)
+        loss, logs = method.training_step(batch)
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in logs.values())
+    (row,) = read_scalars([logs])
+    (logits,) = seen
+    assert row["loss"] == pytest.approx(F.cross_entropy(logits, label).item(), rel=1e-6) == loss.item()
+    assert row["acc"] == (logits.argmax(1) == label).float().mean().item()
 
 
 class TensorLogMethod(TinyMethod):

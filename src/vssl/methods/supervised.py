@@ -128,7 +128,7 @@ class Supervised(nn.Module):
         """Cross-entropy on class indices, or BCE on multi-hot (B, num_classes) targets (``vssl.tasks``)."""
         return TASKS[self.cfg.task].loss(logits, label, label_smoothing=self.cfg.label_smoothing)
 
-    def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_step(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Augment the uint8 batch on its device, classify it and return (loss, logs)."""
         from vssl.data import videomae_augment as VA
 
@@ -145,9 +145,10 @@ class Supervised(nn.Module):
         else:
             logits = self(x)
             loss = self.loss(logits, batch["label"])
-        logs = {"loss": loss.item()}
+        # 0-dim tensors: the engine reads a step's scalars in one transfer (or every log step), not here
+        logs = {"loss": loss.detach()}
         if TASKS[self.cfg.task].single_label:
-            logs["acc"] = (logits.argmax(1) == batch["label"]).float().mean().item()
+            logs["acc"] = (logits.argmax(1) == batch["label"]).float().mean()
         return loss, logs
 
 
