@@ -8,7 +8,6 @@ runs from an empty folder with no ``PYTHONPATH``.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -33,10 +32,21 @@ def _run(cmd, cwd, timeout=600):
     return done.stdout
 
 
+def _builds_wheels() -> bool:
+    try:
+        from importlib.metadata import version
+
+        return tuple(int(x) for x in version("setuptools").split(".")[:2]) >= (70, 1)
+    except Exception:  # not installed, or an unparsable version
+        return False
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
-    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    # offline when this environment can build (the test extra pins setuptools >= 70.1, which needs no
+    # `wheel` package); otherwise pip fetches the build backend from the package index
+    isolation = ["--no-build-isolation"] if _builds_wheels() else []
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", tmp / "dist", ROOT], tmp)
     wheel = next((tmp / "dist").glob("vssl-*.whl"))
     venv = tmp / "venv"
