@@ -100,7 +100,7 @@ def test_b_pictures_of_unwanted_frames_are_not_decoded(files):
 
 
 def test_repeated_gop_time_codes_leave_frames_counted(files, tmp_path):
-    """Two MPEG-PS files joined byte for byte (as VOB parts are) repeat their GOP time codes, which
+    """Two MPEG-PS files joined byte for byte (`cat a.mpg b.mpg`) repeat their GOP time codes, which
     then cannot place a packet: the index has no GOP bases and frames are counted."""
     joined = tmp_path / "joined.mpg"
     joined.write_bytes(files["mpeg2_open_gop"].read_bytes() * 2)
