@@ -23,9 +23,14 @@ FFmpeg), MPEG-4 ASP with "packed" B-frames (DivX/XviD: frames leave the decoder 
 but with permuted timestamps), and missing or repeated timestamps. Each decoded frame is labelled
 with the timestamp the decoder gave it; keyframes are seek points, and after a seek the reader
 places itself by the first frame whose label no other frame has and counts frames from there.
-Without keyframes past the first, ``mode="sequential"``: the reader decodes from the start and
-counts. The reader also falls back to a decoded index when decoding contradicts a predicted one,
-and to sequential reading when it contradicts a decoded one. A file whose container index lists
+MPEG-1/2 video needs no label: each picture header holds the picture's type and its display
+position in its GOP, and each GOP header a time code; where that decode shows every picture at
+its GOP's base plus its position and the time codes tell GOPs apart, the index keeps each GOP's
+base (``gops``), and the reader knows every packet's frame before decoding it
+(:mod:`vssl.data.mpeg12`). Without keyframes past the first, ``mode="sequential"``: the reader
+decodes from the start and counts. The reader also falls back to a decoded index when decoding
+contradicts a predicted one, to one without GOP bases when decoding contradicts those, and to
+sequential reading when it contradicts a decoded one. A file whose container index lists
 packets past its end (a truncated mp4 or AVI) gets no index: :func:`truncation` says why.
 
 Indices are cached per file (path, size and modification time) in memory and in a directory
@@ -46,9 +51,11 @@ from pathlib import Path
 
 import numpy as np
 
+from vssl.data.mpeg12 import MPEG12, gop_bases, numbered_decode
+
 log = logging.getLogger("vssl.data")
 
-INDEX_VERSION = 2  # entries written by another version are rebuilt
+INDEX_VERSION = 3  # entries written by another version are rebuilt
 # Demuxers whose seeks compare presentation timestamps (mov adjusts its DTS index by the composition
 # offsets, Matroska's cues hold keyframe PTS); the others (AVI slots, MPEG-TS/PS, FLV) compare DTS.
 SEEK_BY_PTS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"}
@@ -76,6 +83,9 @@ class FrameIndex:
         rotation: counter-clockwise degrees to rotate a decoded frame for display (its display matrix).
         height, width, sar: stored frame size and sample aspect ratio (1.0 when unknown).
         codec, container: FFmpeg's codec and demuxer names.
+        gops: MPEG-1/2 "decoded" indices: GOP time code -> the frame index of the GOP's temporal
+            reference 0 (a picture with temporal reference ``t`` is frame ``base + t``); empty
+            when picture headers do not place frames.
     """
 
     num_frames: int
@@ -91,6 +101,7 @@ class FrameIndex:
     sar: float = 1.0
     codec: str = ""
     container: str = ""
+    gops: dict = field(default_factory=dict)
     _lookup: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     def frame_of(self, label) -> int | None:
@@ -110,7 +121,7 @@ class FrameIndex:
                 "labels": _runs(self.labels), "key_frames": self.key_frames.tolist(),
                 "key_targets": self.key_targets.tolist(), "time_base": self.time_base, "fps": self.fps,
                 "rotation": self.rotation, "height": self.height, "width": self.width, "sar": self.sar,
-                "codec": self.codec, "container": self.container}
+                "codec": self.codec, "container": self.container, "gops": sorted(self.gops.items())}
 
     @classmethod
     def from_json(cls, data: dict) -> "FrameIndex":
@@ -119,7 +130,8 @@ class FrameIndex:
                    key_targets=np.asarray(data["key_targets"], np.int64),
                    time_base=float(data["time_base"]), fps=float(data["fps"]), rotation=int(data["rotation"]),
                    height=int(data["height"]), width=int(data["width"]), sar=float(data["sar"]),
-                   codec=str(data["codec"]), container=str(data["container"]))
+                   codec=str(data["codec"]), container=str(data["container"]),
+                   gops={int(code): int(base) for code, base in data["gops"]})
 
     def describe(self, container, stream) -> "FrameIndex":
         """Fill in the stream facts the optional backends are checked against; returns self."""
@@ -269,14 +281,21 @@ def index_from_decoding(container, stream) -> FrameIndex:
     Each frame keeps the timestamp the decoder gave it as a label (``NO_LABEL`` when none); labels may
     repeat (MPEG-PS). Keyframes are seek points ("decoded" mode): after a seek the reader places
     itself by the first frame after a keyframe whose label no other frame has, and counts frames
-    from there, checking every such label. With no keyframe past the first, "sequential"."""
+    from there, checking every such label. With no keyframe past the first, "sequential". MPEG-1/2
+    frames are traced to their packets, whose picture headers may place them (``gops``)."""
     labels, keys, rotation = [], [], 0
-    for frame in container.decode(stream):
+    pictures = stream.codec_context.name in MPEG12
+    headers, stamps, sources = [], [], []
+    for frame in numbered_decode(container, stream, headers, stamps) if pictures else container.decode(stream):
+        pts = frame.pts
+        if pictures:
+            sources.append(pts)
+            pts = None if pts is None else stamps[pts]
         if not labels:
             rotation = frame_rotation(frame)
-        elif frame.key_frame and frame.pts is not None:
-            keys.append((len(labels), frame.pts))
-        labels.append(NO_LABEL if frame.pts is None else frame.pts)
+        elif frame.key_frame and pts is not None:
+            keys.append((len(labels), pts))
+        labels.append(NO_LABEL if pts is None else pts)
     if not labels:
         raise IndexBuildError("no frame could be decoded")
     time_base = float(stream.time_base) if stream.time_base else 0.0
@@ -288,7 +307,8 @@ def index_from_decoding(container, stream) -> FrameIndex:
     margin = round(3 / fps / time_base) if container.format.name in GUESSED_TIMESTAMPS and fps and time_base else 0
     return FrameIndex(mode="decoded", labels=np.array(labels, np.int64),
                       key_frames=np.array([0] + [i for i, _ in keys], np.int64),
-                      key_targets=np.array([0] + [label - margin for _, label in keys], np.int64), **common)
+                      key_targets=np.array([0] + [label - margin for _, label in keys], np.int64),
+                      gops=gop_bases(headers, sources), **common)
 
 
 def frame_rotation(frame) -> int:

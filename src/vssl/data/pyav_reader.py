@@ -6,16 +6,19 @@ holds every requested frame of the group; a new group (a new seek) starts where 
 decoding more than ``SEEK_GAP`` frames. Decoded frames are identified through the index (by their
 timestamp, or for "decoded" indices by counting from a placed keyframe), never by a timestamp-to-
 frame-rate formula, so VFR files, null frames, edit lists and streams that start late all number
-frames as a sequential decode does. With a "pts" index the decoder skips the packets of unwanted
-frames that nothing references (``skip_frame=NONREF``).
+frames as a sequential decode does. MPEG-1/2 "decoded" indices with GOP bases identify each packet's
+frame from its picture header before decoding it (:mod:`vssl.data.mpeg12`). With a "pts" index or
+GOP bases the decoder skips the packets of unwanted frames that nothing references
+(``skip_frame=NONREF``).
 
 What the decoder shows is checked against the index as it goes:
 
 - a seek that lands after the frames it was meant to serve (overshoot) retries from the previous
   keyframe, and from the start of the file (the container reopened: a real rewind) at the last;
 - a frame the index does not list, frames out of order, or a requested frame skipped are a
-  contradiction: the index is rebuilt from one full decode (``index_from_decoding``) and cached, or,
-  when that index is contradicted too, the file is read sequentially from the start.
+  contradiction: the index is rebuilt from one full decode (``index_from_decoding``) and cached;
+  contradicted GOP bases are dropped (frames are counted from a placed keyframe instead), and when
+  that index is contradicted too, the file is read sequentially from the start.
 
 Frames are converted (and, with ``short_side``, resized) by one swscale context per reader, reused
 for every frame, then rotated upright as the display matrix asks.
@@ -33,12 +36,17 @@ import torch
 from vssl.data.frame_index import (FrameIndex, IndexBuildError, cached_index, display_size, file_key,
                                    first_frame_rotation, index_from_decoding, index_from_packets, scan_packets,
                                    store_index, truncation)
+from vssl.data.mpeg12 import B_PICTURE, picture_header
 
 log = logging.getLogger("vssl.data")
 
 FRAME_COUNT_SLACK = 2  # requested frames past the last decodable one that are served clamped to it
 MAX_HELD = 300  # frames held after a seek while no label places them (then the keyframe before is tried)
 SEEK_GAP = 4  # a new seek pays (a flush, the keyframe) when it skips decoding more frames than this
+
+
+def _kind(index: FrameIndex) -> str:
+    return f"{index.mode} by GOP bases" if index.gops else index.mode
 
 
 class Contradiction(Exception):
@@ -187,6 +195,51 @@ class PyAVReader:
                 cc.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
             yield from cc.decode(packet)
 
+    def _by_picture(self, point: int, need: set[int]):
+        """MPEG-1/2 "decoded" indices with GOP bases: ``(frame index, frame)`` from seek point
+        ``point`` on (0: the reopened file). Each packet's frame (its GOP's base plus its temporal
+        reference) travels through the decoder as the packet's timestamp. Frames count only from the
+        first keyframe decoded on: after a seek into the middle of a GOP, the pictures before it
+        (and the leading B-pictures of the GOP after it) are decoded from missing references
+        (FFmpeg hides them, unless asked to show all).
+        Raises Contradiction for frames out of order or a frame of ``need`` skipped."""
+        if point <= 0:
+            self._rewind()
+        else:
+            self.container.seek(int(self.index.key_targets[point]), backward=True, any_frame=False,
+                                stream=self.stream)
+        previous, keyed = -1, False
+        for frame in self._pictures(need):
+            self.last_decoded += 1
+            keyed = keyed or frame.key_frame
+            i = frame.pts
+            if not keyed or i is None:
+                continue
+            if previous >= 0 and (i <= previous or need.intersection(range(previous + 1, i))):
+                raise Contradiction(f"frame {i} decoded after frame {previous}")
+            previous = i
+            yield i, frame
+
+    def _pictures(self, need: set[int]):
+        """Decoded frames from the current position, each with its frame index as pts (None where no
+        GOP header read since the seek places it). B-pictures of frames not in ``need`` are skipped."""
+        cc, gops = self.stream.codec_context, self.index.gops
+        skipping = base = None
+        for packet in self.container.demux(self.stream):
+            if packet.size:
+                header = picture_header(bytes(packet))
+                shown = None
+                if header is not None:
+                    if header[0] is not None:
+                        base = gops.get(header[0])
+                    if base is not None:
+                        shown = base + header[1]
+                packet.pts = shown
+                skip = header is not None and header[2] == B_PICTURE and shown not in need
+                if skip != skipping:
+                    cc.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
+            yield from cc.decode(packet)
+
     def _counted(self, point: int):
         """Decoded and sequential indices: ``(frame index, frame)`` from seek point ``point`` on.
 
@@ -225,7 +278,10 @@ class PyAVReader:
         the seek landed after ``group[0]`` (overshoot: the caller tries the keyframe before)."""
         need = set(group) - set(out)
         by_timestamp = self.index.mode == "pts"
-        frames = self._by_timestamp(point, need) if by_timestamp else self._counted(point)
+        if by_timestamp:
+            frames = self._by_timestamp(point, need)
+        else:
+            frames = self._by_picture(point, need) if self.index.gops else self._counted(point)
         last = None
         for i, frame in frames:
             if last is None and i > group[0]:
@@ -269,10 +325,12 @@ class PyAVReader:
         if self.index.mode == "pts":
             self._rewind()
             index = index_from_decoding(self.container, self.stream).describe(self.container, self.stream)
+        elif self.index.gops:
+            index = dataclasses.replace(self.index, gops={})
         else:
             index = dataclasses.replace(self.index, mode="sequential", labels=np.zeros(0, np.int64),
                                         key_frames=np.zeros(1, np.int64), key_targets=np.zeros(1, np.int64))
-        log.info("%s: %s; frame index rebuilt (%s -> %s)", self.path, reason, self.index.mode, index.mode)
+        log.info("%s: %s; frame index rebuilt (%s -> %s)", self.path, reason, _kind(self.index), _kind(index))
         store_index(self.key, index)
         self._use(index)
 
